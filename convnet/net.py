@@ -1,0 +1,328 @@
+"""The layer graph: built from cuda-convnet's two cfg files or from Python layer specs; forward in
+topological order, backward in reverse (summing gradients where a layer feeds several), the
+paper's update on every parameter."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .backend import get_backend
+from .config import ConfigError, Section, Entry, read_cfg
+from .layers import (LAYER_TYPES, REQUIRED, DataLayer, FcLayer, LogregCostLayer, SoftmaxLayer,
+                     CostLayer, layer_keys)
+
+
+@dataclass
+class Context:
+    """What a pass needs besides its inputs: training or test, and the dropout RNG's key."""
+    train: bool = True
+    seed: int = 0
+    step: int = 0
+
+
+def split_list(text):
+    """Split on commas that are not inside [...] (neuron and schedule arguments)."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    return parts
+
+
+def parse_section(section, table, n_inputs, what):
+    """Parse `section`'s entries with `table`; unknown or missing keys are errors."""
+    for key in section.entries:
+        if key not in table:
+            raise section.error(f"unknown key '{key}' for {what} (known: "
+                                f"{', '.join(sorted(table))})", key)
+    out = {}
+    for key, (parser, default, per_input) in table.items():
+        if key not in section.entries:
+            if default is REQUIRED:
+                raise section.error(f"missing required key '{key}' for {what}")
+            out[key] = [default] if per_input and key != "inputs" else default
+            continue
+        text = section.entries[key].value
+        try:
+            if per_input:
+                values = [parser(v) for v in split_list(text)]
+                if key != "inputs" and len(values) not in (1, n_inputs):
+                    raise ValueError(f"gives {len(values)} values for {n_inputs} inputs")
+                out[key] = values
+            else:
+                out[key] = parser(text)
+        except ValueError as e:
+            raise section.error(f"{key}: {e}", key) from None
+    return out
+
+
+class Net:
+    """A convnet. Build it with Net.from_cfg(layers_path, params_path) or Net(specs)."""
+
+    def __init__(self, specs=None, backend="numpy", dtype=np.float32, seed=0, data_shapes=None,
+                 layer_sections=None, param_sections=None, params_file=None):
+        if specs is not None:
+            layer_sections, param_sections = specs_to_sections(specs)
+        self.B = get_backend(backend)
+        self.dtype = np.dtype(dtype)
+        self.seed = seed
+        self.params_file = params_file
+        self.layers = self.build(layer_sections, param_sections, data_shapes or {})
+        self.init_params(seed)
+
+    @classmethod
+    def from_cfg(cls, layers_path, params_path, **kw):
+        return cls(layer_sections=read_cfg(layers_path), param_sections=read_cfg(params_path),
+                   params_file=params_path, **kw)
+
+    # ---------------------------------------------------------------- building
+    def build(self, sections, psections, data_shapes):
+        if not sections:
+            raise ConfigError("defines no layers", getattr(psections, "file", None))
+        layers = {}
+        for index, (name, sec) in enumerate(sections.items()):
+            if "type" not in sec.entries:
+                raise sec.error("missing required key 'type'")
+            ltype = sec.entries["type"].value
+            cls = LAYER_TYPES.get(ltype)
+            if cls is None:
+                raise sec.error(f"unknown layer type '{ltype}' (known: "
+                                f"{', '.join(sorted(LAYER_TYPES))})", "type")
+            n_inputs = len(split_list(sec.entries["inputs"].value)) if "inputs" in sec.entries else 0
+            cfg = parse_section(sec, layer_keys(cls), n_inputs, f"type {ltype}")
+            psec = psections.get(name)
+            if psec is None:
+                if cls.needs_params_section:
+                    raise sec.error(f"no [{name}] section in the params file "
+                                    f"({self.params_file or 'layer params'})")
+                psec = Section(name, sec.file, sec.line)
+            pcfg = parse_section(psec, cls.PARAMS, n_inputs, f"the params of type {ltype}")
+            layers[name] = cls(name, cfg, pcfg, sec, index)
+        for name, psec in psections.items():
+            if name not in layers:
+                raise psec.error("this params section matches no layer in the layers file")
+        order = self.topological_order(layers)
+        self.shape_layers(order, layers, data_shapes)
+        self.link(layers)
+        return order
+
+    @staticmethod
+    def topological_order(layers):
+        for layer in layers.values():
+            for src in layer.inputs:
+                if src not in layers:
+                    raise layer.error(f"unknown input layer '{src}'", "inputs")
+                if isinstance(layers[src], CostLayer):
+                    raise layer.error(f"input '{src}' is a cost layer, which has no output",
+                                      "inputs")
+            if not isinstance(layer, DataLayer) and not layer.inputs:
+                raise layer.error("needs inputs=", "inputs")
+        order, state = [], {}
+
+        def visit(layer, path):
+            if state.get(layer.name) == "done":
+                return
+            if state.get(layer.name) == "active":
+                cycle = " -> ".join(path[path.index(layer.name):] + [layer.name])
+                raise layer.error(f"the inputs form a cycle: {cycle}", "inputs")
+            state[layer.name] = "active"
+            for src in layer.inputs:
+                visit(layers[src], path + [layer.name])
+            state[layer.name] = "done"
+            order.append(layer)
+
+        for layer in layers.values():
+            visit(layer, [])
+        return order
+
+    def shape_layers(self, order, layers, data_shapes):
+        for layer in order:
+            if isinstance(layer, DataLayer):
+                declared = layer.declared_shape()
+                given = data_shapes.get(layer.name)
+                if given is not None and layer.cfg["dataIdx"] == 0:
+                    given = tuple(given)
+                    if declared is not None and declared != given:
+                        raise layer.error(f"declares shape {declared} but the data provider "
+                                          f"gives {given}")
+                    declared = given
+                if declared is None:
+                    raise layer.error("declares no shape and no data provider gives one: add "
+                                      "channels= and imgSize= (or outputs=)")
+                layer.out_shape = declared
+                continue
+            layer.out_shape = layer.setup([layers[s].out_shape for s in layer.inputs])
+            for src in layer.inputs:
+                if layers[src].out_shape == () and not isinstance(layer, LogregCostLayer):
+                    raise layer.error(f"input '{src}' is a label layer", "inputs")
+
+    def link(self, layers):
+        """Consumers, weight sharing, and the fused softmax + logreg gradient."""
+        self.consumers = {name: [] for name in layers}
+        for layer in layers.values():
+            for src in layer.inputs:
+                self.consumers[src].append(layer)
+        for layer in layers.values():
+            if isinstance(layer, LogregCostLayer):
+                probs = layers[layer.inputs[1]]
+                if isinstance(probs, SoftmaxLayer) and len(self.consumers[probs.name]) == 1:
+                    probs.fused_into_cost = layer.fused = True
+            if isinstance(layer, FcLayer):
+                for i, src, j in layer.weight_sources():
+                    other = layers.get(src)
+                    if not isinstance(other, FcLayer) or j >= len(other.weights) or other is layer:
+                        raise layer.error(f"weightSource '{src}' is not another fc layer's "
+                                          "input", "weightSource")
+                    if other.weights[j].shape != layer.weights[i].shape:
+                        raise layer.error(f"weightSource '{src}' has shape "
+                                          f"{other.weights[j].shape}, this input needs "
+                                          f"{layer.weights[i].shape}", "weightSource")
+                    layer.params[i] = other.params[j]
+                    layer.params[i].shared = True
+        self.by_name = layers
+
+    def init_params(self, seed):
+        rng = np.random.default_rng(seed)
+        for p in self.unique_params():
+            p.init(self.B, rng, self.dtype)
+
+    def unique_params(self):
+        seen, out = set(), []
+        for layer in self.layers:
+            for p in layer.params:
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+        return out
+
+    # ---------------------------------------------------------------- passes
+    @property
+    def data_layers(self):
+        return [layer for layer in self.layers if isinstance(layer, DataLayer)]
+
+    @property
+    def cost_layers(self):
+        return [layer for layer in self.layers if isinstance(layer, CostLayer)]
+
+    def forward(self, data, train=False, step=0, until=None):
+        """Run the net on `data` ({data layer name or dataIdx: array}); return the outputs.
+
+        Returns {layer name: output}; cost layers' statistics are in each cost layer's .stats.
+        """
+        B = self.B
+        acts = {}
+        for layer in self.data_layers:
+            idx = layer.cfg["dataIdx"]
+            value = data.get(layer.name, data.get(idx))
+            if value is None:
+                raise ValueError(f"no data for data layer '{layer.name}' (dataIdx={idx})")
+            acts[layer.name] = (B.asarray(value, self.dtype) if idx == 0
+                                else B.asarray(value, np.int64))
+        ctx = Context(train, self.seed, step)
+        for layer in self.layers:
+            if layer.name not in acts:
+                acts[layer.name] = layer.forward(B, [acts[s] for s in layer.inputs], ctx)
+            if layer.name == until:
+                break
+        self.acts = acts
+        return acts
+
+    def backward(self, data_grads=False):
+        """Back-propagate the cost layers' gradients (coeff * batch mean) from the last forward.
+
+        Returns the gradients reaching data layers when data_grads is set (else {})."""
+        acts, grads = self.acts, {}
+        for layer in reversed(self.layers):
+            if isinstance(layer, DataLayer):
+                continue
+            dy = grads.pop(layer.name, None)
+            if dy is None and not isinstance(layer, CostLayer):
+                continue  # nothing downstream depends on this layer
+            need = [data_grads or not isinstance(self.by_name[s], DataLayer) for s in layer.inputs]
+            dxs = layer.backward(self.B, dy, [acts[s] for s in layer.inputs], acts[layer.name],
+                                 need)
+            for src, dx in zip(layer.inputs, dxs):
+                if dx is not None:
+                    grads[src] = dx if src not in grads else grads[src] + dx
+        return grads
+
+    def update(self, progress):
+        for p in self.unique_params():
+            p.update(self.B, progress)
+
+    def train_step(self, data, step, progress):
+        self.forward(data, train=True, step=step)
+        self.backward()
+        self.update(progress)
+        return self.cost_stats()
+
+    def cost_stats(self):
+        return {layer.name: dict(layer.stats) for layer in self.cost_layers}
+
+    def objective(self):
+        """The scalar the gradients descend: sum of coeff * mean cost over the cost layers."""
+        total = 0.0
+        for layer in self.cost_layers:
+            total += layer.pcfg["coeff"] * layer.stats["cost"] / layer.stats["cases"]
+        return total
+
+    # ---------------------------------------------------------------- parameters
+    def get_params(self):
+        """{param name: NumPy copy} of every learned array (shared ones once)."""
+        return {p.name: np.array(self.B.to_numpy(p.value)) for p in self.unique_params()}
+
+    def set_params(self, arrays):
+        params = {p.name: p for p in self.unique_params()}
+        for name, value in arrays.items():
+            if name not in params:
+                raise KeyError(f"no parameter named {name!r}")
+            p = params[name]
+            if tuple(value.shape) != p.shape:
+                raise ValueError(f"{name}: shape {tuple(value.shape)} does not match {p.shape}")
+            p.value[...] = self.B.asarray(value, self.dtype)
+
+    def get_grads(self):
+        return {p.name: np.array(self.B.to_numpy(p.grad)) for p in self.unique_params()
+                if p.grad is not None}
+
+    def zero_grads(self):
+        for p in self.unique_params():
+            p.grad = None
+
+    def __getitem__(self, name):
+        return self.by_name[name]
+
+
+def specs_to_sections(specs):
+    """Layer specs (dicts with cfg and params keys, Python or string values) -> cfg sections."""
+    layers, params = {}, {}
+    for i, spec in enumerate(specs):
+        spec = dict(spec)
+        name = spec.pop("name", None)
+        if not name:
+            raise ConfigError(f"layer spec #{i} has no 'name'", "<specs>")
+        cls = LAYER_TYPES.get(spec.get("type"))
+        param_keys = set(cls.PARAMS) if cls else set()
+        lsec = Section(name, "<specs>", i + 1)
+        psec = Section(name, "<specs>", i + 1)
+        for key, value in spec.items():
+            text = to_cfg_text(value)
+            (psec if key in param_keys else lsec).entries[key] = Entry(text, i + 1)
+        if name in layers:
+            raise ConfigError(f"layer '{name}' defined twice", "<specs>", i + 1)
+        layers[name] = lsec
+        if psec.entries:
+            params[name] = psec
+    return layers, params
+
+
+def to_cfg_text(value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple)):
+        return ",".join(to_cfg_text(v) for v in value)
+    return str(value)
