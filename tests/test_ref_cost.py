@@ -1,0 +1,120 @@
+"""NumPy reference: softmax, logistic-regression cost, the fused gradient and sum2."""
+import warnings
+
+import numpy as np
+import pytest
+
+from convnet.backend.numpy_cost import (logreg_backward, logreg_forward, softmax_backward,
+                                        softmax_forward, softmax_logreg_backward, sum2_backward,
+                                        sum2_forward)
+from gradcheck import assert_grad_close, check_op_grads, numeric_grad
+
+
+def random_problem(rng):
+    n, k = int(rng.integers(1, 6)), int(rng.integers(2, 13))
+    return rng.standard_normal((n, k)) * 2, rng.integers(0, k, size=n)
+
+
+def test_softmax_forward_rows_sum_to_one_and_shift_invariant(rng):
+    x, _ = random_problem(rng)
+    p = softmax_forward(x)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(p, np.exp(x) / np.exp(x).sum(axis=1, keepdims=True), rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(softmax_forward(x + 1000.0), p, rtol=1e-10)
+        assert softmax_forward(np.array([[1e4, 0.0]], dtype=np.float32)).tolist() == [[1.0, 0.0]]
+
+
+def test_softmax_backward_gradcheck(rng):
+    x, _ = random_problem(rng)
+    check_op_grads(softmax_forward, lambda dp: [softmax_backward(softmax_forward(x), dp)], [x], rng)
+
+
+def test_logreg_backward_gradcheck(rng):
+    x, labels = random_problem(rng)
+    p = softmax_forward(x)
+    scale = 0.7
+    numeric = numeric_grad(lambda: scale * float(np.sum(logreg_forward(p, labels)[0])), p)
+    assert_grad_close(logreg_backward(p, labels, scale), numeric)
+
+
+def test_softmax_logreg_backward_equals_the_chain(rng):
+    x, labels = random_problem(rng)
+    p = softmax_forward(x)
+    chain = softmax_backward(p, logreg_backward(p, labels, 0.25))
+    np.testing.assert_allclose(softmax_logreg_backward(p, labels, 0.25), chain, rtol=1e-12,
+                               atol=1e-15)
+
+
+def test_softmax_logreg_backward_gradcheck(rng):
+    x, labels = random_problem(rng)
+    scale = 1.0 / x.shape[0]
+    numeric = numeric_grad(
+        lambda: scale * float(np.sum(logreg_forward(softmax_forward(x), labels)[0])), x)
+    assert_grad_close(softmax_logreg_backward(softmax_forward(x), labels, scale), numeric)
+
+
+def test_logreg_forward_top1_top5_known_table():
+    p = np.array([
+        # label 0 is the largest: right at top-1 and top-5
+        [0.50, 0.10, 0.10, 0.10, 0.10, 0.05, 0.05],
+        # label 2 is third: wrong at top-1, right at top-5
+        [0.30, 0.25, 0.20, 0.10, 0.10, 0.05, 0.00],
+        # label 6 has five larger classes: wrong at both
+        [0.25, 0.20, 0.20, 0.15, 0.10, 0.06, 0.04],
+        # label 5 is fifth: exactly four larger, right at top-5
+        [0.30, 0.20, 0.20, 0.15, 0.00, 0.15 / 2, 0.15 / 2],
+        # label 1 ties the maximum: nothing strictly greater, right at both
+        [0.40, 0.40, 0.10, 0.05, 0.05, 0.00, 0.00],
+    ])
+    labels = np.array([0, 2, 6, 5, 1])
+    nll, wrong1, wrong5 = logreg_forward(p, labels, topk=5)
+    np.testing.assert_allclose(nll, -np.log([0.50, 0.20, 0.04, 0.075, 0.40]), rtol=1e-14)
+    np.testing.assert_array_equal(wrong1, [0, 1, 1, 1, 0])
+    np.testing.assert_array_equal(wrong5, [0, 0, 1, 0, 0])
+    _, _, wrong2 = logreg_forward(p, labels, topk=2)
+    np.testing.assert_array_equal(wrong2, [0, 1, 1, 1, 0])
+    assert nll.dtype == wrong1.dtype == wrong5.dtype == np.float64
+
+
+def test_logreg_zero_probability_gives_inf_without_warning():
+    p = np.array([[1.0, 0.0]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nll, wrong1, _ = logreg_forward(p, np.array([1]))
+        dp = logreg_backward(p, np.array([1]), 1.0)
+    assert np.isposinf(nll[0]) and wrong1[0] == 1 and np.isneginf(dp[0, 1]) and dp[0, 0] == 0
+
+
+def test_cost_ops_keep_float32(rng):
+    x, labels = random_problem(rng)
+    x = x.astype(np.float32)
+    p = softmax_forward(x)
+    outs = [p, softmax_backward(p, x), *logreg_forward(p, labels),
+            logreg_backward(p, labels, np.float64(0.5)),
+            softmax_logreg_backward(p, labels, np.float64(0.5)),
+            sum2_forward(x), sum2_backward(x, np.float64(2.0))]
+    assert all(o.dtype == np.float32 for o in outs)
+
+
+def test_sum2_forward_by_hand_and_gradcheck(rng):
+    x = np.array([[[1.0, 2.0], [3.0, 0.0]], [[-1.0, 0.5], [0.0, 0.0]]])
+    np.testing.assert_allclose(sum2_forward(x), [7.0, 0.625], rtol=1e-15)
+    x = rng.standard_normal((3, 2, 4))
+    check_op_grads(sum2_forward, lambda r: [r[:, None, None] * sum2_backward(x, 1.0)], [x], rng)
+    np.testing.assert_allclose(sum2_backward(x, 0.25), 0.25 * x, rtol=1e-15)
+
+
+def test_cost_ops_reject_bad_labels_and_shapes():
+    p = np.full((2, 3), 1 / 3)
+    with pytest.raises(ValueError, match=r"logreg_forward: labels must lie in \[0, 3\)"):
+        logreg_forward(p, np.array([0, 3]))
+    with pytest.raises(ValueError, match="logreg_backward: labels must be integers"):
+        logreg_backward(p, np.array([0.0, 1.0]), 1.0)
+    with pytest.raises(ValueError, match="softmax_logreg_backward: labels"):
+        softmax_logreg_backward(p, np.array([0]), 1.0)
+    with pytest.raises(ValueError, match="softmax_forward: x must be"):
+        softmax_forward(np.ones(3))
+    with pytest.raises(ValueError, match="logreg_forward: topk"):
+        logreg_forward(p, np.array([0, 1]), topk=0)
