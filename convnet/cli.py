@@ -1,0 +1,216 @@
+"""`convnet-train LAYERS PARAMS [options]`: cuda-convnet's convnet.py, option for option."""
+import argparse
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from .config import ConfigError, read_cfg
+from .data import DataError, make_provider
+from .net import Net
+
+EXIT_BAD_INPUT = 2
+
+
+def flag(text):
+    """cuda-convnet booleans: `--opt`, `--opt=1`, `--opt 0`."""
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="convnet-train", description="Train a convnet described by cuda-convnet's "
+        "layers.cfg and layer-params.cfg.")
+    p.add_argument("files", nargs="*", metavar="LAYERS PARAMS",
+                   help="layers.cfg and layer-params.cfg (with --load-file: PARAMS alone, or "
+                        "nothing to re-read the params file the run was started with)")
+    a = p.add_argument
+    a("--data-provider", default="fashion-mnist", help="fashion-mnist (default) or cifar")
+    a("--data-path", default=None, help="the data set's folder")
+    a("--save-path", default=None, help="run folder: checkpoints and metrics.jsonl")
+    a("--load-file", default=None, help="resume from this run folder's newest checkpoint")
+    a("--train-range", default=None, help="training batches, e.g. 1-5")
+    a("--test-range", default=None, help="test batches, e.g. 6")
+    a("--epochs", type=int, default=10, help="total epochs (a resumed run stops at this epoch)")
+    a("--mini", type=int, default=128, help="minibatch size")
+    a("--test-freq", type=int, default=0, help="test every N minibatches (0: each epoch)")
+    a("--save-interval", type=float, default=600.0, help="checkpoint at least every N seconds")
+    a("--test-only", type=flag, nargs="?", const=True, default=False)
+    a("--backend", default=None, help="auto (default), numpy or cuda; also $CONVNET_BACKEND")
+    a("--gpu", default=None, help="logical devices -> physical GPUs, e.g. 0,1")
+    a("--seed", type=int, default=0)
+    a("--inner-size", type=int, default=None, help="random crops of this size (centre at test)")
+    a("--logreg-name", default=None, help="the cost.logreg layer that reports errors")
+    a("--check-grads", type=flag, nargs="?", const=True, default=False,
+      help="numeric gradient check of the whole net in float64, then exit")
+    a("--describe", type=flag, nargs="?", const=True, default=False,
+      help="list the layers, shapes and parameters, then exit (no data needed)")
+    a("--conv-to-local", default=None, help="comma-separated conv layers to turn into local")
+    a("--unshare-weights", default=None, help="synonym of --conv-to-local (cuda-convnet)")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (ConfigError, DataError) as e:
+        print(f"convnet-train: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ValueError, RuntimeError) as e:
+        print(f"convnet-train: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def run(args):
+    from .checkpoint import load_latest_checkpoint
+
+    state = None
+    if args.load_file:
+        found = load_latest_checkpoint(args.load_file)
+        if found is None:
+            warnings.warn(f"{args.load_file}: no checkpoint found; starting fresh")
+        else:
+            state = found[2]
+    layers_text, layers_name, params_path = resolve_files(args, state)
+    layer_sections = read_cfg(layers_name, text=layers_text)
+    layer_sections = convert_conv_to_local(layer_sections, args)
+    param_sections = read_cfg(params_path)
+
+    if args.describe:
+        net = Net(layer_sections=layer_sections, param_sections=param_sections,
+                  params_file=params_path, backend="numpy")
+        print(describe(net))
+        return 0
+    if args.check_grads:
+        return check_grads(layer_sections, param_sections, params_path, args.seed)
+
+    provider = make_provider(args.data_provider, args.data_path, args.train_range,
+                             args.test_range, args.inner_size, seed=args.seed)
+    net = Net(layer_sections=layer_sections, param_sections=param_sections,
+              params_file=params_path, backend=args.backend, seed=args.seed,
+              data_shapes=data_shapes(layer_sections, provider))
+    print(f"convnet: {len(net.layers)} layers, "
+          f"{sum(int(np.prod(p.shape)) for p in net.unique_params()):,} parameters, "
+          f"backend {net.B.name}, data {provider.name} ({provider.num_train} train / "
+          f"{provider.num_test} test images)", flush=True)
+
+    from .train import Trainer, TrainingStopped, evaluate
+
+    run_dir = args.save_path or args.load_file
+    saved = {"layers_cfg": layers_text, "layers_file": layers_name,
+             "params_file": os.path.abspath(params_path), "seed": args.seed}
+    trainer = Trainer(net, provider, run_dir, args.epochs, args.mini, args.test_freq,
+                      args.save_interval, args.logreg_name, saved)
+    if state is not None:
+        if args.save_path and os.path.abspath(args.save_path) != os.path.abspath(args.load_file):
+            # resume from one folder, save into another: start from the loaded weights
+            trainer.run_dir = args.load_file
+            trainer.resume()
+            trainer.run_dir = args.save_path
+        else:
+            trainer.resume()
+        print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
+    if args.test_only:
+        result = evaluate(net, provider, args.mini, trainer.cost_name)
+        print(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
+              f"top-5 error {result['top5_error']:.4f}")
+        return 0
+    try:
+        record = trainer.run()
+    except TrainingStopped as e:
+        print(f"convnet-train: {e}", file=sys.stderr)
+        return 1
+    if record:
+        print(f"test error (top-1): {100 * record['top1_error']:.2f}%  "
+              f"top-5: {100 * record['top5_error']:.2f}%")
+    return 0
+
+
+def resolve_files(args, state):
+    """(layers text, layers file name, params path): a resumed run keeps its own layers.cfg."""
+    files = list(args.files)
+    if state is not None:
+        if len(files) > 2:
+            raise ValueError("give at most LAYERS PARAMS")
+        params = files[-1] if files else state["params_file"]
+        return state["layers_cfg"], state["layers_file"], params
+    if len(files) != 2:
+        raise ValueError("give the two files: convnet-train LAYERS PARAMS [options]")
+    layers_path, params_path = files
+    try:
+        with open(layers_path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read: {getattr(e, 'strerror', None) or e}", layers_path)
+    return text, layers_path, params_path
+
+
+def convert_conv_to_local(sections, args):
+    """--conv-to-local a,b: those conv layers become local (unshared) layers."""
+    names = [n for opt in (args.conv_to_local, args.unshare_weights) if opt
+             for n in opt.split(",") if n.strip()]
+    for name in names:
+        sec = sections.get(name.strip())
+        if sec is None or sec.entries.get("type") is None or sec.entries["type"].value != "conv":
+            raise ValueError(f"--conv-to-local: '{name}' is not a conv layer")
+        sec.entries["type"].value = "local"
+        sec.entries.pop("sharedBiases", None)
+    return sections
+
+
+def data_shapes(sections, provider):
+    return {name: provider.image_shape for name, sec in sections.items()
+            if sec.entries.get("type") and sec.entries["type"].value == "data"
+            and sec.entries.get("dataIdx") and sec.entries["dataIdx"].value.strip() == "0"}
+
+
+def describe(net):
+    from .layers import DataLayer
+
+    rows = [("layer", "type", "output", "neurons", "params", "gpu")]
+    total_neurons = total_params = 0
+    for layer in net.layers:
+        shape = "x".join(map(str, layer.out_shape)) if layer.out_shape else "-"
+        params = sum(int(np.prod(p.shape)) for p in layer.params if not p.shared)
+        neurons = layer.neurons() if not isinstance(layer, DataLayer) and layer.out_shape else 0
+        total_neurons += neurons
+        total_params += params
+        rows.append((layer.name, layer.type, shape, f"{neurons:,}", f"{params:,}", str(layer.gpu)))
+    rows.append(("total", "", "", f"{total_neurons:,}", f"{total_params:,}", ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+
+
+def check_grads(layer_sections, param_sections, params_path, seed, batch=3):
+    from .gradcheck import check_net_grads
+
+    net = Net(layer_sections=layer_sections, param_sections=param_sections,
+              params_file=params_path, backend="numpy", dtype=np.float64, seed=seed)
+    rng = np.random.default_rng(seed)
+    data = {}
+    for layer in net.data_layers:
+        if layer.cfg["dataIdx"] == 0:
+            data[0] = rng.standard_normal((batch,) + layer.out_shape)
+        else:
+            classes = max(getattr(c, "classes", 2) for c in net.cost_layers)
+            data[1] = rng.integers(0, classes, batch)
+    rows = check_net_grads(net, data, rng)
+    tol, failed = 1e-4, 0
+    for name, worst, checked in rows:
+        ok = worst <= tol and checked > 0
+        failed += not ok
+        print(f"{name:24s} worst relative error {worst:.2e} over {checked} entries  "
+              f"{'ok' if ok else 'FAIL'}")
+    print(f"gradient check: {len(rows) - failed} of {len(rows)} arrays within {tol:g}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
