@@ -1,0 +1,376 @@
+"""The NumPy reference for conv, local, fc and bias against direct definitions and gradients."""
+import numpy as np
+import pytest
+
+from convnet.backend import numpy_conv
+from convnet.backend.numpy_conv import (
+    bias_backward, bias_forward, conv_backward_data, conv_backward_filter, conv_forward,
+    conv_output_size, fc_backward_data, fc_backward_filter, fc_forward, local_backward_data,
+    local_backward_filter, local_forward)
+from gradcheck import check_op_grads
+
+
+def direct_conv(x, w, stride, padding, groups):
+    """The definition, one output pixel at a time (tiny shapes only)."""
+    n, channels, height, width = x.shape
+    filters, group_channels, fs, _ = w.shape
+    out_h = conv_output_size(height, fs, stride, padding)
+    out_w = conv_output_size(width, fs, stride, padding)
+    y = np.zeros((n, filters, out_h, out_w))
+    for f in range(filters):
+        first_channel = f // (filters // groups) * group_channels
+        for oy in range(out_h):
+            for ox in range(out_w):
+                for c in range(group_channels):
+                    for i in range(fs):
+                        for j in range(fs):
+                            row, col = oy * stride - padding + i, ox * stride - padding + j
+                            if 0 <= row < height and 0 <= col < width:
+                                y[:, f, oy, ox] += w[f, c, i, j] * x[:, first_channel + c, row, col]
+    return y
+
+
+def direct_local(x, w, stride, padding, groups):
+    """The unshared definition: position (oy, ox) uses its own filter bank w[oy, ox]."""
+    n, channels, height, width = x.shape
+    out_h, out_w, filters, group_channels, fs, _ = w.shape
+    y = np.zeros((n, filters, out_h, out_w))
+    for oy in range(out_h):
+        for ox in range(out_w):
+            for f in range(filters):
+                first_channel = f // (filters // groups) * group_channels
+                for c in range(group_channels):
+                    for i in range(fs):
+                        for j in range(fs):
+                            row, col = oy * stride - padding + i, ox * stride - padding + j
+                            if 0 <= row < height and 0 <= col < width:
+                                y[:, f, oy, ox] += (w[oy, ox, f, c, i, j]
+                                                    * x[:, first_channel + c, row, col])
+    return y
+
+
+# (batch, channels, height, width, filters, filter_size, stride, padding, groups)
+CONV_CASES = [
+    (1, 1, 5, 5, 1, 3, 1, 0, 1),      # batch 1, single channel
+    (2, 3, 7, 5, 4, 3, 1, 1, 1),      # rectangular, padding
+    (3, 4, 6, 6, 6, 3, 2, 1, 2),      # groups=2, stride 2
+    (2, 2, 8, 8, 3, 3, 2, 0, 1),      # ceil: the last window runs past the bottom/right edge
+    (1, 3, 23, 19, 2, 11, 4, 0, 1),   # 11x11 at stride 4 (conv1's geometry), rectangular
+    (2, 6, 5, 9, 4, 5, 1, 2, 2),      # 5x5 pad 2 groups 2
+    (1, 5, 4, 4, 3, 1, 1, 0, 1),      # 1x1 filters
+    (2, 2, 4, 3, 2, 5, 3, 2, 2),      # filter larger than the image, only the padding makes room
+]
+
+CASE_IDS = [f"n{c[0]}c{c[1]}h{c[2]}w{c[3]}f{c[4]}k{c[5]}s{c[6]}p{c[7]}g{c[8]}" for c in CONV_CASES]
+
+
+def conv_inputs(rng, case):
+    n, channels, height, width, filters, fs, stride, padding, groups = case
+    x = rng.standard_normal((n, channels, height, width))
+    w = rng.standard_normal((filters, channels // groups, fs, fs))
+    return x, w, stride, padding, groups
+
+
+def local_weights(rng, case):
+    n, channels, height, width, filters, fs, stride, padding, groups = case
+    out_h = conv_output_size(height, fs, stride, padding)
+    out_w = conv_output_size(width, fs, stride, padding)
+    return rng.standard_normal((out_h, out_w, filters, channels // groups, fs, fs))
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes
+
+
+@pytest.mark.parametrize("img, fs, stride, padding, expected", [
+    (224, 11, 4, 0, 55),   # the paper's 224 input: 1 + ceil(213 / 4), the last window runs past
+    (227, 11, 4, 0, 55),   # 1 + 216 / 4 exactly
+    (27, 5, 1, 2, 27),
+    (13, 3, 1, 1, 13),
+    (28, 5, 1, 2, 28),
+    (8, 3, 2, 0, 4),       # 1 + ceil(5 / 2)
+    (5, 5, 1, 0, 1),
+])
+def test_conv_output_size_cuda_convnet_cases(img, fs, stride, padding, expected):
+    assert conv_output_size(img, fs, stride, padding) == expected
+
+
+def test_conv_forward_output_shape_of_alexnet_conv1(rng):
+    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 11, 11)).astype(np.float32)
+    assert conv_forward(x, w, 4, 0, 1).shape == (1, 2, 55, 55)
+
+
+# ---------------------------------------------------------------------------------------------
+# forward values
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
+def test_conv_forward_matches_direct_definition(rng, case):
+    x, w, stride, padding, groups = conv_inputs(rng, case)
+    np.testing.assert_allclose(conv_forward(x, w, stride, padding, groups),
+                               direct_conv(x, w, stride, padding, groups), rtol=1e-12, atol=1e-12)
+
+
+def test_conv_forward_random_shapes_match_direct_definition(rng):
+    for _ in range(4):
+        groups = int(rng.integers(1, 3))
+        fs = int(rng.integers(1, 6))
+        padding = int(rng.integers(0, 3))
+        height, width = (int(v) for v in rng.integers(max(1, fs - 2 * padding), 10, size=2))
+        case = (int(rng.integers(1, 4)), groups * int(rng.integers(1, 4)), height, width,
+                groups * int(rng.integers(1, 4)), fs, int(rng.integers(1, 4)), padding, groups)
+        x, w, stride, padding, groups = conv_inputs(rng, case)
+        np.testing.assert_allclose(conv_forward(x, w, stride, padding, groups),
+                                   direct_conv(x, w, stride, padding, groups),
+                                   rtol=1e-12, atol=1e-12, err_msg=str(case))
+
+
+def test_conv_forward_window_past_the_edge_reads_zeros():
+    # 5x5 of ones, 2x2 filters at stride 2: 1 + ceil(3 / 2) = 3 outputs; the last window covers
+    # rows/cols 4..5 and only pixel 4 exists.
+    x = np.ones((1, 1, 5, 5))
+    w = np.array([[[[1.0, 2.0], [4.0, 8.0]]]])
+    y = conv_forward(x, w, 2, 0, 1)
+    expected = np.array([[15.0, 15.0, 5.0],
+                         [15.0, 15.0, 5.0],
+                         [3.0, 3.0, 1.0]])
+    np.testing.assert_array_equal(y[0, 0], expected)
+
+
+def test_conv_forward_padding_hand_case():
+    # 2x2 image, 3x3 filter of ones, padding 1: each output sums the image pixels in reach.
+    x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    y = conv_forward(x, np.ones((1, 1, 3, 3)), 1, 1, 1)
+    np.testing.assert_array_equal(y[0, 0], [[10.0, 10.0], [10.0, 10.0]])
+    y = conv_forward(x, np.ones((1, 1, 3, 3)), 2, 1, 1)   # 1 + ceil(1 / 2) = 2 outputs
+    np.testing.assert_array_equal(y[0, 0], [[10.0, 6.0], [7.0, 4.0]])
+
+
+def test_conv_forward_groups2_equals_two_separate_convs(rng):
+    x = rng.standard_normal((3, 6, 9, 7))
+    w = rng.standard_normal((4, 3, 3, 3))
+    y = conv_forward(x, w, 2, 1, 2)
+    first = conv_forward(x[:, :3], w[:2], 2, 1, 1)
+    second = conv_forward(x[:, 3:], w[2:], 2, 1, 1)
+    np.testing.assert_allclose(y, np.concatenate([first, second], axis=1), rtol=1e-13, atol=1e-13)
+
+
+def test_conv_backward_groups2_equal_two_separate_convs(rng):
+    x = rng.standard_normal((2, 4, 7, 6))
+    w = rng.standard_normal((6, 2, 3, 3))
+    dy = rng.standard_normal(conv_forward(x, w, 1, 1, 2).shape)
+    dx = conv_backward_data(dy, w, (7, 6), 1, 1, 2)
+    dw = conv_backward_filter(x, dy, 3, 1, 1, 2)
+    for g in range(2):
+        channels, filters = slice(2 * g, 2 * g + 2), slice(3 * g, 3 * g + 3)
+        np.testing.assert_allclose(dx[:, channels],
+                                   conv_backward_data(dy[:, filters], w[filters], (7, 6), 1, 1, 1),
+                                   rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dw[filters],
+                                   conv_backward_filter(x[:, channels], dy[:, filters], 3, 1, 1, 1),
+                                   rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:6], ids=CASE_IDS[:6])
+def test_local_forward_matches_direct_definition(rng, case):
+    x, _, stride, padding, groups = conv_inputs(rng, case)
+    w = local_weights(rng, case)
+    np.testing.assert_allclose(local_forward(x, w, stride, padding, groups),
+                               direct_local(x, w, stride, padding, groups), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[2], CONV_CASES[3], CONV_CASES[5]],
+                         ids=[CASE_IDS[2], CASE_IDS[3], CASE_IDS[5]])
+def test_local_with_equal_filters_everywhere_equals_conv(rng, case):
+    x, w, stride, padding, groups = conv_inputs(rng, case)
+    out_h, out_w = (conv_output_size(s, w.shape[2], stride, padding) for s in x.shape[2:])
+    w_local = np.broadcast_to(w, (out_h, out_w, *w.shape)).copy()
+    y = conv_forward(x, w, stride, padding, groups)
+    np.testing.assert_allclose(local_forward(x, w_local, stride, padding, groups), y,
+                               rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(
+        local_backward_data(dy, w_local, x.shape[2:], stride, padding, groups),
+        conv_backward_data(dy, w, x.shape[2:], stride, padding, groups), rtol=1e-12, atol=1e-12)
+    # a shared filter's gradient is the sum of the per-position gradients
+    dw_local = local_backward_filter(x, dy, w.shape[2], stride, padding, groups)
+    np.testing.assert_allclose(dw_local.sum(axis=(0, 1)),
+                               conv_backward_filter(x, dy, w.shape[2], stride, padding, groups),
+                               rtol=1e-11, atol=1e-11)
+
+
+def test_conv_and_local_batch_slicing_changes_nothing(rng, monkeypatch):
+    """The ops work on slices of the batch sized by IM2COL_BYTES; one image per slice must give
+    the same results as the whole batch at once."""
+    x, w, stride, padding, groups = conv_inputs(rng, (5, 4, 7, 6, 6, 3, 2, 1, 2))
+    w_local = local_weights(rng, (5, 4, 7, 6, 6, 3, 2, 1, 2))
+    dy = rng.standard_normal(conv_forward(x, w, stride, padding, groups).shape)
+    size = x.shape[2:]
+
+    def everything():
+        return [conv_forward(x, w, stride, padding, groups),
+                conv_backward_data(dy, w, size, stride, padding, groups),
+                conv_backward_filter(x, dy, 3, stride, padding, groups),
+                local_forward(x, w_local, stride, padding, groups),
+                local_backward_data(dy, w_local, size, stride, padding, groups),
+                local_backward_filter(x, dy, 3, stride, padding, groups)]
+
+    whole = everything()
+    monkeypatch.setattr(numpy_conv, "IM2COL_BYTES", 1)
+    assert len(numpy_conv._batch_slices(5, 100)) == 5
+    for sliced, ref in zip(everything(), whole):
+        np.testing.assert_allclose(sliced, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_fc_forward_hand_case():
+    x = np.array([[1.0, 2.0], [0.0, -1.0]])
+    w = np.array([[1.0, 0.0, 2.0], [3.0, -1.0, 1.0]])
+    np.testing.assert_array_equal(fc_forward(x, w), [[7.0, -2.0, 4.0], [-3.0, 1.0, -1.0]])
+
+
+def test_bias_forward_hand_cases():
+    y = np.zeros((2, 2, 1, 2))
+    shared = bias_forward(y, np.array([1.0, -1.0]))
+    np.testing.assert_array_equal(shared[1], [[[1.0, 1.0]], [[-1.0, -1.0]]])
+    unshared = bias_forward(y, np.arange(4.0).reshape(2, 1, 2))
+    np.testing.assert_array_equal(unshared[0], [[[0.0, 1.0]], [[2.0, 3.0]]])
+    fc = bias_forward(np.ones((3, 2)), np.array([0.5, 2.0]))
+    np.testing.assert_array_equal(fc, [[1.5, 3.0]] * 3)
+
+
+def test_bias_backward_sums_batch_and_shared_axes():
+    dy = np.arange(24.0).reshape(2, 3, 2, 2)
+    np.testing.assert_array_equal(bias_backward(dy, 1), dy.sum(axis=(0, 2, 3)))
+    np.testing.assert_array_equal(bias_backward(dy, 3), dy[0] + dy[1])
+    np.testing.assert_array_equal(bias_backward(dy.reshape(2, 12), 1), dy.reshape(2, 12).sum(0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_local_fc_bias_keep_dtype(rng, dtype):
+    x = rng.standard_normal((2, 4, 6, 5)).astype(dtype)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(dtype)
+    y = conv_forward(x, w, 1, 1, 2)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    w_local = rng.standard_normal((*y.shape[2:], 4, 2, 3, 3)).astype(dtype)
+    outs = [y, conv_backward_data(dy, w, (6, 5), 1, 1, 2), conv_backward_filter(x, dy, 3, 1, 1, 2),
+            local_forward(x, w_local, 1, 1, 2), local_backward_data(dy, w_local, (6, 5), 1, 1, 2),
+            local_backward_filter(x, dy, 3, 1, 1, 2),
+            bias_forward(y, np.ones(4, dtype)), bias_backward(dy, 1)]
+    xf, wf = x.reshape(2, -1), rng.standard_normal((120, 3)).astype(dtype)
+    dyf = fc_forward(xf, wf)
+    outs += [dyf, fc_backward_data(dyf, wf), fc_backward_filter(xf, dyf)]
+    assert [o.dtype for o in outs] == [np.dtype(dtype)] * len(outs)
+
+
+def test_conv_float32_close_to_float64(rng):
+    x, w, stride, padding, groups = conv_inputs(rng, (4, 6, 11, 9, 8, 5, 2, 2, 2))
+    y64 = conv_forward(x, w, stride, padding, groups)
+    y32 = conv_forward(x.astype(np.float32), w.astype(np.float32), stride, padding, groups)
+    np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients (float64 central differences)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
+def test_conv_backward_data_and_filter_gradcheck(rng, case):
+    x, w, stride, padding, groups = conv_inputs(rng, case)
+    fs, size = w.shape[2], x.shape[2:]
+    check_op_grads(
+        lambda x, w: conv_forward(x, w, stride, padding, groups),
+        lambda dy: [conv_backward_data(dy, w, size, stride, padding, groups),
+                    conv_backward_filter(x, dy, fs, stride, padding, groups)],
+        [x, w], rng)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
+def test_local_backward_data_and_filter_gradcheck(rng, case):
+    x, _, stride, padding, groups = conv_inputs(rng, case)
+    w = local_weights(rng, case)
+    fs, size = w.shape[4], x.shape[2:]
+    check_op_grads(
+        lambda x, w: local_forward(x, w, stride, padding, groups),
+        lambda dy: [local_backward_data(dy, w, size, stride, padding, groups),
+                    local_backward_filter(x, dy, fs, stride, padding, groups)],
+        [x, w], rng)
+
+
+@pytest.mark.parametrize("n, k, m", [(1, 1, 1), (3, 7, 5), (4, 13, 2)])
+def test_fc_backward_data_and_filter_gradcheck(rng, n, k, m):
+    x, w = rng.standard_normal((n, k)), rng.standard_normal((k, m))
+    check_op_grads(fc_forward, lambda dy: [fc_backward_data(dy, w), fc_backward_filter(x, dy)],
+                   [x, w], rng)
+
+
+@pytest.mark.parametrize("y_shape, b_shape", [
+    ((3, 4, 5, 2), (4,)),          # conv, shared over positions
+    ((1, 3, 2, 5), (3, 2, 5)),     # conv, unshared (one bias per output)
+    ((5, 7), (7,)),                # fc
+    ((2, 3, 4, 4), (3, 4)),        # partially shared: per map and row
+])
+def test_bias_backward_gradcheck(rng, y_shape, b_shape):
+    y, b = rng.standard_normal(y_shape), rng.standard_normal(b_shape)
+    check_op_grads(bias_forward, lambda dy: [dy, bias_backward(dy, len(b_shape))], [y, b], rng)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad arguments
+
+
+def test_conv_rejects_channels_not_divisible_by_groups(rng):
+    x = rng.standard_normal((1, 3, 5, 5))
+    with pytest.raises(ValueError, match="conv_forward.*groups=2"):
+        conv_forward(x, rng.standard_normal((2, 1, 3, 3)), 1, 0, 2)
+    with pytest.raises(ValueError, match="conv_backward_filter.*groups=2"):
+        conv_backward_filter(x, rng.standard_normal((1, 2, 3, 3)), 3, 1, 0, 2)
+    with pytest.raises(ValueError, match="local_forward.*groups=2"):
+        local_forward(x, rng.standard_normal((3, 3, 2, 1, 3, 3)), 1, 0, 2)
+
+
+def test_conv_rejects_filters_not_divisible_by_groups(rng):
+    with pytest.raises(ValueError, match="conv_forward.*3 filters.*groups=2"):
+        conv_forward(rng.standard_normal((1, 4, 5, 5)), rng.standard_normal((3, 2, 3, 3)), 1, 0, 2)
+
+
+def test_conv_rejects_filter_larger_than_padded_image(rng):
+    x = rng.standard_normal((1, 2, 5, 7))
+    with pytest.raises(ValueError, match="conv_forward.*filter_size 8"):
+        conv_forward(x, rng.standard_normal((2, 2, 8, 8)), 1, 1, 1)
+    with pytest.raises(ValueError, match="conv_backward_data.*filter_size 8"):
+        conv_backward_data(rng.standard_normal((1, 2, 1, 1)), rng.standard_normal((2, 2, 8, 8)),
+                           (5, 7), 1, 1, 1)
+    with pytest.raises(ValueError, match="local_backward_filter.*filter_size 6"):
+        local_backward_filter(x, rng.standard_normal((1, 2, 1, 2)), 6, 1, 0, 1)
+
+
+def test_conv_rejects_wrong_weight_shapes(rng):
+    x = rng.standard_normal((2, 4, 6, 6))
+    with pytest.raises(ValueError, match=r"conv_forward: w has shape \(4, 4, 3, 3\)"):
+        conv_forward(x, rng.standard_normal((4, 4, 3, 3)), 1, 0, 2)   # C // groups is 2
+    with pytest.raises(ValueError, match="conv_forward: w has shape"):
+        conv_forward(x, rng.standard_normal((3, 4, 3, 2)), 1, 0, 1)   # not square
+    with pytest.raises(ValueError, match="conv_forward: w must be 4-D"):
+        conv_forward(x, rng.standard_normal((3, 4, 3)), 1, 0, 1)
+    with pytest.raises(ValueError, match="local_forward: w has shape"):
+        local_forward(x, rng.standard_normal((3, 4, 2, 4, 3, 3)), 1, 0, 1)  # output is 4x4
+    with pytest.raises(ValueError, match="conv_backward_data: dy has shape"):
+        conv_backward_data(rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((3, 4, 3, 3)),
+                           (6, 6), 1, 0, 1)
+    with pytest.raises(ValueError, match="fc_forward"):
+        fc_forward(rng.standard_normal((2, 5)), rng.standard_normal((4, 3)))
+    with pytest.raises(ValueError, match="fc_backward_filter"):
+        fc_backward_filter(rng.standard_normal((2, 5)), rng.standard_normal((3, 3)))
+
+
+def test_conv_rejects_bad_stride_padding_and_bias(rng):
+    x, w = rng.standard_normal((1, 2, 6, 6)), rng.standard_normal((2, 2, 3, 3))
+    with pytest.raises(ValueError, match="conv_forward: stride"):
+        conv_forward(x, w, 0, 0, 1)
+    with pytest.raises(ValueError, match="conv_forward: padding"):
+        conv_forward(x, w, 1, -1, 1)
+    with pytest.raises(ValueError, match="bias_forward"):
+        bias_forward(rng.standard_normal((2, 3, 4, 4)), rng.standard_normal(4))
+    with pytest.raises(ValueError, match="bias_backward"):
+        bias_backward(rng.standard_normal((2, 3)), 2)
