@@ -1,0 +1,462 @@
+// Convolution (cuda-convnet's filterActs, imgActs, weightActs) as implicit GEMMs on the engine
+// in conv_gemm.cuh. NCHW float32, w (F, C/groups, fs, fs); one GEMM per group (grid z).
+//
+//   forward          C[m, f]  = sum_k  x_patch[m, k] * w[f, k]      m = (n, oy, ox), k = (c, ky, kx)
+//   backward data    C[p, c]  = sum_k  dy_tap[p, k]  * w[f, c, t]   p = (n, iy, ix), k = (f, ky, kx)
+//                    (gather: tap (ky, kx) feeds pixel p from output (iy+pad-ky, ix+pad-kx)/stride
+//                     when that is integral and inside the output; every dx element is written)
+//   backward filter  C[k, f]  = sum_r  x_patch[r, k] * dy[r, f]     r = (n, oy, ox)
+//                    the reduction over r is split across blocks (split-K); each split writes
+//                    its own partial sum to a workspace and a second kernel adds the splits in
+//                    a fixed order: deterministic, no atomics.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <mutex>
+
+#include "common.cuh"
+#include "conv.h"
+#include "conv_gemm.cuh"
+#include "conv_geometry.cuh"
+
+namespace {
+
+using convgemm::ConvGeometry;
+using convgemm::FastDiv;
+using convgemm::inside;
+using convgemm::kFarAway;
+
+// ------------------------------------------------------------------------------------------------
+// forward: M = N*OH*OW, N = F/groups, K = C/groups * fs * fs
+
+struct ForwardBlock {
+    int g, k_begin, k_end;
+};
+
+// A[m, k] = x[n, g*Cg + c, oy*stride - pad + ky, ox*stride - pad + kx]
+struct ForwardPatches {
+    static constexpr bool K_CONTIGUOUS = false;  // a warp walks along ox
+    const float* x;
+    ConvGeometry s;
+    struct Row { int base, iy0, ix0; };
+    struct Col { int off, ky, kx; };
+    __device__ Row row(const ForwardBlock& b, int m) const {
+        if (m >= s.N * s.P) return {0, kFarAway, kFarAway};
+        int n, oy;
+        const int p = s.div_P.divmod(m, n);
+        const int ox = s.div_OW.divmod(p, oy);
+        const int iy0 = oy * s.stride - s.padding, ix0 = ox * s.stride - s.padding;
+        return {(n * s.C + b.g * s.Cg) * s.HW + iy0 * s.W + ix0, iy0, ix0};
+    }
+    __device__ Col col(const ForwardBlock& b, int k) const {
+        if (k >= b.k_end) return {0, kFarAway, kFarAway};
+        int c, ky;
+        const int t = s.div_taps.divmod(k, c);
+        const int kx = s.div_fs.divmod(t, ky);
+        return {c * s.HW + ky * s.W + kx, ky, kx};
+    }
+    __device__ float load(const Row& r, const Col& c) const {
+        return inside(r.iy0 + c.ky, r.ix0 + c.kx, s.H, s.W) ? __ldg(x + r.base + c.off) : 0.0f;
+    }
+};
+
+// B[f, k] = w[g*Fg + f, k]
+struct ForwardFilters {
+    static constexpr bool K_CONTIGUOUS = true;
+    const float* w;
+    ConvGeometry s;
+    struct Row { int base; };  // -1: no such filter
+    struct Col { int k; };     // -1: past the block's slice
+    __device__ Row row(const ForwardBlock& b, int f) const {
+        return {f < s.Fg ? (b.g * s.Fg + f) * s.K : -1};
+    }
+    __device__ Col col(const ForwardBlock& b, int k) const { return {k < b.k_end ? k : -1}; }
+    __device__ float load(const Row& r, const Col& c) const {
+        return (r.base >= 0 && c.k >= 0) ? __ldg(w + r.base + c.k) : 0.0f;
+    }
+};
+
+// y[n, g*Fg + f, oy, ox] = C[m, f]
+struct ForwardOutput {
+    float* y;
+    ConvGeometry s;
+    struct Row { int base; };
+    struct Col { int off; };
+    __device__ Row row(const ForwardBlock& b, int m) const {
+        if (m >= s.N * s.P) return {-1};
+        int n;
+        const int p = s.div_P.divmod(m, n);
+        return {(n * s.F + b.g * s.Fg) * s.P + p};
+    }
+    __device__ Col col(const ForwardBlock&, int f) const { return {f < s.Fg ? f * s.P : -1}; }
+    __device__ void store(const Row& r, const Col& c, float v) const {
+        if (r.base >= 0 && c.off >= 0) y[r.base + c.off] = v;
+    }
+};
+
+struct ForwardOp {
+    using Block = ForwardBlock;
+    using A = ForwardPatches;
+    using B = ForwardFilters;
+    using Out = ForwardOutput;
+    int M, N;
+    A a;
+    B b;
+    Out c;
+    __device__ Block block(int z) const { return {z, 0, a.s.K}; }
+};
+
+// ------------------------------------------------------------------------------------------------
+// backward data: M = N*H*W, N = C/groups, K = F/groups * fs * fs
+
+struct DataBlock {
+    int g, k_begin, k_end;
+};
+
+// A[p, k] = dy[n, g*Fg + f, oy, ox] with oy = (iy + pad - ky) / stride when integral and in range
+template <bool UNIT_STRIDE>
+struct DataTaps {
+    static constexpr bool K_CONTIGUOUS = false;  // a warp walks along ix
+    const float* dy;
+    ConvGeometry s;
+    struct Row { int base, ty, tx; };  // ty = iy + pad
+    struct Col { int off, ky, kx; };
+    __device__ Row row(const DataBlock& b, int m) const {
+        if (m >= s.N * s.HW) return {0, kFarAway, kFarAway};
+        int n, iy;
+        const int pix = s.div_HW.divmod(m, n);
+        const int ix = s.div_W.divmod(pix, iy);
+        return {(n * s.F + b.g * s.Fg) * s.P, iy + s.padding, ix + s.padding};
+    }
+    __device__ Col col(const DataBlock& b, int k) const {
+        if (k >= b.k_end) return {0, -kFarAway, -kFarAway};
+        int f, ky;
+        const int t = s.div_taps.divmod(k, f);
+        const int kx = s.div_fs.divmod(t, ky);
+        return {f * s.P, ky, kx};
+    }
+    __device__ float load(const Row& r, const Col& c) const {
+        const int yn = r.ty - c.ky, xn = r.tx - c.kx;  // stride * (output position)
+        if (UNIT_STRIDE) {
+            return inside(yn, xn, s.OH, s.OW) ? __ldg(dy + r.base + c.off + yn * s.OW + xn) : 0.0f;
+        } else {
+            if (yn < 0 || xn < 0) return 0.0f;
+            int oy, ox;
+            const int ry = s.div_stride.divmod(yn, oy), rx = s.div_stride.divmod(xn, ox);
+            return (ry == 0 && rx == 0 && oy < s.OH && ox < s.OW)
+                       ? __ldg(dy + r.base + c.off + oy * s.OW + ox)
+                       : 0.0f;
+        }
+    }
+};
+
+// B[c, k] = w[g*Fg + f, c, t]
+struct DataFilters {
+    static constexpr bool K_CONTIGUOUS = true;  // t is the fastest index of w
+    const float* w;
+    ConvGeometry s;
+    struct Row { int base; };
+    struct Col { int off; };
+    __device__ Row row(const DataBlock& b, int c) const {
+        return {c < s.Cg ? b.g * s.Fg * s.K + c * s.taps : -1};
+    }
+    __device__ Col col(const DataBlock& b, int k) const {
+        if (k >= b.k_end) return {-1};
+        int f;
+        const int t = s.div_taps.divmod(k, f);
+        return {f * s.K + t};
+    }
+    __device__ float load(const Row& r, const Col& c) const {
+        return (r.base >= 0 && c.off >= 0) ? __ldg(w + r.base + c.off) : 0.0f;
+    }
+};
+
+// dx[n, g*Cg + c, iy, ix] = C[p, c]
+struct DataOutput {
+    float* dx;
+    ConvGeometry s;
+    struct Row { int base; };
+    struct Col { int off; };
+    __device__ Row row(const DataBlock& b, int m) const {
+        if (m >= s.N * s.HW) return {-1};
+        int n;
+        const int pix = s.div_HW.divmod(m, n);
+        return {(n * s.C + b.g * s.Cg) * s.HW + pix};
+    }
+    __device__ Col col(const DataBlock&, int c) const { return {c < s.Cg ? c * s.HW : -1}; }
+    __device__ void store(const Row& r, const Col& c, float v) const {
+        if (r.base >= 0 && c.off >= 0) dx[r.base + c.off] = v;
+    }
+};
+
+template <bool UNIT_STRIDE>
+struct DataOp {
+    using Block = DataBlock;
+    using A = DataTaps<UNIT_STRIDE>;
+    using B = DataFilters;
+    using Out = DataOutput;
+    int M, N;
+    A a;
+    B b;
+    Out c;
+    __device__ Block block(int z) const { return {z, 0, a.s.Fg * a.s.taps}; }
+};
+
+// ------------------------------------------------------------------------------------------------
+// backward filter: M = C/groups * fs * fs, N = F/groups, reduction R = N*OH*OW split in chunks
+
+struct FilterBlock {
+    int g, k_begin, k_end;
+    int out_base;  // where this split's partial dw starts (0 without a workspace)
+};
+
+// A[k, r] = x[n, g*Cg + c, oy*stride - pad + ky, ox*stride - pad + kx],  k = (c, ky, kx)
+// Four rows per thread: the row keeps (ky, kx) packed in one register. Rows past K are clamped
+// to K - 1: they only feed columns of C that are never stored.
+struct FilterPatches {
+    static constexpr bool K_CONTIGUOUS = true;  // the reduction runs along ox
+    const float* x;
+    ConvGeometry s;
+    struct Row { int base, kyx; };  // kyx = ky << 16 | kx
+    struct Col { int off, iy0, ix0; };
+    __device__ Row row(const FilterBlock& b, int k) const {
+        int c, ky;
+        const int t = s.div_taps.divmod(k < s.K ? k : s.K - 1, c);
+        const int kx = s.div_fs.divmod(t, ky);
+        return {(b.g * s.Cg + c) * s.HW + ky * s.W + kx, (ky << 16) | kx};
+    }
+    __device__ Col col(const FilterBlock& b, int r) const {
+        if (r >= b.k_end) return {0, kFarAway, kFarAway};
+        int n, oy;
+        const int p = s.div_P.divmod(r, n);
+        const int ox = s.div_OW.divmod(p, oy);
+        const int iy0 = oy * s.stride - s.padding, ix0 = ox * s.stride - s.padding;
+        return {n * s.C * s.HW + iy0 * s.W + ix0, iy0, ix0};
+    }
+    __device__ float load(const Row& r, const Col& c) const {
+        return inside(c.iy0 + (r.kyx >> 16), c.ix0 + (r.kyx & 0xffff), s.H, s.W)
+                   ? __ldg(x + r.base + c.off)
+                   : 0.0f;
+    }
+};
+
+// B[f, r] = dy[n, g*Fg + f, oy, ox]
+struct FilterGrads {
+    static constexpr bool K_CONTIGUOUS = false;  // lanes along f (fewer registers than along r)
+    const float* dy;
+    ConvGeometry s;
+    struct Row { int base; };
+    struct Col { int off; };
+    __device__ Row row(const FilterBlock& b, int f) const {
+        return {f < s.Fg ? (b.g * s.Fg + f) * s.P : -1};
+    }
+    __device__ Col col(const FilterBlock& b, int r) const {
+        if (r >= b.k_end) return {-1};
+        int n;
+        const int p = s.div_P.divmod(r, n);
+        return {n * s.F * s.P + p};
+    }
+    __device__ float load(const Row& r, const Col& c) const {
+        return (r.base >= 0 && c.off >= 0) ? __ldg(dy + r.base + c.off) : 0.0f;
+    }
+};
+
+// dw[g*Fg + f, k] (or the split's slice of the workspace) = C[k, f]
+struct FilterOutput {
+    float* dw;
+    ConvGeometry s;
+    struct Row { int k; };
+    struct Col { int off; };
+    __device__ Row row(const FilterBlock&, int k) const { return {k < s.K ? k : -1}; }
+    __device__ Col col(const FilterBlock& b, int f) const {
+        return {f < s.Fg ? b.out_base + (b.g * s.Fg + f) * s.K : -1};
+    }
+    __device__ void store(const Row& r, const Col& c, float v) const {
+        if (r.k >= 0 && c.off >= 0) dw[r.k + c.off] = v;
+    }
+};
+
+struct FilterOp {
+    using Block = FilterBlock;
+    using A = FilterPatches;
+    using B = FilterGrads;
+    using Out = FilterOutput;
+    int M, N;
+    A a;
+    B b;
+    Out c;
+    int splits, chunk;  // the reduction [0, R) in `splits` slices of `chunk` (a multiple of BK)
+    __device__ Block block(int z) const {
+        const int split = z / a.s.groups, g = z - split * a.s.groups;
+        const int reduction = a.s.N * a.s.P;
+        const int begin = split * chunk;
+        const int end = begin + chunk < reduction ? begin + chunk : reduction;
+        return {g, begin, end, splits > 1 ? split * a.s.F * a.s.K : 0};
+    }
+};
+
+// dw[i] = sum over splits of partial[split][i], in split order.
+__global__ void sum_splits_kernel(const float* __restrict__ partial, float* __restrict__ dw,
+                                  int size, int splits) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < size; i += gridDim.x * blockDim.x) {
+        float total = 0.0f;
+        for (int sp = 0; sp < splits; ++sp) total += partial[static_cast<size_t>(sp) * size + i];
+        dw[i] = total;
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// split-K sizing and the workspace
+
+constexpr int kMinChunk = 512;    // reduction elements per split, at least
+constexpr int kMaxSplits = 256;
+constexpr size_t kMaxWorkspaceFloats = size_t(64) << 20;  // 256 MiB
+
+int tile_n(convgemm::TileWidth width) {
+    switch (width) {
+        case convgemm::TileWidth::Large: return convgemm::TileLarge::BN;
+        case convgemm::TileWidth::Medium: return convgemm::TileMedium::BN;
+        default: return convgemm::TileSmall::BN;
+    }
+}
+
+// Enough splits that the grid fills the device about four times over, none shorter than
+// kMinChunk, the workspace within kMaxWorkspaceFloats.
+int choose_splits(const ConvGeometry& s, int reduction) {
+    const size_t tiles = convnet::ceil_div(s.K, convgemm::TileLarge::BM) *
+                         convnet::ceil_div(s.Fg, tile_n(convgemm::choose_tile_width(s.Fg))) *
+                         s.groups;
+    const size_t target_blocks = 4 * static_cast<size_t>(convnet::sm_count());
+    size_t splits = convnet::ceil_div(target_blocks, tiles);
+    const size_t by_length = convnet::ceil_div(reduction, kMinChunk);
+    const size_t by_memory = kMaxWorkspaceFloats / (static_cast<size_t>(s.F) * s.K);
+    if (splits > by_length) splits = by_length;
+    if (splits > by_memory) splits = by_memory;
+    if (splits > kMaxSplits) splits = kMaxSplits;
+    return splits < 1 ? 1 : static_cast<int>(splits);
+}
+
+// A stream-ordered scratch buffer: cudaMallocAsync where the device has memory pools (the pool
+// keeps up to kPoolKeepBytes cached across synchronizations, so repeated calls do not go back
+// to the driver), else a plain cudaMalloc freed after the stream drains.
+class Workspace {
+public:
+    Workspace(size_t bytes, cudaStream_t stream, const char* op) : stream_(stream), op_(op) {
+        int device = 0;
+        convnet::check_cuda(cudaGetDevice(&device), op, "cudaGetDevice");
+        async_ = pools_supported(device);
+        if (async_) {
+            convnet::check_cuda(cudaMallocAsync(&ptr_, bytes, stream), op, "cudaMallocAsync");
+        } else {
+            convnet::check_cuda(cudaMalloc(&ptr_, bytes), op, "cudaMalloc");
+        }
+    }
+    ~Workspace() {
+        if (async_) {
+            cudaFreeAsync(ptr_, stream_);
+        } else {
+            cudaStreamSynchronize(stream_);
+            cudaFree(ptr_);
+        }
+    }
+    Workspace(const Workspace&) = delete;
+    Workspace& operator=(const Workspace&) = delete;
+    float* get() const { return static_cast<float*>(ptr_); }
+
+private:
+    static constexpr uint64_t kPoolKeepBytes = uint64_t(256) << 20;
+
+    static bool pools_supported(int device) {
+        static std::mutex mutex;
+        static int known[64] = {};  // 0 unknown, 1 yes, 2 no
+        std::lock_guard<std::mutex> lock(mutex);
+        if (device < 0 || device >= 64) return false;
+        if (known[device] == 0) {
+            int supported = 0;
+            cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device);
+            known[device] = supported ? 1 : 2;
+            cudaMemPool_t pool;
+            if (supported && cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
+                uint64_t keep = 0;
+                cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+                if (keep < kPoolKeepBytes) {
+                    keep = kPoolKeepBytes;
+                    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+                }
+            }
+            cudaGetLastError();  // an unsupported attribute query must not poison later checks
+        }
+        return known[device] == 1;
+    }
+
+    void* ptr_ = nullptr;
+    cudaStream_t stream_;
+    const char* op_;
+    bool async_ = false;
+};
+
+template <class Op>
+Op make_op(int M, int N, typename Op::A a, typename Op::B b,
+           typename Op::Out c) {
+    Op op{};
+    op.M = M, op.N = N, op.a = a, op.b = b, op.c = c;
+    return op;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------------
+// launchers (conv.h)
+
+void conv_forward(const float* x, const float* w, float* y, const ConvShape& shape,
+                  cudaStream_t stream) {
+    const char* name = "conv_forward";
+    const ConvGeometry s = convgemm::make_geometry(shape, name, false);
+    const ForwardOp op = make_op<ForwardOp>(s.N * s.P, s.Fg, {x, s}, {w, s}, {y, s});
+    convgemm::launch_gemm_auto(op, s.groups, stream, name);
+}
+
+void conv_backward_data(const float* dy, const float* w, float* dx, const ConvShape& shape,
+                        cudaStream_t stream) {
+    const char* name = "conv_backward_data";
+    const ConvGeometry s = convgemm::make_geometry(shape, name, false);
+    if (s.stride == 1) {
+        using Op = DataOp<true>;
+        const Op op = make_op<Op>(s.N * s.HW, s.Cg, {dy, s}, {w, s}, {dx, s});
+        convgemm::launch_gemm_auto(op, s.groups, stream, name);
+    } else {
+        using Op = DataOp<false>;
+        const Op op = make_op<Op>(s.N * s.HW, s.Cg, {dy, s}, {w, s}, {dx, s});
+        convgemm::launch_gemm_auto(op, s.groups, stream, name);
+    }
+}
+
+void conv_backward_filter(const float* x, const float* dy, float* dw, const ConvShape& shape,
+                          cudaStream_t stream) {
+    const char* name = "conv_backward_filter";
+    const ConvGeometry s = convgemm::make_geometry(shape, name, false);
+    const int reduction = s.N * s.P;
+    const int splits = choose_splits(s, reduction);
+    const int bk = convgemm::TileLarge::BK;
+    const int chunk = static_cast<int>(
+        convnet::ceil_div(convnet::ceil_div(reduction, splits), bk) * bk);
+    const int used_splits = static_cast<int>(convnet::ceil_div(reduction, chunk));
+    const int dw_size = s.F * s.K;
+
+    auto run = [&](float* target) {
+        FilterOp op = make_op<FilterOp>(s.K, s.Fg, {x, s}, {dy, s}, {target, s});
+        op.splits = used_splits;
+        op.chunk = chunk;
+        convgemm::launch_gemm_auto(op, s.groups * used_splits, stream, name);
+    };
+    if (used_splits == 1) {
+        run(dw);
+        return;
+    }
+    Workspace partial(static_cast<size_t>(used_splits) * dw_size * sizeof(float), stream, name);
+    run(partial.get());
+    const int threads = 256;
+    const int blocks = static_cast<int>(convnet::ceil_div(dw_size, threads));
+    sum_splits_kernel<<<blocks, threads, 0, stream>>>(partial.get(), dw, dw_size, used_splits);
+    convnet::check_launch(name);
+}

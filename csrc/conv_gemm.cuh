@@ -1,0 +1,264 @@
+// The implicit-GEMM engine behind the conv and local kernels (conv.cu, local.cu).
+//
+// Every pass of conv and local is a matrix product C[m, n] = sum_k A[m, k] * B[n, k] whose
+// operands are gathered straight from the NCHW tensors (no im2col buffer in global memory):
+//
+//     block (BM x BN outputs of C, THREADS threads, TM x TN outputs per thread)
+//       loop over the block's slice of k, BK at a time:
+//         global -> registers   the next BK-slice of A and B (prefetched while computing)
+//         shared (2 buffers)    As[k][m], Bs[k][n]: each thread reads float4 fragments
+//         registers             acc[TM][TN] += a[TM] (x) b[TN]
+//       epilogue: each element goes to wherever the op says (with a validity check)
+//
+// An op (see conv.cu / local.cu) is a plain struct passed by value to the kernel with
+//   int M, N;                         the GEMM sizes
+//   Block block(int z) const;         per-block context for grid z-index z: at least
+//                                     k_begin, k_end (this block's slice of the reduction)
+//   A a; B b;                         the operands: each has
+//       K_CONTIGUOUS                  true when consecutive k are close in memory (the threads
+//                                     of a warp then walk along k when loading, else along rows)
+//       Row row(const Block&, int i)  per-row state, computed once per block (i may be >= rows)
+//       Col col(const Block&, int k)  per-k state, computed once per BK slice (k may be >= k_end)
+//       float load(const Row&, const Col&)   the element, 0 outside the tensor
+//   Out c;                            the result: Row row(const Block&, int m),
+//                                     Col col(const Block&, int n), void store(Row, Col, float)
+//                                     (store ignores invalid rows/columns)
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "common.cuh"
+
+namespace convgemm {
+
+// ------------------------------------------------------------------------------------------------
+// n / d for a divisor fixed at launch: a multiply-high and a shift instead of a hardware-less
+// integer division (valid for 0 <= n < 2^31, d >= 1; Granlund & Montgomery's round-up method).
+struct FastDiv {
+    int d;
+    unsigned mul, shift;
+
+    FastDiv() = default;
+    __host__ explicit FastDiv(int divisor) : d(divisor) {
+        shift = 0;
+        while ((1u << shift) < static_cast<unsigned>(divisor)) ++shift;
+        const uint64_t one = 1;
+        mul = static_cast<unsigned>(((one << 32) * ((one << shift) - divisor)) / divisor + 1);
+    }
+    __device__ __forceinline__ int div(int n) const {
+        const unsigned hi = __umulhi(static_cast<unsigned>(n), mul);
+        return static_cast<int>((hi + static_cast<unsigned>(n)) >> shift);
+    }
+    // q = n / d, returns n % d
+    __device__ __forceinline__ int divmod(int n, int& q) const {
+        q = div(n);
+        return n - q * d;
+    }
+};
+
+// "Far outside any image": coordinates set to this make every bounds check fail, so invalid
+// rows/columns of a tile read zeros without a separate flag.
+constexpr int kFarAway = -(1 << 28);
+
+__device__ __forceinline__ bool inside(int y, int x, int height, int width) {
+    return static_cast<unsigned>(y) < static_cast<unsigned>(height) &&
+           static_cast<unsigned>(x) < static_cast<unsigned>(width);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tile shapes: a BM x BN block tile, TM x TN per thread (TM, TN in {4, 8}), BK-slices of k.
+
+template <int BM_, int BN_, int TM_, int TN_, int MIN_BLOCKS_>
+struct TileConfig {
+    static constexpr int BM = BM_, BN = BN_, TM = TM_, TN = TN_;
+    static constexpr int MIN_BLOCKS = MIN_BLOCKS_;  // per SM: caps registers at 128 a thread
+    static constexpr int BK = 8;
+    static constexpr int PAD = 4;  // keeps float4 alignment; makes k-walking stores conflict-free
+    static constexpr int THREADS = (BM / TM) * (BN / TN);
+    static_assert(TM % 4 == 0 && TN % 4 == 0 && TM <= 8 && TN <= 8, "fragments are float4s");
+    static_assert(BM % TM == 0 && BN % TN == 0, "tile must split evenly into threads");
+};
+
+using TileLarge = TileConfig<128, 128, 8, 8, 2>;  // 256 threads
+using TileMedium = TileConfig<128, 64, 8, 4, 2>;  // 256 threads
+using TileSmall = TileConfig<128, 32, 8, 4, 4>;   // 128 threads
+
+// Loads one operand's BK-slice (ROWS x BK) into registers, then into shared memory as S[k][row].
+// Thread t owns NR rows and NK k-values of the slice; lanes walk along k (K_CONTIGUOUS) or
+// along rows first, so that a warp's loads land on neighbouring addresses.
+template <class Operand, class Block, int ROWS, int BK, int THREADS>
+struct TileLoader {
+    static constexpr bool ALONG_K = Operand::K_CONTIGUOUS;
+    static constexpr int ROW_LANES = ALONG_K ? THREADS / BK : (THREADS < ROWS ? THREADS : ROWS);
+    static constexpr int K_LANES = THREADS / ROW_LANES;
+    static constexpr int NR = ROWS / ROW_LANES;
+    static constexpr int NK = BK / K_LANES;
+    static_assert(THREADS % BK == 0 && ROWS % ROW_LANES == 0 && BK % K_LANES == 0 &&
+                      ROW_LANES * K_LANES == THREADS && NR * NK * THREADS == ROWS * BK,
+                  "loader lanes must tile the slice exactly");
+
+    typename Operand::Row rows[NR];
+    float regs[NR][NK];
+    int row_lane, k_lane;
+
+    __device__ __forceinline__ void init(const Operand& op, const Block& blk, int row0) {
+        const int t = threadIdx.x;
+        row_lane = ALONG_K ? t / BK : t % ROW_LANES;
+        k_lane = ALONG_K ? t % BK : t / ROW_LANES;
+#pragma unroll
+        for (int i = 0; i < NR; ++i) rows[i] = op.row(blk, row0 + row_lane + i * ROW_LANES);
+    }
+
+    __device__ __forceinline__ void fetch(const Operand& op, const Block& blk, int k0) {
+#pragma unroll
+        for (int j = 0; j < NK; ++j) {
+            const typename Operand::Col col = op.col(blk, k0 + k_lane + j * K_LANES);
+#pragma unroll
+            for (int i = 0; i < NR; ++i) regs[i][j] = op.load(rows[i], col);
+        }
+    }
+
+    template <int STRIDE>
+    __device__ __forceinline__ void stash(float (*s)[STRIDE]) const {
+#pragma unroll
+        for (int j = 0; j < NK; ++j)
+#pragma unroll
+            for (int i = 0; i < NR; ++i)
+                s[k_lane + j * K_LANES][row_lane + i * ROW_LANES] = regs[i][j];
+    }
+};
+
+template <class Cfg, class Op>
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) implicit_gemm_kernel(const Op op, int z_base) {
+    constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
+    constexpr int THREADS = Cfg::THREADS;
+    using Block = typename Op::Block;
+
+    __shared__ __align__(16) float As[2][BK][BM + Cfg::PAD];
+    __shared__ __align__(16) float Bs[2][BK][BN + Cfg::PAD];
+
+    const Block blk = op.block(z_base + static_cast<int>(blockIdx.z));
+    const int m0 = static_cast<int>(blockIdx.x) * BM;
+    const int n0 = static_cast<int>(blockIdx.y) * BN;
+
+    TileLoader<typename Op::A, Block, BM, BK, THREADS> load_a;
+    TileLoader<typename Op::B, Block, BN, BK, THREADS> load_b;
+    load_a.init(op.a, blk, m0);
+    load_b.init(op.b, blk, n0);
+
+    const int lane_m = static_cast<int>(threadIdx.x) % (BM / TM);
+    const int lane_n = static_cast<int>(threadIdx.x) / (BM / TM);
+
+    float acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+
+    int k0 = blk.k_begin;
+    if (k0 < blk.k_end) {
+        load_a.fetch(op.a, blk, k0);
+        load_b.fetch(op.b, blk, k0);
+        load_a.stash(As[0]);
+        load_b.stash(Bs[0]);
+    }
+    __syncthreads();
+
+    int buf = 0;
+    for (; k0 < blk.k_end; k0 += BK) {
+        const bool more = k0 + BK < blk.k_end;
+        if (more) {  // global loads of the next slice overlap the arithmetic below
+            load_a.fetch(op.a, blk, k0 + BK);
+            load_b.fetch(op.b, blk, k0 + BK);
+        }
+#pragma unroll
+        for (int kk = 0; kk < BK; ++kk) {
+            float a[TM], b[TN];
+#pragma unroll
+            for (int c = 0; c < TM / 4; ++c) {
+                const float4 v =
+                    *reinterpret_cast<const float4*>(&As[buf][kk][lane_m * 4 + c * (BM / 2)]);
+                a[4 * c] = v.x, a[4 * c + 1] = v.y, a[4 * c + 2] = v.z, a[4 * c + 3] = v.w;
+            }
+#pragma unroll
+            for (int c = 0; c < TN / 4; ++c) {
+                const float4 v =
+                    *reinterpret_cast<const float4*>(&Bs[buf][kk][lane_n * 4 + c * (BN / 2)]);
+                b[4 * c] = v.x, b[4 * c + 1] = v.y, b[4 * c + 2] = v.z, b[4 * c + 3] = v.w;
+            }
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        if (more) {  // the other buffer was last read before the previous barrier
+            load_a.stash(As[buf ^ 1]);
+            load_b.stash(Bs[buf ^ 1]);
+        }
+        __syncthreads();
+        buf ^= 1;
+    }
+
+    typename Op::Out::Col cols[TN];
+#pragma unroll
+    for (int j = 0; j < TN; ++j)
+        cols[j] = op.c.col(blk, n0 + lane_n * 4 + (j % 4) + (j / 4) * (BN / 2));
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const typename Op::Out::Row row =
+            op.c.row(blk, m0 + lane_m * 4 + (i % 4) + (i / 4) * (BM / 2));
+#pragma unroll
+        for (int j = 0; j < TN; ++j) op.c.store(row, cols[j], acc[i][j]);
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Host side
+
+// Launch op over `batches` independent products (grid z), M x N each, with tile config Cfg.
+template <class Cfg, class Op>
+void launch_gemm(const Op& op, int batches, cudaStream_t stream, const char* name) {
+    const size_t m_tiles = convnet::ceil_div(static_cast<size_t>(op.M), Cfg::BM);
+    const size_t n_tiles = convnet::ceil_div(static_cast<size_t>(op.N), Cfg::BN);
+    convnet::require(m_tiles <= 0x7fffffffu && n_tiles <= 65535, name,
+                     "problem too large for one launch");
+    constexpr int kMaxZ = 65535;
+    for (int z0 = 0; z0 < batches; z0 += kMaxZ) {
+        const int zs = batches - z0 < kMaxZ ? batches - z0 : kMaxZ;
+        const dim3 grid(static_cast<unsigned>(m_tiles), static_cast<unsigned>(n_tiles),
+                        static_cast<unsigned>(zs));
+        implicit_gemm_kernel<Cfg, Op><<<grid, Cfg::THREADS, 0, stream>>>(op, z0);
+        convnet::check_launch(name);
+    }
+}
+
+// The tile width for a GEMM N dimension: the least padded work, weighting the narrower tiles by
+// their lower arithmetic intensity (fewer FMAs per shared-memory read).
+enum class TileWidth { Large, Medium, Small };
+
+inline TileWidth choose_tile_width(int n) {
+    const double cost_large = convnet::ceil_div(n, 128) * 128 / 1.0;
+    const double cost_medium = convnet::ceil_div(n, 64) * 64 / 0.9;
+    const double cost_small = convnet::ceil_div(n, 32) * 32 / 0.7;
+    if (cost_large <= cost_medium && cost_large <= cost_small) return TileWidth::Large;
+    return cost_medium <= cost_small ? TileWidth::Medium : TileWidth::Small;
+}
+
+template <class Op>
+void launch_gemm_auto(const Op& op, int batches, cudaStream_t stream, const char* name) {
+    if (op.M <= 0 || op.N <= 0 || batches <= 0) return;
+    switch (choose_tile_width(op.N)) {
+        case TileWidth::Large: launch_gemm<TileLarge>(op, batches, stream, name); break;
+        case TileWidth::Medium: launch_gemm<TileMedium>(op, batches, stream, name); break;
+        case TileWidth::Small: launch_gemm<TileSmall>(op, batches, stream, name); break;
+    }
+}
+
+// Every int offset into a tensor of this many elements fits in 31 bits.
+inline void require_int_sized(size_t elements, const char* op, const char* what) {
+    convnet::require(elements < (size_t(1) << 31), op,
+                     std::string(what) + " has 2^31 elements or more (not supported)");
+}
+
+}  // namespace convgemm
