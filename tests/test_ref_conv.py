@@ -201,8 +201,8 @@ def test_local_with_equal_filters_everywhere_equals_conv(rng, case):
 
 
 def test_conv_and_local_batch_slicing_changes_nothing(rng, monkeypatch):
-    """The ops work on slices of the batch sized by IM2COL_BYTES; one image per slice must give
-    the same results as the whole batch at once."""
+    """The ops work on slices of the batch sized by WORKING_SET_BYTES; one image per slice must
+    give the same results as the whole batch at once."""
     x, w, stride, padding, groups = conv_inputs(rng, (5, 4, 7, 6, 6, 3, 2, 1, 2))
     w_local = local_weights(rng, (5, 4, 7, 6, 6, 3, 2, 1, 2))
     dy = rng.standard_normal(conv_forward(x, w, stride, padding, groups).shape)
@@ -217,8 +217,8 @@ def test_conv_and_local_batch_slicing_changes_nothing(rng, monkeypatch):
                 local_backward_filter(x, dy, 3, stride, padding, groups)]
 
     whole = everything()
-    monkeypatch.setattr(numpy_conv, "IM2COL_BYTES", 1)
-    assert len(numpy_conv._batch_slices(5, 100)) == 5
+    monkeypatch.setattr(numpy_conv, "WORKING_SET_BYTES", 1)
+    assert len(numpy_conv._batch_slices(5, 10, 2, (3, 3), 8)) == 5
     for sliced, ref in zip(everything(), whole):
         np.testing.assert_allclose(sliced, ref, rtol=1e-12, atol=1e-12)
 

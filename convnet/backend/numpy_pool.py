@@ -4,9 +4,6 @@ Output o covers input [start + o*stride, start + o*stride + size) clipped to [0,
 is laid on a canvas that starts at `start` and reaches the end of the last window, the pixels
 off the image holding -inf (max) or 0 (avg); each op then loops over the size*size offsets of a
 window, one strided slice of the canvas per offset, never over pixels.
-
-Inside the ops images are laid out (H, W, N, C), pixels outermost, so that every strided slice
-moves whole contiguous runs of N*C values. Arguments and results stay NCHW.
 """
 import numpy as np
 
@@ -18,22 +15,12 @@ __all__ = [
     "avgpool_forward", "avgpool_backward",
 ]
 
-PIXEL_AXES = (0, 1)  # the spatial axes of the (H, W, N, C) layout
+SPATIAL = (2, 3)  # the H and W axes of NCHW
 
 
 def pool_output_size(img, size, stride, start):
     """1 + ceil((img - start - size) / stride), as cuda-convnet."""
     return 1 + -(-(img - start - size) // stride)
-
-
-def _pixels_outer(a):
-    """(N, C, H, W) -> contiguous (H, W, N, C)."""
-    return np.ascontiguousarray(a.transpose(2, 3, 0, 1))
-
-
-def _batch_outer(a):
-    """(H, W, N, C) -> contiguous (N, C, H, W)."""
-    return np.ascontiguousarray(a.transpose(2, 3, 0, 1))
 
 
 def _check_4d(op, name, a):
@@ -57,12 +44,12 @@ def _check_windows(op, img_size, size, stride, start, out_size):
 
 
 def _clipped_counts(img_size, size, stride, start, out_size):
-    """counts[oy, ox, 1, 1]: how many image pixels window (oy, ox) covers (broadcasts over N, C)."""
+    """counts[oy, ox]: how many image pixels window (oy, ox) covers."""
     lengths = []
     for img, out in zip(img_size, out_size):
         first = start + stride * np.arange(out)
         lengths.append(np.minimum(first + size, img) - np.maximum(first, 0))
-    return np.outer(*lengths)[:, :, None, None]
+    return np.outer(*lengths)
 
 
 def maxpool_forward(x, size, stride, start, out_size):
@@ -70,12 +57,11 @@ def maxpool_forward(x, size, stride, start, out_size):
     _check_4d("maxpool_forward", "x", x)
     out_size = tuple(out_size)
     _check_windows("maxpool_forward", x.shape[2:], size, stride, start, out_size)
-    canvas = pad_to_windows(_pixels_outer(x), start, out_size, stride, size,
-                            fill=-np.inf, axes=PIXEL_AXES)
-    y = np.full((*out_size, *x.shape[:2]), -np.inf, dtype=x.dtype)
-    for _, _, window in window_offsets(size, stride, out_size, PIXEL_AXES):
+    canvas = pad_to_windows(x, start, out_size, stride, size, fill=-np.inf, axes=SPATIAL)
+    y = np.full((*x.shape[:2], *out_size), -np.inf, dtype=x.dtype)
+    for _, _, window in window_offsets(size, stride, out_size, SPATIAL):
         np.maximum(y, canvas[window], out=y)
-    return _batch_outer(y)
+    return y
 
 
 def maxpool_backward(x, y, dy, size, stride, start):
@@ -86,13 +72,11 @@ def maxpool_backward(x, y, dy, size, stride, start):
         raise ValueError(f"maxpool_backward: x {x.shape}, y {y.shape} and dy {dy.shape} disagree")
     out_size = y.shape[2:]
     _check_windows("maxpool_backward", x.shape[2:], size, stride, start, out_size)
-    canvas = pad_to_windows(_pixels_outer(x), start, out_size, stride, size,
-                            fill=-np.inf, axes=PIXEL_AXES)
-    y_pix, dy_pix = _pixels_outer(y), _pixels_outer(dy)
+    canvas = pad_to_windows(x, start, out_size, stride, size, fill=-np.inf, axes=SPATIAL)
     dcanvas = np.zeros(canvas.shape, dtype=np.result_type(x, dy))
-    for _, _, window in window_offsets(size, stride, out_size, PIXEL_AXES):
-        dcanvas[window] += dy_pix * (canvas[window] == y_pix)
-    return _batch_outer(crop_from_windows(dcanvas, start, x.shape[2:], axes=PIXEL_AXES))
+    for _, _, window in window_offsets(size, stride, out_size, SPATIAL):
+        dcanvas[window] += dy * (canvas[window] == y)
+    return crop_from_windows(dcanvas, start, x.shape[2:], axes=SPATIAL)
 
 
 def avgpool_forward(x, size, stride, start, out_size):
@@ -100,13 +84,11 @@ def avgpool_forward(x, size, stride, start, out_size):
     _check_4d("avgpool_forward", "x", x)
     out_size = tuple(out_size)
     _check_windows("avgpool_forward", x.shape[2:], size, stride, start, out_size)
-    canvas = pad_to_windows(_pixels_outer(x), start, out_size, stride, size,
-                            fill=0, axes=PIXEL_AXES)
-    total = np.zeros((*out_size, *x.shape[:2]), dtype=x.dtype)
-    for _, _, window in window_offsets(size, stride, out_size, PIXEL_AXES):
+    canvas = pad_to_windows(x, start, out_size, stride, size, fill=0, axes=SPATIAL)
+    total = np.zeros((*x.shape[:2], *out_size), dtype=x.dtype)
+    for _, _, window in window_offsets(size, stride, out_size, SPATIAL):
         total += canvas[window]
-    counts = _clipped_counts(x.shape[2:], size, stride, start, out_size)
-    return _batch_outer(total / counts.astype(x.dtype))
+    return total / _clipped_counts(x.shape[2:], size, stride, start, out_size).astype(x.dtype)
 
 
 def avgpool_backward(dy, img_size, size, stride, start):
@@ -114,10 +96,9 @@ def avgpool_backward(dy, img_size, size, stride, start):
     _check_4d("avgpool_backward", "dy", dy)
     img_size, out_size = tuple(img_size), dy.shape[2:]
     _check_windows("avgpool_backward", img_size, size, stride, start, out_size)
-    counts = _clipped_counts(img_size, size, stride, start, out_size)
-    share = _pixels_outer(dy) / counts.astype(dy.dtype)
+    share = dy / _clipped_counts(img_size, size, stride, start, out_size).astype(dy.dtype)
     span = [(o - 1) * stride + size for o in out_size]
-    dcanvas = np.zeros((*span, *dy.shape[:2]), dtype=dy.dtype)
-    for _, _, window in window_offsets(size, stride, out_size, PIXEL_AXES):
+    dcanvas = np.zeros((*dy.shape[:2], *span), dtype=dy.dtype)
+    for _, _, window in window_offsets(size, stride, out_size, SPATIAL):
         dcanvas[window] += share
-    return _batch_outer(crop_from_windows(dcanvas, start, img_size, axes=PIXEL_AXES))
+    return crop_from_windows(dcanvas, start, img_size, axes=SPATIAL)
