@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# The one command a GPU session runs, from a fresh machine where the repository arrived as a
+# working tree and nothing can be fetched (see benchmarks/README.md):
+#
+#     CONVNET_COMMIT=<sha> bash benchmarks/gpu_run.sh
+#
+# Steps, in this order, each under `timeout` and the whole run under a budget (default 570 s,
+# for a 600 s call), so that one hang cannot lose the report:
+#   build      pip install -e . with CONVNET_CUDA_ARCHS=90; then convnet._C must import from
+#              the repository root and carry the CUDA kernels
+#   tests      pytest -m cuda tests  -> cuda-tests.xml
+#   bench      benchmarks/bench_kernels.py (validate, then time; peaks and cuDNN in the same run)
+#   memcheck   compute-sanitizer --tool memcheck over the cuda tests at small shapes
+#   racecheck  compute-sanitizer --tool racecheck, the same
+#   train      only when data/fashion-mnist exists: convnet-train on the Fashion net, cuda
+#              backend, stopped at its time budget; its final test error goes in the report
+# After every step the merged report is rewritten: $OUT/<date>-<device>.json (DESIGN.md's
+# format), with $OUT/cuda-tests.xml and $OUT/logs.tar.gz (every step's log, the bench's raw
+# events, the sanitizers' reports).
+# At the end the report is also copied to benchmarks/results/ (on the GPU machine that copy is
+# lost: the session copies the file that came back from $OUT and commits it).
+#
+# Environment (all optional):
+#   OUT                   output folder (default ./gpu-out)
+#   CONVNET_COMMIT        the commit being measured (when the tree has no .git)
+#   CONVNET_STEPS         comma-separated subset, e.g. build,memcheck,racecheck
+#   CONVNET_GPU_BUDGET_S  seconds for the whole run (default 570)
+#   CONVNET_BENCH_ARGS    extra bench_kernels.py arguments, e.g. "--quick" or "--only conv"
+#   CONVNET_SANITIZE_K    pytest -k expression for the sanitizer runs
+#                         (default: "not train and not net and not e2e")
+#   PYTHON                the interpreter (default python3)
+set -u
+export PYTHONUNBUFFERED=1
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+OUT="${OUT:-$ROOT/gpu-out}"
+mkdir -p "$OUT"
+WORK="${CONVNET_WORK:-/tmp/convnet-gpu-run}"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+PY="${PYTHON:-python3}"
+BUDGET="${CONVNET_GPU_BUDGET_S:-570}"
+STEPS="${CONVNET_STEPS:-build,tests,bench,memcheck,racecheck,train}"
+SAN_K="${CONVNET_SANITIZE_K:-not train and not net and not e2e}"
+RESERVE=15
+START=$(date +%s)
+export PY ROOT
+
+DATE=$(date -u +%Y-%m-%d)
+COMMIT="${CONVNET_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+DEVICE=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
+DEVICE="${DEVICE:-unknown-gpu}"
+SLUG=$(printf '%s' "$DEVICE" | tr 'A-Z' 'a-z' | sed -e 's/[^a-z0-9][^a-z0-9]*/-/g' -e 's/^-//' -e 's/-$//')
+REPORT="$OUT/$DATE-$SLUG.json"
+TRAIN_STATUS=""
+ANY_FAILED=0
+
+echo "[gpu_run] device '$DEVICE', commit $COMMIT, steps $STEPS, budget ${BUDGET}s"
+echo "[gpu_run] report -> $REPORT"
+
+elapsed() { echo $(( $(date +%s) - START )); }
+wanted() { [[ ",$STEPS," == *",$1,"* ]]; }
+
+# step_limit BOX: the seconds a step may take: BOX, or what is left before the reserve.
+step_limit() {
+    local left=$(( BUDGET - $(elapsed) - RESERVE ))
+    if (( left < $1 )); then echo "$left"; else echo "$1"; fi
+}
+
+record() {  # name rc seconds limit status
+    printf '{"step": "%s", "rc": %s, "seconds": %s, "limit_s": %s, "status": "%s"}\n' \
+        "$1" "$2" "$3" "$4" "$5" >> "$WORK/steps.jsonl"
+}
+
+refresh_report() {
+    local train_args=()
+    if [ -n "$TRAIN_STATUS" ]; then
+        train_args=(--train-status "$TRAIN_STATUS" --train-metrics "$WORK/run-cuda/metrics.jsonl")
+    fi
+    "$PY" benchmarks/report.py merge --quiet --out "$REPORT" --device "$DEVICE" \
+        --commit "$COMMIT" --date "$DATE" --bench "$WORK/bench.json" \
+        --junit "$OUT/cuda-tests.xml" --steps "$WORK/steps.jsonl" \
+        --memcheck-log "$WORK/memcheck-tool.log" --memcheck-junit "$WORK/memcheck-tests.xml" \
+        --racecheck-log "$WORK/racecheck-tool.log" --racecheck-junit "$WORK/racecheck-tests.xml" \
+        "${train_args[@]}" > "$WORK/report-merge.log" 2>&1 \
+        || { echo "[gpu_run] report merge failed:"; tail -n 5 "$WORK/report-merge.log"; }
+    # every log, truncated to its last 4 MB, in one archive ($OUT brings back 8 files at most)
+    rm -rf "$WORK/.logs" && mkdir -p "$WORK/.logs"
+    find "$WORK" -maxdepth 2 -type f \( -name '*.log' -o -name '*.xml' -o -name '*.json' \
+        -o -name '*.jsonl' \) -not -path "$WORK/.logs/*" -print0 2>/dev/null |
+    while IFS= read -r -d '' f; do
+        rel="${f#"$WORK"/}"
+        mkdir -p "$WORK/.logs/$(dirname "$rel")"
+        tail -c 4000000 "$f" > "$WORK/.logs/$rel"
+    done
+    tar -czf "$OUT/logs.tar.gz.tmp" -C "$WORK/.logs" . 2>/dev/null \
+        && mv -f "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"
+}
+
+# run_step NAME LIMIT COMMAND...: run under timeout (SIGINT first, so pytest still writes its
+# XML and training checkpoints; SIGKILL 20 s later), log to $WORK/NAME.log, record the outcome.
+run_step() {
+    local name=$1 limit=$2
+    shift 2
+    if (( limit < 10 )); then
+        record "$name" null 0 "$limit" "skipped: out of time"
+        echo "[gpu_run] $name: skipped (out of time at $(elapsed)s)"
+        refresh_report
+        return 99
+    fi
+    echo "[gpu_run] $name: start at $(elapsed)s, limit ${limit}s"
+    local t0 rc secs status
+    t0=$(date +%s)
+    timeout -s INT -k 20 "$limit" "$@" > "$WORK/$name.log" 2>&1
+    rc=$?
+    secs=$(( $(date +%s) - t0 ))
+    case $rc in
+        0) status="ok" ;;
+        124|137) status="timeout after ${limit}s" ;;
+        *) status="failed (rc $rc)" ;;
+    esac
+    if [[ " tests memcheck racecheck " == *" $name "* ]]; then  # pytest's exit codes
+        case $rc in
+            1) status="tests failed (rc 1)" ;;
+            5) status="no tests ran (rc 5)" ;;
+        esac
+    fi
+    record "$name" "$rc" "$secs" "$limit" "$status"
+    echo "[gpu_run] $name: $status in ${secs}s"
+    if (( rc != 0 )); then
+        ANY_FAILED=1
+        tail -n 15 "$WORK/$name.log" | sed "s/^/    $name| /"
+    fi
+    refresh_report
+    return $rc
+}
+
+skip_step() {  # name why
+    record "$1" null 0 0 "skipped: $2"
+    echo "[gpu_run] $1: skipped ($2)"
+}
+
+# ---- environment ---------------------------------------------------------------------------
+{
+    nvidia-smi 2>&1 | head -n 15
+    "$PY" -c "import sys; print('python', sys.version)"
+    "$PY" -c "import cupy; print('cupy', cupy.__version__)" 2>&1 | tail -n 1
+    "$PY" -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())" 2>&1 | tail -n 1
+    command -v nvcc && nvcc --version | tail -n 2
+} > "$WORK/env.log" 2>&1
+grep -E "^(python|cupy|torch) " "$WORK/env.log" | sed 's/^/[gpu_run] /'
+
+# ---- build ---------------------------------------------------------------------------------
+# convnet._C must import from the repository root (where every later step runs): an editable
+# install maps it there; if that fails, the built module is copied next to the sources.
+ensure_import() {
+    local check="import convnet; from convnet import _C; \
+assert convnet.built_with_cuda(), 'convnet._C was built without CUDA'; print('convnet._C:', _C.__file__)"
+    if "$PY" -c "$check"; then return 0; fi
+    echo "editable import failed; looking for a built convnet/_C*.so to copy into the tree"
+    local so site
+    site=$("$PY" -c 'import site; print(site.getsitepackages()[0])')
+    so=$(find "$ROOT/build" "$site" -name '_C*.so' -path '*convnet*' -printf '%T@ %p\n' \
+        2>/dev/null | sort -rn | head -n 1 | cut -d' ' -f2-)
+    if [ -n "$so" ]; then
+        echo "copying $so -> $ROOT/convnet/"
+        cp "$so" "$ROOT/convnet/" && "$PY" -c "$check" && return 0
+    fi
+    return 1
+}
+build() {
+    # a CMake cache from another machine (the in-place editable build writes it into the
+    # repository root) would stop CMake: drop one that names another source folder
+    if [ -f CMakeCache.txt ] && ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$ROOT" CMakeCache.txt; then
+        echo "removing a CMake cache made elsewhere"
+        rm -rf CMakeCache.txt CMakeFiles
+    fi
+    CONVNET_CUDA_ARCHS=90 CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+        "$PY" -m pip install --no-build-isolation --no-deps --no-index -v -e . || return $?
+    ensure_import
+}
+export -f build ensure_import
+
+BUILD_OK=1
+if wanted build; then
+    run_step build "$(step_limit 300)" bash -c build || BUILD_OK=0
+else
+    skip_step build "not in CONVNET_STEPS"
+    "$PY" -c "import convnet._C" 2>/dev/null || BUILD_OK=0
+fi
+
+PYTEST_EXTRA=(-p no:cacheprovider)
+if "$PY" -c "import pytest_timeout" 2>/dev/null; then
+    PYTEST_EXTRA+=(--timeout=300)
+fi
+
+# ---- the cuda tests ------------------------------------------------------------------------
+if wanted tests; then
+    run_step tests "$(step_limit 240)" "$PY" -m pytest -m cuda -q tests "${PYTEST_EXTRA[@]}" \
+        -rfE --junitxml="$OUT/cuda-tests.xml" && tail -n 1 "$WORK/tests.log" | sed 's/^/    tests| /'
+else
+    skip_step tests "not in CONVNET_STEPS"
+fi
+
+# ---- microbenchmarks -----------------------------------------------------------------------
+if wanted bench; then
+    limit=$(step_limit 210)
+    # shellcheck disable=SC2086
+    run_step bench "$limit" "$PY" benchmarks/bench_kernels.py --out "$WORK/bench.json" \
+        --time-budget $(( limit > 30 ? limit - 15 : 15 )) ${CONVNET_BENCH_ARGS:-}
+else
+    skip_step bench "not in CONVNET_STEPS"
+fi
+
+# ---- compute-sanitizer at small shapes -------------------------------------------------------
+SANITIZER=$(command -v compute-sanitizer || true)
+for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+    if [ -z "$SANITIZER" ] && [ -x "$candidate" ]; then SANITIZER=$candidate; fi
+done
+for tool in memcheck racecheck; do
+    if ! wanted "$tool"; then
+        skip_step "$tool" "not in CONVNET_STEPS"
+    elif [ -z "$SANITIZER" ]; then
+        skip_step "$tool" "compute-sanitizer not found"
+    else
+        run_step "$tool" "$(step_limit 120)" env CONVNET_SMALL_SHAPES=1 \
+            PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool "$tool" \
+            --report-api-errors no --print-limit 100 --log-file "$WORK/$tool-tool.log" \
+            "$PY" benchmarks/sanitize_pytest.py -m cuda -q tests "${PYTEST_EXTRA[@]}" \
+            -k "$SAN_K" --junitxml="$WORK/$tool-tests.xml"
+        grep -hE "(ERROR|RACECHECK) SUMMARY" "$WORK/$tool-tool.log" 2>/dev/null | sed "s/^/    $tool| /"
+    fi
+done
+
+# ---- Fashion-MNIST training on the GPU (optional) ----------------------------------------------
+DATA=""
+for d in "$ROOT/data/fashion-mnist" /usr/share/datasets/fashion-mnist; do
+    if [ -z "$DATA" ] && [ -d "$d" ]; then DATA=$d; fi
+done
+if ! wanted train; then
+    skip_step train "not in CONVNET_STEPS"
+elif [ -z "$DATA" ]; then
+    skip_step train "no data/fashion-mnist in the tree"
+elif [ "$BUILD_OK" != 1 ]; then
+    skip_step train "no CUDA build"
+else
+    if command -v convnet-train > /dev/null; then
+        TRAIN=(convnet-train)
+    else
+        TRAIN=("$PY" -c "import sys; from convnet.cli import main; sys.exit(main())")
+    fi
+    failed_before=$ANY_FAILED
+    run_step train "$(step_limit 150)" "${TRAIN[@]}" layers/fashion.cfg layers/fashion-params.cfg \
+        --backend cuda --data-path "$DATA" --save-path "$WORK/run-cuda"
+    case $? in
+        0) TRAIN_STATUS="finished" ;;
+        124|137) TRAIN_STATUS="stopped at its time budget"; ANY_FAILED=$failed_before ;;
+        *) TRAIN_STATUS="failed" ;;
+    esac
+    grep -E "test error|top-1" "$WORK/train.log" | tail -n 2 | sed 's/^/    train| /'
+fi
+
+# ---- the report ----------------------------------------------------------------------------
+refresh_report
+mkdir -p "$ROOT/benchmarks/results" && cp "$REPORT" "$ROOT/benchmarks/results/" 2>/dev/null
+echo "[gpu_run] done in $(elapsed)s; report $REPORT"
+"$PY" benchmarks/report.py table "$REPORT" || cat "$REPORT"
+exit $ANY_FAILED

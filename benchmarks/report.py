@@ -1,0 +1,390 @@
+"""Turn raw measurements and a GPU session's logs into DESIGN.md's report ("Reports from a GPU").
+
+Pure Python (no GPU, no third-party packages), so tests/test_bench_report.py runs it anywhere.
+
+    finalize_row(raw, peak)       one benchmark row: ms -> TFLOP/s or GB/s, frac_peak, ratio
+    junit_counts(xml_text)        passed / failed / skipped, and per_op (test_<op>_... names)
+    sanitizer_status(log, ...)    "clean" | "N errors" | "incomplete: ..."
+    train_summary(metrics_text)   the final test error of a training run's metrics.jsonl
+    merge(...)                    the whole report
+    format_table(rows)            the short aligned table printed last
+
+CLI (benchmarks/gpu_run.sh calls it after every step, so a killed run still leaves a report):
+    python benchmarks/report.py merge --out FILE [--bench bench.json] [--junit cuda-tests.xml]
+        [--memcheck-log L --memcheck-junit X] [--racecheck-log L --racecheck-junit X]
+        [--steps steps.jsonl] [--train-metrics metrics.jsonl --train-status S]
+        [--device NAME] [--commit SHA] [--copy-to DIR]
+    python benchmarks/report.py table FILE
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+
+# ---- benchmark rows ---------------------------------------------------------------------------
+
+ROW_KEYS = ("op", "pass", "layer", "shape")
+
+
+def _sig(x, digits=4):
+    """Round to `digits` significant digits (for readable JSON); None and non-finite pass."""
+    if x is None or not isinstance(x, (int, float)) or not math.isfinite(x) or x == 0:
+        return x
+    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+
+
+def finalize_row(raw, peak):
+    """One report row from a raw measurement.
+
+    raw: op, pass, layer, shape, status ("ok" when validated and timed), ms, work_kind
+    ("flops" | "bytes"), work, and optionally twin_ms / twin (the cuDNN or PyTorch twin's median
+    ms and what it was), plus free-form extras (rel_err, tol, iters, notes ...), kept as they are.
+    peak: {"fp32_tflops": ..., "copy_gbps": ...} (either may be missing).
+
+    A row that is not "ok" keeps its status and carries no timing figures.
+    """
+    row = {k: raw.get(k) for k in ROW_KEYS}
+    row["status"] = raw.get("status", "error: no status")
+    ms = raw.get("ms")
+    extras = {k: v for k, v in raw.items()
+              if k not in ROW_KEYS and k not in ("status", "ms", "work", "work_kind", "twin_ms",
+                                                 "index", "type", "id")}
+    if row["status"] != "ok" or not isinstance(ms, (int, float)) or not ms > 0:
+        if row["status"] == "ok":
+            row["status"] = f"error: no valid time (ms={ms!r})"
+        row.update({k: v for k, v in extras.items() if k not in ("twin",)})
+        return row
+    row["ms"] = _sig(ms)
+    seconds = ms * 1e-3
+    kind, work = raw.get("work_kind"), raw.get("work")
+    if kind == "flops" and work:
+        tflops = work / seconds / 1e12
+        row["tflops"] = _sig(tflops)
+        if peak.get("fp32_tflops"):
+            row["frac_peak"] = _sig(tflops / peak["fp32_tflops"], 3)
+    elif kind == "bytes" and work:
+        gbps = work / seconds / 1e9
+        row["gbps"] = _sig(gbps)
+        if peak.get("copy_gbps"):
+            row["frac_peak"] = _sig(gbps / peak["copy_gbps"], 3)
+    twin_ms = raw.get("twin_ms")
+    if isinstance(twin_ms, (int, float)) and twin_ms > 0:
+        row["ratio_vs_cudnn"] = _sig(ms / twin_ms, 3)
+        row["twin_ms"] = _sig(twin_ms)
+    else:
+        extras.pop("twin", None)
+    row.update(extras)
+    return row
+
+
+def rows_from_events(lines):
+    """(meta, peak, raw rows) of bench_kernels.py's event stream (JSON lines); the last row event
+    of each case index wins, and lines cut short by a killed process are skipped."""
+    raws = {}
+    meta, peak = {}, {}
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed process
+        kind = event.get("type")
+        if kind == "row":
+            raws[event["index"]] = event
+        elif kind == "meta":
+            meta.update({k: v for k, v in event.items() if k != "type"})
+        elif kind == "peak":
+            peak.update({k: v for k, v in event.items() if k != "type"})
+    return meta, peak, [raws[i] for i in sorted(raws)]
+
+
+# ---- pytest's junit XML ------------------------------------------------------------------------
+
+def op_of_test(name):
+    """The op a test checks, from its name test_<op>_...: 'test_conv_forward[x]' -> 'conv'.
+    A leading 'cuda_' or 'gpu_' after 'test_' is skipped; names that are not test_* (collection
+    errors) group under '(collection)'."""
+    base = name.split("[", 1)[0]
+    if not base.startswith("test_"):
+        return "(collection)"
+    words = [w for w in base[len("test_"):].split("_") if w]
+    while len(words) > 1 and words[0] in ("cuda", "gpu"):
+        words = words[1:]
+    return words[0] if words else "(unnamed)"
+
+
+def junit_counts(xml_text):
+    """{"passed", "failed", "skipped", "per_op": {op: {"passed", "failed", "skipped"}}}.
+
+    A test with a <failure> or <error> (a failing teardown included) counts once as failed;
+    <skipped> (xfail too) counts as skipped; anything else passed."""
+    root = ET.fromstring(xml_text)
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    per_op = {}
+    for case in root.iter("testcase"):
+        tags = {child.tag for child in case}
+        outcome = ("failed" if tags & {"failure", "error"} else
+                   "skipped" if "skipped" in tags else "passed")
+        counts[outcome] += 1
+        op = per_op.setdefault(op_of_test(case.get("name", "")),
+                               {"passed": 0, "failed": 0, "skipped": 0})
+        op[outcome] += 1
+    counts["per_op"] = dict(sorted(per_op.items()))
+    return counts
+
+
+# ---- compute-sanitizer logs --------------------------------------------------------------------
+
+_ERROR_SUMMARY = re.compile(r"ERROR SUMMARY:\s*(\d+)\s+errors?")
+_RACE_SUMMARY = re.compile(
+    r"RACECHECK SUMMARY:\s*(\d+)\s+hazards?\s+displayed\s*\((\d+)\s+errors?,\s*(\d+)\s+warnings?\)")
+
+
+def sanitizer_status(log_text, tests=None, rc=None):
+    """(status, detail) of one compute-sanitizer run over pytest.
+
+    status: "clean" when the tool's summary says 0 errors AND the tests ran to their end under
+    it (a target that crashed or was killed can print a clean summary over nothing);
+    "N errors" when it found some; "incomplete: why" otherwise.
+    tests: junit_counts of the pytest run under the tool (None if no XML was written);
+    rc: the step's exit status (124/137: killed at its time limit)."""
+    detail = {"rc": rc}
+    errors = [int(m) for m in _ERROR_SUMMARY.findall(log_text or "")]
+    races = [tuple(int(v) for v in m) for m in _RACE_SUMMARY.findall(log_text or "")]
+    if races:
+        detail["hazards"] = sum(r[0] for r in races)
+        detail["race_errors"] = sum(r[1] for r in races)
+        detail["race_warnings"] = sum(r[2] for r in races)
+    if errors:
+        detail["errors"] = sum(errors)
+    if tests is not None:
+        detail["tests"] = {k: tests[k] for k in ("passed", "failed", "skipped")}
+    found = max(detail.get("errors", 0), detail.get("race_errors", 0))
+    if found:
+        return f"{found} errors", detail
+    if not errors and not races:
+        why = "killed at its time limit" if rc in (124, 137) else "no sanitizer summary"
+        return f"incomplete: {why}", detail
+    if rc in (124, 137):
+        return "incomplete: killed at its time limit", detail
+    if tests is None:
+        return "incomplete: the tests under it wrote no report", detail
+    if tests["passed"] + tests["failed"] == 0:
+        return "incomplete: no test ran under it", detail
+    return "clean", detail
+
+
+# ---- training run ------------------------------------------------------------------------------
+
+def train_summary(metrics_text):
+    """The last test record of a run's metrics.jsonl: final top-1 / top-5 test error, epoch."""
+    last, records = None, 0
+    for line in (metrics_text or "").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "top1_error" in record:
+            last, records = record, records + 1
+    if last is None:
+        return {"final_test_error": None, "test_records": 0}
+    summary = {"final_test_error": last.get("top1_error"), "test_records": records}
+    for key in ("top5_error", "test_cost", "epoch", "step", "elapsed_s", "images_per_s"):
+        if key in last:
+            summary[key] = last[key]
+    return summary
+
+
+# ---- the whole report --------------------------------------------------------------------------
+
+def merge(bench=None, tests=None, sanitizer=None, steps=None, train=None, device=None,
+          commit=None, date=None):
+    """DESIGN.md's report. Every input may be missing (a step that failed or never ran): the
+    report then says so instead of inventing figures.
+
+    bench: bench_kernels.py's JSON; tests: junit_counts of the cuda tests (None: no XML);
+    sanitizer: {"memcheck": (status, detail), "racecheck": (status, detail)};
+    steps: [{"step", "status", "rc", "seconds", ...}]; train: {"status", ...} or None."""
+    bench = bench or {}
+    report = {
+        "device": bench.get("device") or device or "unknown",
+        "commit": commit or bench.get("commit") or "unknown",
+        "date": date or bench.get("date") or datetime.date.today().isoformat(),
+        "torch": bench.get("torch"),
+        "cudnn_tf32": bench.get("cudnn_tf32"),
+        "peak": bench.get("peak") or {},
+    }
+    if tests is None:
+        report.update({"cuda_passed": None, "cuda_failed": None, "cuda_skipped": None,
+                       "per_op": {}, "cuda_tests": "no junit report"})
+    else:
+        report.update({"cuda_passed": tests["passed"], "cuda_failed": tests["failed"],
+                       "cuda_skipped": tests["skipped"], "per_op": tests["per_op"]})
+    sanitizer = sanitizer or {}
+    report["sanitizer"] = {tool: (sanitizer[tool][0] if tool in sanitizer else "not run")
+                           for tool in ("memcheck", "racecheck")}
+    details = {tool: sanitizer[tool][1] for tool in sanitizer if sanitizer[tool][1]}
+    if details:
+        report["sanitizer_detail"] = details
+    report["rows"] = bench.get("rows") or []
+    for key in ("cudnn", "torch_precision", "bench"):
+        if key in bench:
+            report[key] = bench[key]
+    if steps:
+        report["steps"] = steps
+    if train is not None:
+        report["train"] = train
+    return report
+
+
+def format_table(rows):
+    """A short aligned table of the rows: op, pass, layer, ms, rate, frac of peak, vs cuDNN."""
+    header = ("op", "pass", "layer", "ms", "rate", "frac", "vs_twin", "status")
+    lines = [header]
+    for r in rows:
+        if "tflops" in r:
+            rate = f"{r['tflops']:.2f} TF/s"
+        elif "gbps" in r:
+            rate = f"{r['gbps']:.0f} GB/s"
+        else:
+            rate = "-"
+        ms = f"{r['ms']:.4g}" if isinstance(r.get("ms"), (int, float)) else "-"
+        frac = f"{r['frac_peak']:.2f}" if isinstance(r.get("frac_peak"), (int, float)) else "-"
+        ratio = (f"{r['ratio_vs_cudnn']:.2f}"
+                 if isinstance(r.get("ratio_vs_cudnn"), (int, float)) else "-")
+        status = str(r.get("status", ""))
+        lines.append((str(r.get("op")), str(r.get("pass")), str(r.get("layer")), ms, rate, frac,
+                      ratio, status[:60]))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def format_summary(report):
+    """A few lines: device, tests, sanitizers, steps, train; then the table."""
+    out = [f"device {report['device']}  commit {report['commit']}  date {report['date']}  "
+           f"torch {report.get('torch')}  cudnn_tf32 {report.get('cudnn_tf32')}",
+           f"peak {json.dumps(report.get('peak', {}))}",
+           f"cuda tests: passed {report['cuda_passed']} failed {report['cuda_failed']} "
+           f"skipped {report['cuda_skipped']}",
+           f"sanitizer: {json.dumps(report['sanitizer'])}"]
+    failing = {op: c for op, c in report.get("per_op", {}).items() if c.get("failed")}
+    if failing:
+        out.append(f"failing ops: {json.dumps(failing)}")
+    for step in report.get("steps", []):
+        out.append(f"step {step.get('step')}: {step.get('status')} ({step.get('seconds')} s)")
+    if "train" in report:
+        out.append(f"train: {json.dumps(report['train'])}")
+    out.append(format_table(report.get("rows", [])))
+    return "\n".join(out)
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+
+def _read(path):
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _junit_or_none(path):
+    text = _read(path)
+    if not text:
+        return None
+    try:
+        return junit_counts(text)
+    except ET.ParseError:
+        return None
+
+
+def _steps(path):
+    steps = []
+    for line in (_read(path) or "").splitlines():
+        try:
+            steps.append(json.loads(line))
+        except ValueError:
+            continue
+    return steps
+
+
+def write_json(path, data):
+    """Write atomically (a reader never sees half a file)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def cmd_merge(args):
+    bench = None
+    text = _read(args.bench)
+    if text:
+        try:
+            bench = json.loads(text)
+        except ValueError:
+            bench = None
+    steps = _steps(args.steps)
+    sanitizer = {}
+    for tool in ("memcheck", "racecheck"):
+        step = [s for s in steps if s.get("step") == tool]
+        log_path = getattr(args, f"{tool}_log")
+        if step and str(step[-1].get("status", "")).startswith("skipped"):
+            sanitizer[tool] = (f"not run ({step[-1]['status']})", {})
+        elif step or (log_path and os.path.exists(log_path)):
+            rc = step[-1].get("rc") if step else None
+            sanitizer[tool] = sanitizer_status(_read(log_path) or "",
+                                               _junit_or_none(getattr(args, f"{tool}_junit")), rc)
+    train = None
+    if args.train_status:
+        train = {"status": args.train_status, **train_summary(_read(args.train_metrics))}
+    report = merge(bench, _junit_or_none(args.junit), sanitizer, steps, train,
+                   device=args.device, commit=args.commit, date=args.date)
+    write_json(args.out, report)
+    if args.copy_to:
+        os.makedirs(args.copy_to, exist_ok=True)
+        shutil.copy(args.out, os.path.join(args.copy_to, os.path.basename(args.out)))
+    if not args.quiet:
+        print(format_summary(report))
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("merge", help="merge a GPU session's outputs into one JSON report")
+    m.add_argument("--out", required=True)
+    m.add_argument("--bench")
+    m.add_argument("--junit")
+    for tool in ("memcheck", "racecheck"):
+        m.add_argument(f"--{tool}-log")
+        m.add_argument(f"--{tool}-junit")
+    m.add_argument("--steps")
+    m.add_argument("--train-metrics")
+    m.add_argument("--train-status")
+    m.add_argument("--device")
+    m.add_argument("--commit")
+    m.add_argument("--date")
+    m.add_argument("--copy-to")
+    m.add_argument("--quiet", action="store_true")
+    t = sub.add_parser("table", help="print a report's summary and table")
+    t.add_argument("file")
+    args = p.parse_args(argv)
+    if args.command == "merge":
+        return cmd_merge(args)
+    with open(args.file, encoding="utf-8") as f:
+        report = json.load(f)
+    print(format_summary(report) if "sanitizer" in report else format_table(report["rows"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
