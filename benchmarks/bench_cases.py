@@ -15,6 +15,7 @@ run_case(case, ctx) -> raw row (see report.finalize_row). Order, for every case:
 """
 import inspect
 import math
+import traceback
 
 import numpy as np
 
@@ -560,6 +561,7 @@ def run_case(case, ctx):
                 raw["twin"] = bench.twin_name
                 raw["twin_ms"] = tt.ms
             except Exception as e:  # the twin failing never costs our row
+                traceback.print_exc()
                 raw["twin_error"] = f"{type(e).__name__}: {e}"[:300]
             finally:
                 twin_sets = None
@@ -570,6 +572,7 @@ def run_case(case, ctx):
         raw["status"] = f"failed: {stage}: {e}"
         return raw
     except Exception as e:
+        traceback.print_exc()  # into the worker's log
         raw["status"] = f"error: {stage}: {type(e).__name__}: {e}"[:400]
         return raw
 

@@ -167,11 +167,11 @@ def worker(args, cases):
         try:
             raw = run_case(case, ctx)
         except Exception as e:  # run_case catches its own; this is a last resort
+            traceback.print_exc()
             raw = {"op": case.op, "pass": case.pass_, "layer": case.layer, "shape": case.shape,
                    "status": f"error: {type(e).__name__}: {e}"[:400]}
         emit(type="row", index=index, id=case.id, **raw)
         if raw.get("status", "").startswith("error"):
-            traceback.print_exc()
             if not context_alive(cupy):
                 emit(type="context_lost", index=index)
                 return EXIT_CONTEXT_LOST
