@@ -16,6 +16,7 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -422,8 +423,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    # a timeout's SIGINT or SIGTERM ends the run cleanly, the report written (also when the
+    # shell that started us left SIGINT ignored)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     cases = workloads.select(workloads.all_cases(), args.quick, args.only)
     if args.list:
         for case in cases:

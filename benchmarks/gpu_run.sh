@@ -197,7 +197,7 @@ fi
 
 # ---- the cuda tests ------------------------------------------------------------------------
 if wanted tests; then
-    run_step tests "$(step_limit 240)" "$PY" -m pytest -m cuda -q tests "${PYTEST_EXTRA[@]}" \
+    run_step tests "$(step_limit 240)" "$PY" benchmarks/run_pytest.py -m cuda -q tests "${PYTEST_EXTRA[@]}" \
         -rfE --junitxml="$OUT/cuda-tests.xml" && tail -n 1 "$WORK/tests.log" | sed 's/^/    tests| /'
 else
     skip_step tests "not in CONVNET_STEPS"
@@ -227,7 +227,7 @@ for tool in memcheck racecheck; do
         run_step "$tool" "$(step_limit 120)" env CONVNET_SMALL_SHAPES=1 \
             PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool "$tool" \
             --report-api-errors no --print-limit 100 --log-file "$WORK/$tool-tool.log" \
-            "$PY" benchmarks/sanitize_pytest.py -m cuda -q tests "${PYTEST_EXTRA[@]}" \
+            "$PY" benchmarks/run_pytest.py --no-pools -m cuda -q tests "${PYTEST_EXTRA[@]}" \
             -k "$SAN_K" --junitxml="$WORK/$tool-tests.xml"
         grep -hE "(ERROR|RACECHECK) SUMMARY" "$WORK/$tool-tool.log" 2>/dev/null | sed "s/^/    $tool| /"
     fi
