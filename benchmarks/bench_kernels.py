@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -201,6 +202,18 @@ def release(cupy, torch):
 
 # ---- the parent (never touches the GPU) --------------------------------------------------------
 
+def gpu_name():
+    """The first GPU's name from nvidia-smi (the parent never touches CUDA itself)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip().splitlines()[0]
+    except Exception:
+        pass
+    return "gpu"
+
+
 def git_commit():
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
@@ -287,7 +300,7 @@ def tail(path, n=2000):
 
 def run_workers(run, args):
     """Start workers until every case has a row, a worker crash costing only its case."""
-    base = os.path.splitext(args.out)[0]
+    base = os.path.join(args.work, os.path.splitext(os.path.basename(args.out))[0])
     deadline = time.time() + args.time_budget
     start, worker_no, peaks_done = 0, 0, False
     while start < len(run.cases):
@@ -405,7 +418,10 @@ def print_row_line(run, event):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=None,
-                   help="JSON report (default benchmarks/results/<date>-bench.json)")
+                   help="JSON report (default benchmarks/results/<date>-<device>.json)")
+    p.add_argument("--work", default=None,
+                   help="folder for the workers' event streams and logs (default: --out's "
+                        "folder, or a temporary one when --out is not given)")
     p.add_argument("--quick", action="store_true", help="fewer cases and iterations")
     p.add_argument("--only", default=None,
                    help="comma-separated case-id patterns (op.pass.layer; fnmatch or substring)")
@@ -445,9 +461,13 @@ def main(argv=None):
         print(f"bench_kernels: no case matches --only {args.only!r}", file=sys.stderr)
         return 2
     if args.out is None:
-        args.out = os.path.join(HERE, "results",
-                                f"{datetime.date.today().isoformat()}-bench.json")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)) or ".", exist_ok=True)
+        args.out = os.path.join(HERE, "results", f"{datetime.date.today().isoformat()}-"
+                                f"{report.device_slug(gpu_name())}.json")
+        args.work = args.work or tempfile.mkdtemp(prefix="bench_kernels-")
+    args.out = os.path.abspath(args.out)
+    args.work = os.path.abspath(args.work or os.path.dirname(args.out))
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    os.makedirs(args.work, exist_ok=True)
     run = Run(args, cases)
     try:
         run_workers(run, args)

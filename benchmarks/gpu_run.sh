@@ -51,7 +51,8 @@ DATE=$(date -u +%Y-%m-%d)
 COMMIT="${CONVNET_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 DEVICE=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)
 DEVICE="${DEVICE:-unknown-gpu}"
-SLUG=$(printf '%s' "$DEVICE" | tr 'A-Z' 'a-z' | sed -e 's/[^a-z0-9][^a-z0-9]*/-/g' -e 's/^-//' -e 's/-$//')
+SLUG=$("$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); import report; print(report.device_slug(sys.argv[1]))" "$DEVICE" 2>/dev/null \
+    || printf '%s' "$DEVICE" | tr 'A-Z ' 'a-z-')
 REPORT="$OUT/$DATE-$SLUG.json"
 TRAIN_STATUS=""
 ANY_FAILED=0

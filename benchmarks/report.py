@@ -105,6 +105,11 @@ def rows_from_events(lines):
     return meta, peak, [raws[i] for i in sorted(raws)]
 
 
+def device_slug(name):
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3' (report file names)."""
+    return re.sub(r"[^a-z0-9]+", "-", (name or "").lower()).strip("-") or "unknown-gpu"
+
+
 # ---- pytest's junit XML ------------------------------------------------------------------------
 
 def op_of_test(name):

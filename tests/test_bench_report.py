@@ -335,6 +335,11 @@ def test_report_cli_merges_files_and_copies(tmp_path):
     assert "alexnet-conv1" in proc.stdout and "memcheck" in proc.stdout
 
 
+def test_device_slug_names_report_files():
+    assert report.device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert report.device_slug("  ") == "unknown-gpu"
+
+
 def test_format_table_aligns_columns():
     table = report.format_table(bench_doc()["rows"]).splitlines()
     assert table[0].split()[:4] == ["op", "pass", "layer", "ms"]
