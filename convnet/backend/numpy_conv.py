@@ -38,13 +38,18 @@ def conv_output_size(img, filter_size, stride, padding):
 def pad_to_windows(x, first, out_size, stride, size, fill=0, axes=(1, 2)):
     """Copy x onto a canvas whose pixel r along each of the two spatial `axes` is image pixel
     first + r, just large enough for out_size windows of `size` at `stride`: window o covers
-    canvas pixels o*stride ... o*stride + size - 1. Canvas pixels off the image hold `fill`."""
+    canvas pixels o*stride ... o*stride + size - 1. Canvas pixels off the image hold `fill`.
+    When every window lies inside the image the canvas is a read-only view of x, not a copy."""
     shape = list(x.shape)
     for axis, out in zip(axes, out_size):
         shape[axis] = (out - 1) * stride + size
+    on_canvas, on_image = _shared_pixels(first, shape, x.shape, axes)
+    inside = x[on_image]
+    if first >= 0 and all(inside.shape[axis] == shape[axis] for axis in axes):
+        inside.flags.writeable = False
+        return inside
     canvas = np.full(shape, fill, dtype=x.dtype)
-    on_canvas, on_image = _shared_pixels(first, canvas.shape, x.shape, axes)
-    canvas[on_canvas] = x[on_image]
+    canvas[on_canvas] = inside
     return canvas
 
 
