@@ -94,10 +94,12 @@ class Layer:
         if kind == "ident":
             return z
         self.cache["z"] = z
-        if kind == "nrelu":
+        if kind == "nrelu":  # Nair & Hinton's noisy ReLU: max(0, z + N(0, logistic(z)))
+            self.cache["noise"] = None
             if ctx.train:
-                noise = B.random_normal(z.shape, ctx.seed, self.index, ctx.step)
-                z = z + B.xp.sqrt(B.neuron_forward(z, "logistic")) * B.asarray(noise, z.dtype)
+                noise = B.asarray(B.random_normal(z.shape, ctx.seed, self.index, ctx.step), z.dtype)
+                self.cache["noise"] = noise
+                z = z + B.xp.sqrt(B.neuron_forward(z, "logistic")) * noise
             return B.neuron_forward(z, "relu")
         return B.neuron_forward(z, kind, a, b)
 
@@ -106,7 +108,13 @@ class Layer:
         if kind == "ident":
             return dy
         if kind == "nrelu":
-            return B.neuron_backward(y, y, dy, "relu")
+            dz = B.neuron_backward(y, y, dy, "relu")
+            noise = self.cache["noise"]
+            if noise is None:
+                return dz
+            # the noise's scale sqrt(logistic(z)) depends on z: d/dz = sqrt(s) (1 - s) / 2
+            s = B.neuron_forward(self.cache["z"], "logistic")
+            return dz * (1 + noise * B.xp.sqrt(s) * (1 - s) / 2)
         return B.neuron_backward(self.cache["z"], y, dy, kind, a, b)
 
     def fprop(self, B, xs, ctx):
