@@ -1,11 +1,11 @@
 // Convolution (cuda-convnet's filterActs, imgActs, weightActs) as implicit GEMMs on the engine
 // in conv_gemm.cuh. NCHW float32, w (F, C/groups, fs, fs); one GEMM per group (grid z).
 //
-//   forward          C[m, f]  = sum_k  x_patch[m, k] * w[f, k]      m = (n, oy, ox), k = (c, ky, kx)
-//   backward data    C[p, c]  = sum_k  dy_tap[p, k]  * w[f, c, t]   p = (n, iy, ix), k = (f, ky, kx)
+//   forward          C[m, f] = sum_k x_patch[m, k] * w[f, k]     m = (n, oy, ox), k = (c, ky, kx)
+//   backward data    C[p, c] = sum_k dy_tap[p, k] * w[f, c, t]   p = (n, iy, ix), k = (f, ky, kx)
 //                    (gather: tap (ky, kx) feeds pixel p from output (iy+pad-ky, ix+pad-kx)/stride
 //                     when that is integral and inside the output; every dx element is written)
-//   backward filter  C[k, f]  = sum_r  x_patch[r, k] * dy[r, f]     r = (n, oy, ox)
+//   backward filter  C[k, f] = sum_r x_patch[r, k] * dy[r, f]    r = (n, oy, ox)
 //                    the reduction over r is split across blocks (split-K); each split writes
 //                    its own partial sum to a workspace and a second kernel adds the splits in
 //                    a fixed order: deterministic, no atomics.

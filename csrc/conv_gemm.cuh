@@ -130,7 +130,8 @@ struct TileLoader {
 };
 
 template <class Cfg, class Op>
-__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS) implicit_gemm_kernel(const Op op, int z_base) {
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
+    implicit_gemm_kernel(const Op op, int z_base) {
     constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
     constexpr int THREADS = Cfg::THREADS;
     using Block = typename Op::Block;

@@ -1,0 +1,288 @@
+"""The CUDA conv and local kernels (csrc/conv.cu, csrc/local.cu through convnet.backend.cuda_conv)
+against the NumPy reference (convnet.backend.numpy_conv).
+
+Inputs are fresh standard-normal draws every run. Every output is poisoned with NaN before the
+call (through `out=`), so an element the kernel never writes fails the test. The bound is on the
+relative error max|got - ref| / max|ref| < 1e-3: fp32 kernels against a float64 reference
+computed from the same float32 inputs (a float32 reference for the AlexNet-size cases, whose
+float64 reference is too slow on a CPU; its own error is ~1e-6, far below the bound).
+"""
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+import convnet
+
+pytestmark = pytest.mark.cuda
+
+if not convnet.cuda_available():
+    pytest.skip("needs convnet built with CUDA, CuPy and a GPU", allow_module_level=True)
+
+import cupy  # noqa: E402
+
+from convnet.backend import cuda_conv, numpy_conv  # noqa: E402
+
+REL_TOL = 1e-3
+PASSES = ("forward", "backward_data", "backward_filter")
+
+
+class Case(NamedTuple):
+    n: int
+    c: int
+    h: int
+    w: int
+    f: int
+    fs: int
+    stride: int
+    padding: int
+    groups: int
+
+    def out_size(self):
+        return (numpy_conv.conv_output_size(self.h, self.fs, self.stride, self.padding),
+                numpy_conv.conv_output_size(self.w, self.fs, self.stride, self.padding))
+
+
+# AlexNet's five conv layers at batch 128 (227x227 input, two towers as groups=2).
+ALEXNET = {
+    "conv1": Case(128, 3, 227, 227, 96, 11, 4, 0, 1),
+    "conv2": Case(128, 96, 27, 27, 256, 5, 1, 2, 2),
+    "conv3": Case(128, 256, 13, 13, 384, 3, 1, 1, 1),
+    "conv4": Case(128, 384, 13, 13, 384, 3, 1, 1, 2),
+    "conv5": Case(128, 384, 13, 13, 256, 3, 1, 1, 2),
+}
+
+# The small nets of layers/: Fashion-MNIST, CIFAR-10, and the conv-local CIFAR net's local layers.
+SMALL_NETS = {
+    "fashion_conv1": Case(128, 1, 28, 28, 32, 5, 1, 2, 1),
+    "fashion_conv2": Case(128, 32, 14, 14, 64, 5, 1, 2, 1),
+    "cifar_conv1": Case(128, 3, 32, 32, 64, 5, 1, 2, 1),
+}
+LOCAL_NETS = {
+    "cifar_local3": Case(128, 64, 8, 8, 64, 3, 1, 1, 1),
+    "cifar_local4": Case(128, 64, 8, 8, 32, 3, 1, 1, 1),
+}
+
+# Shapes that miss every tile boundary and exercise every edge rule (conv and local alike).
+AWKWARD = {
+    "batch1": Case(1, 3, 7, 7, 4, 3, 1, 1, 1),
+    "batch129": Case(129, 3, 9, 9, 8, 3, 1, 1, 1),
+    "odd_rectangular": Case(3, 5, 13, 9, 7, 3, 2, 1, 1),
+    "channels3_11x11_stride4_ceil": Case(2, 3, 37, 31, 16, 11, 4, 0, 1),
+    "channels17": Case(4, 17, 11, 10, 33, 3, 1, 1, 1),
+    "groups2_5x5": Case(3, 6, 10, 12, 10, 5, 1, 2, 2),
+    "groups4": Case(2, 8, 7, 7, 12, 3, 1, 1, 4),
+    "padding0": Case(2, 4, 8, 9, 6, 3, 1, 0, 1),
+    "padding1": Case(2, 4, 8, 9, 6, 3, 1, 1, 1),
+    "padding2": Case(2, 4, 8, 9, 6, 3, 2, 2, 1),
+    "padding3": Case(2, 4, 8, 9, 6, 4, 1, 3, 1),
+    "last_window_past_edge": Case(2, 3, 13, 11, 5, 5, 3, 0, 1),
+    "stride_above_filter": Case(2, 2, 11, 10, 3, 2, 3, 1, 1),
+    "filters_65_per_group": Case(2, 6, 6, 6, 130, 3, 1, 1, 2),
+    "filters_200_1x1": Case(2, 4, 6, 7, 200, 1, 1, 0, 1),
+    "filter_covers_image": Case(2, 3, 5, 5, 4, 5, 1, 0, 1),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def random_inputs(rng, case, local):
+    """x, w, dy as float32 NumPy arrays (standard normal: never zeros, never all equal)."""
+    out_h, out_w = case.out_size()
+    group_channels = case.c // case.groups
+    w_shape = ((out_h, out_w, case.f, group_channels, case.fs, case.fs) if local
+               else (case.f, group_channels, case.fs, case.fs))
+    x = rng.standard_normal((case.n, case.c, case.h, case.w), dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    dy = rng.standard_normal((case.n, case.f, out_h, out_w), dtype=np.float32)
+    return x, w, dy
+
+
+def op_arguments(case, pass_, x, w, dy):
+    """The array arguments and the size argument of one pass (the OPS.md signatures)."""
+    if pass_ == "forward":
+        return (x, w), ()
+    if pass_ == "backward_data":
+        return (dy, w), ((case.h, case.w),)
+    return (x, dy), (case.fs,)
+
+
+def relative_error(got, want):
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def check_against_reference(rng, kind, pass_, case, ref_dtype=np.float64):
+    """Run kind_pass (kind: conv or local) on the GPU into a NaN-poisoned `out` and compare."""
+    name = f"{kind}_{pass_}"
+    arrays, size_arg = op_arguments(case, pass_, *random_inputs(rng, case, kind == "local"))
+    geometry = (case.stride, case.padding, case.groups)
+    want = getattr(numpy_conv, name)(*(a.astype(ref_dtype) for a in arrays), *size_arg, *geometry)
+    out = cupy.full(want.shape, np.nan, dtype=cupy.float32)
+    got = getattr(cuda_conv, name)(*(cupy.asarray(a) for a in arrays), *size_arg, *geometry,
+                                   out=out)
+    assert got is out
+    got = cupy.asnumpy(got)
+    unwritten = int(np.isnan(got).sum())
+    assert unwritten == 0, f"{name} {case}: {unwritten} of {got.size} outputs never written"
+    err = relative_error(got, want)
+    assert err < REL_TOL, f"{name} {case}: relative error {err:.3g}"
+
+
+# ----------------------------------------------------------------------------------------------
+# against the reference
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("layer", sorted(ALEXNET))
+def test_conv_alexnet_layers(rng, layer, pass_):
+    check_against_reference(rng, "conv", pass_, ALEXNET[layer], ref_dtype=np.float32)
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("net", sorted(SMALL_NETS))
+def test_conv_small_nets(rng, net, pass_):
+    check_against_reference(rng, "conv", pass_, SMALL_NETS[net])
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("layer", sorted(LOCAL_NETS))
+def test_local_cifar_layers(rng, layer, pass_):
+    check_against_reference(rng, "local", pass_, LOCAL_NETS[layer])
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("shape", sorted(AWKWARD))
+def test_conv_awkward_shapes(rng, shape, pass_):
+    check_against_reference(rng, "conv", pass_, AWKWARD[shape])
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("shape", sorted(AWKWARD))
+def test_local_awkward_shapes(rng, shape, pass_):
+    check_against_reference(rng, "local", pass_, AWKWARD[shape])
+
+
+def random_case(rng):
+    """A small random configuration: any channels, filters, filter size, stride and padding."""
+    groups = int(rng.integers(1, 4))
+    fs = int(rng.integers(1, 8))
+    padding = int(rng.integers(0, 4))
+    least = max(1, fs - 2 * padding)
+    return Case(n=int(rng.integers(1, 7)), c=groups * int(rng.integers(1, 10)),
+                h=int(rng.integers(least, least + 12)), w=int(rng.integers(least, least + 12)),
+                f=groups * int(rng.integers(1, 41)), fs=fs, stride=int(rng.integers(1, 5)),
+                padding=padding, groups=groups)
+
+
+@pytest.mark.parametrize("kind", ["conv", "local"])
+def test_conv_and_local_random_shapes(rng, kind):
+    for _ in range(12):
+        case = random_case(rng)
+        for pass_ in PASSES:
+            check_against_reference(rng, kind, pass_, case)
+
+
+# ----------------------------------------------------------------------------------------------
+# behaviour beyond the numbers
+
+
+def test_conv_backward_filter_is_deterministic(rng):
+    """The split-K reduction adds the splits in a fixed order: identical bits on every call."""
+    case = SMALL_NETS["fashion_conv2"]
+    x, _, dy = random_inputs(rng, case, local=False)
+    x, dy = cupy.asarray(x), cupy.asarray(dy)
+    first = cuda_conv.conv_backward_filter(x, dy, case.fs, case.stride, case.padding, case.groups)
+    for _ in range(3):
+        again = cuda_conv.conv_backward_filter(x, dy, case.fs, case.stride, case.padding,
+                                               case.groups)
+        assert cupy.array_equal(first, again)
+
+
+@pytest.mark.parametrize("kind", ["conv", "local"])
+def test_conv_and_local_run_on_the_current_stream(rng, kind):
+    """On a non-blocking side stream, the results are ready after that stream synchronizes."""
+    case = Case(16, 8, 12, 12, 24, 3, 1, 1, 2)
+    x, w, dy = random_inputs(rng, case, local=kind == "local")
+    geometry = (case.stride, case.padding, case.groups)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        xd, wd, dyd = cupy.asarray(x), cupy.asarray(w), cupy.asarray(dy)
+        y = getattr(cuda_conv, f"{kind}_forward")(xd, wd, *geometry)
+        dx = getattr(cuda_conv, f"{kind}_backward_data")(dyd, wd, (case.h, case.w), *geometry)
+        dw = getattr(cuda_conv, f"{kind}_backward_filter")(xd, dyd, case.fs, *geometry)
+    stream.synchronize()
+    x64, w64, dy64 = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    ref = numpy_conv
+    assert relative_error(cupy.asnumpy(y), getattr(ref, f"{kind}_forward")(
+        x64, w64, *geometry)) < REL_TOL
+    assert relative_error(cupy.asnumpy(dx), getattr(ref, f"{kind}_backward_data")(
+        dy64, w64, (case.h, case.w), *geometry)) < REL_TOL
+    assert relative_error(cupy.asnumpy(dw), getattr(ref, f"{kind}_backward_filter")(
+        x64, dy64, case.fs, *geometry)) < REL_TOL
+
+
+def test_conv_forward_allocates_its_output_and_accepts_offset_views(rng):
+    """Without out= the result is a new float32 array; inputs may start anywhere in memory
+    (a contiguous slice of a larger array: no alignment assumption beyond float32)."""
+    case = AWKWARD["odd_rectangular"]
+    x, w, _ = random_inputs(rng, case, local=False)
+    x_big = cupy.asarray(np.concatenate([x[:1], x]))
+    x_view = x_big[1:]
+    assert x_view.flags.c_contiguous and x_view.data.ptr % 16 != 0
+    y = cuda_conv.conv_forward(x_view, cupy.asarray(w), case.stride, case.padding, case.groups)
+    assert y.dtype == cupy.float32 and y.shape == (case.n, case.f, *case.out_size())
+    want = numpy_conv.conv_forward(x.astype(np.float64), w.astype(np.float64), case.stride,
+                                   case.padding, case.groups)
+    assert relative_error(cupy.asnumpy(y), want) < REL_TOL
+
+
+@pytest.mark.parametrize("kind", ["conv", "local"])
+def test_conv_and_local_empty_batch(kind):
+    """A batch of 0 images: empty activations and an all-zero weight gradient, as the reference."""
+    case = Case(0, 4, 6, 6, 5, 3, 1, 1, 1)
+    x, w, dy = random_inputs(np.random.default_rng(0), case, local=kind == "local")
+    geometry = (case.stride, case.padding, case.groups)
+    y = getattr(cuda_conv, f"{kind}_forward")(cupy.asarray(x), cupy.asarray(w), *geometry)
+    assert y.shape == (0, case.f, *case.out_size())
+    dw = getattr(cuda_conv, f"{kind}_backward_filter")(
+        cupy.asarray(x), cupy.asarray(dy), case.fs, *geometry,
+        out=cupy.full(w.shape, np.nan, dtype=cupy.float32))
+    assert dw.shape == w.shape and not cupy.any(dw)
+
+
+def bad_calls():
+    """(op name, thunk) pairs that must raise ValueError naming the op."""
+    x = cupy.ones((2, 4, 6, 6), dtype=cupy.float32)
+    w = cupy.ones((6, 2, 3, 3), dtype=cupy.float32)
+    dy = cupy.ones((2, 6, 6, 6), dtype=cupy.float32)
+    wl = cupy.ones((6, 6, 6, 2, 3, 3), dtype=cupy.float32)
+    shared = cupy.ones(1000, dtype=cupy.float32)
+    x_in_shared, y_overlapping_x = shared[:288].reshape(x.shape), shared[100:532].reshape(dy.shape)
+    c = cuda_conv
+    return [
+        ("conv_forward", lambda: c.conv_forward(x.astype(cupy.float64), w, 1, 1, 2)),
+        ("conv_forward", lambda: c.conv_forward(cupy.asnumpy(x), w, 1, 1, 2)),
+        ("conv_forward", lambda: c.conv_forward(x[:, :, :, ::2], w, 1, 1, 2)),
+        ("conv_forward", lambda: c.conv_forward(x, w, 1, 1, 3)),
+        ("conv_forward", lambda: c.conv_forward(x, w, 0, 1, 2)),
+        ("conv_forward", lambda: c.conv_forward(x, w, 1, 1, 2, out=cupy.empty((2, 6, 5, 6),
+                                                                              cupy.float32))),
+        ("conv_forward", lambda: c.conv_forward(x, w, 1, 1, 2, out=cupy.empty((2, 6, 6, 6),
+                                                                              cupy.float64))),
+        ("conv_forward", lambda: c.conv_forward(x_in_shared, w, 1, 1, 2, out=y_overlapping_x)),
+        ("conv_backward_data", lambda: c.conv_backward_data(dy, w, (7, 6), 1, 1, 2)),
+        ("conv_backward_filter", lambda: c.conv_backward_filter(x, dy, 3, 1, 1, 4)),
+        ("conv_backward_filter", lambda: c.conv_backward_filter(x, dy[:1], 3, 1, 1, 2)),
+        ("local_forward", lambda: c.local_forward(x, wl[:5], 1, 1, 2)),
+        ("local_forward", lambda: c.local_forward(x, w, 1, 1, 2)),
+        ("local_backward_data", lambda: c.local_backward_data(dy, wl, (6, 6), 2, 1, 2)),
+        ("local_backward_filter", lambda: c.local_backward_filter(x, dy, 9, 1, 1, 2)),
+    ]
+
+
+def test_conv_and_local_reject_bad_arguments():
+    for op, call in bad_calls():
+        with pytest.raises(ValueError, match=op):
+            call()
