@@ -325,9 +325,19 @@ PYBIND11_MODULE(_C, m) {
 #ifdef CONVNET_WITH_CUDA
     m.attr("built_with_cuda") = true;
     m.attr("cuda_architectures") = CONVNET_CUDA_ARCHITECTURES;
+    m.def(
+        "cuda_device_count",
+        [] {
+            int count = 0;
+            if (cudaGetDeviceCount(&count) == cudaSuccess) return count;
+            cudaGetLastError();  // clear the error so no later launch reports it as its own
+            return 0;
+        },
+        "GPUs the CUDA runtime sees (0 when there is no driver or device); never raises");
 #else
     m.attr("built_with_cuda") = false;
     m.attr("cuda_architectures") = "";
+    m.def("cuda_device_count", [] { return 0; }, "0: this build has no CUDA");
 #endif
     bind_conv(m);
     bind_elementwise(m);

@@ -1,6 +1,8 @@
 // Neurons (OPS.md "neurons"): one element-wise functor per kind, forward and backward, each
 // instantiated into the vectorized map of common.cuh. Formulas follow numpy_neuron.py term for
-// term (logistic and softrelu without overflow for any x).
+// term, each product rounded before it is added (no fused multiply-add), so kinds without a
+// transcendental function agree with the float32 reference bit for bit; logistic and softrelu
+// never overflow.
 #include "common.cuh"
 #include "ops.h"
 
@@ -25,8 +27,8 @@ struct NeuronForward {
         if constexpr (KIND == kAbs) return fabsf(x);
         if constexpr (KIND == kSoftrelu) return fmaxf(x, 0.f) + log1pf(expf(-fabsf(x)));
         if constexpr (KIND == kBrelu) return fminf(x > 0.f ? x : 0.f, a);
-        if constexpr (KIND == kDrelu) return x - a * tanhf(x / a);
-        if constexpr (KIND == kLinear) return a * x + b;
+        if constexpr (KIND == kDrelu) return x - __fmul_rn(a, tanhf(x / a));
+        if constexpr (KIND == kLinear) return __fadd_rn(__fmul_rn(a, x), b);
         if constexpr (KIND == kSquare) return x * x;
         if constexpr (KIND == kSqrt) return sqrtf(x);
         if constexpr (KIND == kLog) return logf(a + x);
@@ -43,7 +45,7 @@ struct NeuronBackward {
         if constexpr (KIND == kLogistic) return dy * y * (1.f - y);
         if constexpr (KIND == kTanh) {
             const float t = tanhf(b * x);
-            return dy * (a * b) * (1.f - t * t);
+            return dy * (a * b) * (1.f - __fmul_rn(t, t));
         }
         if constexpr (KIND == kAbs) return x > 0.f ? dy : -dy;
         if constexpr (KIND == kSoftrelu) return dy * stable_logistic(x);

@@ -1,0 +1,540 @@
+"""CUDA ops (cuda_ops.py -> convnet._C) against the NumPy reference, on a GPU.
+
+Inputs are random (the `rng` fixture: a fresh seed per run) over AlexNet's shapes and awkward
+ones (batch 1 and 129, odd sizes, channels not a multiple of 16, rectangular images, pointers
+off 16-byte alignment). Every output buffer is NaN-poisoned before the call, so an element a
+kernel never writes fails the comparison.
+
+Bounds, float32 against the float64 reference:
+  element-wise ops              |err| <= 1e-5 |ref|   (bit-equal to the float32 reference where
+                                                       the kernel rounds as it does: relu, abs,
+                                                       linear, bias_forward, dropout, sgd, ...)
+  window sums (pool, norms)     |err| <= 1e-5 |ref| + 1e-6 max|ref|
+  reductions (bias_backward, sum2, softmax rows, maxnorm, fc)
+                                |err| <= 1e-4 |ref| + 1e-5 * (the same sum over |terms|)
+  dropout_mask                  equal to the reference bit for bit
+  random_normal                 within one float32 ulp of the reference (Box-Muller in float64)
+"""
+import numpy as np
+import pytest
+
+import convnet
+
+pytestmark = pytest.mark.cuda
+
+if not convnet.cuda_available():
+    pytest.skip("needs a GPU, CuPy and convnet._C built with CUDA", allow_module_level=True)
+
+import cupy  # noqa: E402
+
+from convnet.backend import cuda_ops as cu  # noqa: E402
+from convnet.backend import numpy_conv, numpy_cost, numpy_dropout, numpy_neuron  # noqa: E402
+from convnet.backend import numpy_norm, numpy_pool, numpy_update, philox  # noqa: E402
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def to_device(a, misaligned=False):
+    """A float32 (or the given dtype) C-contiguous device copy; misaligned puts its first element
+    4 bytes past a 16-byte boundary (a C-contiguous slice of a larger buffer)."""
+    a = np.ascontiguousarray(a)
+    if not misaligned:
+        return cupy.asarray(a)
+    base = cupy.empty(a.size + 1, dtype=a.dtype)
+    view = base[1:].reshape(a.shape)
+    view[...] = cupy.asarray(a)
+    assert view.data.ptr % 16 != 0 and view.flags.c_contiguous
+    return view
+
+
+def poisoned(shape, dtype=np.float32, misaligned=False):
+    """An output buffer full of NaN (0xAB for integer dtypes)."""
+    size = int(np.prod(shape))
+    base = cupy.empty(size + 1, dtype=dtype)
+    base.fill(np.nan if np.dtype(dtype).kind == "f" else 0xAB)
+    return (base[1:] if misaligned else base[:size]).reshape(shape)
+
+
+def host(a):
+    return cupy.asnumpy(a)
+
+
+def assert_close(got, want, rtol, atol=0.0, what=""):
+    """|got - want| <= rtol |want| + atol (atol a scalar or an array), no NaN anywhere."""
+    got = host(got) if isinstance(got, cupy.ndarray) else np.asarray(got)
+    want = np.asarray(want, dtype=np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert not np.isnan(got).any(), f"{what}: NaN in the output (an unwritten element?)"
+    err = np.abs(got.astype(np.float64) - want)
+    bound = rtol * np.abs(want) + atol
+    bad = err > bound
+    if bad.any():
+        i = np.unravel_index(np.argmax(err - bound), err.shape)
+        raise AssertionError(f"{what}: {bad.sum()} of {err.size} elements out of bounds; worst at "
+                             f"{i}: got {got[i]!r}, want {want[i]!r}")
+
+
+def assert_equal(got, want, what=""):
+    got = host(got) if isinstance(got, cupy.ndarray) else np.asarray(got)
+    assert got.shape == want.shape and got.dtype == want.dtype, what
+    mismatch = got != want
+    if np.issubdtype(got.dtype, np.floating):
+        mismatch &= ~(np.isnan(got) & np.isnan(want))
+        assert not np.isnan(got).any() or np.isnan(want).any(), f"{what}: NaN in the output"
+    assert not mismatch.any(), (f"{what}: {mismatch.sum()} of {got.size} elements differ, first at "
+                                f"{np.argwhere(mismatch)[0]}")
+
+
+def normal(rng, shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+ELEMENTWISE_SHAPES = [(128, 4096), (1, 3), (129, 37), (7,), (2, 96, 13, 13)]
+
+
+# ----------------------------------------------------------------------------------------------
+# neurons
+
+NEURON_PARAMS = {"tanh": (1.7159, 0.6667), "brelu": (6.0, 0.0), "drelu": (2.0, 0.0),
+                 "linear": (1.5, -0.25), "log": (1.5, 0.0)}
+
+
+def neuron_input(kind, a, shape, rng):
+    """Inputs away from each kind's kinks and from where float32 loses the derivative."""
+    if kind in ("relu", "abs"):
+        x = rng.uniform(0.05, 3, shape) * rng.choice([-1, 1], shape)
+    elif kind == "brelu":  # below 0, inside (0, a) and above a, in equal parts
+        region = rng.integers(0, 3, shape)
+        x = np.where(region == 0, rng.uniform(-2, -0.05, shape),
+                     np.where(region == 1, rng.uniform(0.05, a - 0.05, shape),
+                              rng.uniform(a + 0.05, a + 2, shape)))
+    elif kind in ("logistic", "tanh", "softrelu", "drelu"):
+        x = rng.uniform(-3, 3, shape)
+    elif kind == "sqrt":
+        x = rng.uniform(0.1, 4, shape)
+    elif kind == "log":
+        x = rng.uniform(-a + 0.1, 4, shape)
+    else:
+        x = rng.standard_normal(shape)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", numpy_neuron.NEURON_KINDS)
+@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
+def test_neuron_forward_backward_match_reference(kind, shape, rng):
+    a, b = NEURON_PARAMS.get(kind, (0.0, 0.0))
+    misaligned = shape == (129, 37)
+    x = neuron_input(kind, a, shape, rng)
+    dy = normal(rng, shape)
+    x64 = x.astype(np.float64)
+    y_ref = numpy_neuron.neuron_forward(x64, kind, a, b)
+    y = cu.neuron_forward(to_device(x, misaligned), kind, a, b,
+                          out=poisoned(shape, misaligned=misaligned))
+    assert_close(y, y_ref, 1e-5, 1e-37, f"neuron_forward {kind}")
+    y32 = numpy_neuron.neuron_forward(x, kind, a, b)
+    dx_ref = numpy_neuron.neuron_backward(x64, y32.astype(np.float64), dy.astype(np.float64),
+                                          kind, a, b)
+    dx = cu.neuron_backward(to_device(x), to_device(y32), to_device(dy, misaligned), kind, a, b,
+                            out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-37, f"neuron_backward {kind}")
+    if kind in ("ident", "relu", "abs", "brelu", "linear", "square"):  # no transcendental
+        assert_equal(y, y32, f"neuron_forward {kind} vs float32 reference")
+        assert_equal(dx, numpy_neuron.neuron_backward(x, y32, dy, kind, a, b),
+                     f"neuron_backward {kind} vs float32 reference")
+
+
+def test_neuron_rejects_bad_arguments():
+    x = cupy.zeros((2, 3), dtype=cupy.float32)
+    with pytest.raises(ValueError, match="neuron_forward: unknown neuron kind"):
+        cu.neuron_forward(x, "gelu")
+    with pytest.raises(ValueError, match="neuron_forward: x must be float32"):
+        cu.neuron_forward(x.astype(cupy.float64), "relu")
+    with pytest.raises(ValueError, match="neuron_forward: x must be C-contiguous"):
+        cu.neuron_forward(x.T, "relu")
+    with pytest.raises(ValueError, match="neuron_forward: x must be a cupy.ndarray"):
+        cu.neuron_forward(np.zeros((2, 3), np.float32), "relu")
+    with pytest.raises(ValueError, match="neuron_forward: out has shape"):
+        cu.neuron_forward(x, "relu", out=cupy.empty((3, 2), cupy.float32))
+    with pytest.raises(ValueError, match="neuron_forward: out overlaps an input"):
+        cu.neuron_forward(x, "relu", out=x)
+    with pytest.raises(ValueError, match="neuron_backward: dy shape"):
+        cu.neuron_backward(x, x, cupy.zeros((3, 2), cupy.float32), "relu")
+
+
+# ----------------------------------------------------------------------------------------------
+# bias and fc
+
+BIAS_CASES = [((128, 96, 55, 55), 1), ((5, 7, 3, 3), 3), ((129, 10), 1), ((1, 17, 5, 5), 1),
+              ((3, 13, 6, 1), 1), ((2, 4096), 1), ((6, 5, 2, 2), 3)]
+
+
+@pytest.mark.parametrize("shape,bias_ndim", BIAS_CASES)
+def test_bias_forward_matches_reference_exactly(shape, bias_ndim, rng):
+    y = normal(rng, shape)
+    b = normal(rng, shape[1:1 + bias_ndim])
+    want = numpy_conv.bias_forward(y, b)
+    got = cu.bias_forward(to_device(y), to_device(b), out=poisoned(shape))
+    assert_equal(got, want, "bias_forward")
+    got = cu.bias_forward(to_device(y, misaligned=True), to_device(b),
+                          out=poisoned(shape, misaligned=True))
+    assert_equal(got, want, "bias_forward (misaligned)")
+
+
+@pytest.mark.parametrize("shape,bias_ndim", BIAS_CASES)
+def test_bias_backward_matches_reference(shape, bias_ndim, rng):
+    dy = normal(rng, shape)
+    want = numpy_conv.bias_backward(dy.astype(np.float64), bias_ndim)
+    abs_sum = numpy_conv.bias_backward(np.abs(dy).astype(np.float64), bias_ndim)
+    for misaligned in (False, True):
+        got = cu.bias_backward(to_device(dy, misaligned), bias_ndim,
+                               out=poisoned(want.shape, misaligned=misaligned))
+        assert_close(got, want, 1e-4, 1e-5 * abs_sum, f"bias_backward misaligned={misaligned}")
+
+
+def test_bias_rejects_mismatched_shapes():
+    y = cupy.zeros((2, 3, 4, 4), cupy.float32)
+    with pytest.raises(ValueError, match="bias_forward: b has shape"):
+        cu.bias_forward(y, cupy.zeros((4,), cupy.float32))
+    with pytest.raises(ValueError, match="bias_backward: bias_ndim"):
+        cu.bias_backward(y, 4)
+
+
+@pytest.mark.parametrize("n,k,m", [(128, 9216, 4096), (1, 3, 5), (129, 37, 10)])
+def test_fc_ops_match_reference(n, k, m, rng):
+    x, w, dy = normal(rng, (n, k)), normal(rng, (k, m), 0.01), normal(rng, (n, m))
+    x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
+    cases = [
+        ("fc_forward", cu.fc_forward(to_device(x), to_device(w), out=poisoned((n, m))),
+         x64 @ w64, np.abs(x64) @ np.abs(w64)),
+        ("fc_backward_data", cu.fc_backward_data(to_device(dy), to_device(w),
+                                                 out=poisoned((n, k))),
+         dy64 @ w64.T, np.abs(dy64) @ np.abs(w64).T),
+        ("fc_backward_filter", cu.fc_backward_filter(to_device(x), to_device(dy),
+                                                     out=poisoned((k, m))),
+         x64.T @ dy64, np.abs(x64).T @ np.abs(dy64)),
+    ]
+    for name, got, want, abs_sum in cases:
+        assert_close(got, want, 1e-4, 1e-5 * abs_sum, name)
+
+
+# ----------------------------------------------------------------------------------------------
+# pooling
+
+POOL_CASES = [  # shape, size, stride, start
+    ((128, 96, 55, 55), 3, 2, 0),   # AlexNet pool1
+    ((1, 3, 7, 9), 3, 2, 0),
+    ((3, 17, 13, 13), 3, 3, -1),
+    ((129, 5, 6, 6), 2, 1, 0),
+    ((2, 7, 8, 5), 4, 2, 0),        # the last column window is clipped
+    ((4, 20, 9, 9), 5, 2, -2),
+]
+
+
+def pool_case(shape, size, stride, start):
+    return tuple(numpy_pool.pool_output_size(s, size, stride, start) for s in shape[2:])
+
+
+@pytest.mark.parametrize("shape,size,stride,start", POOL_CASES)
+def test_maxpool_forward_backward_match_reference(shape, size, stride, start, rng):
+    out_size = pool_case(shape, size, stride, start)
+    x = normal(rng, shape)
+    y_ref = numpy_pool.maxpool_forward(x, size, stride, start, out_size)
+    y = cu.maxpool_forward(to_device(x), size, stride, start, out_size,
+                           out=poisoned(y_ref.shape))
+    assert_equal(y, y_ref, "maxpool_forward")
+    dy = normal(rng, y_ref.shape)
+    dx_ref = numpy_pool.maxpool_backward(x.astype(np.float64), y_ref.astype(np.float64),
+                                         dy.astype(np.float64), size, stride, start)
+    dx = cu.maxpool_backward(to_device(x), y, to_device(dy), size, stride, start,
+                             out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), "maxpool_backward")
+
+
+def test_maxpool_backward_ties_share_the_gradient(rng):
+    """Inputs drawn from four values: most windows hold several maxima, and each gets dy."""
+    shape, size, stride, start = (5, 6, 11, 11), 3, 2, 0
+    out_size = pool_case(shape, size, stride, start)
+    x = rng.integers(0, 4, shape).astype(np.float32)
+    y = numpy_pool.maxpool_forward(x, size, stride, start, out_size)
+    dy = normal(rng, y.shape)
+    dx_ref = numpy_pool.maxpool_backward(x.astype(np.float64), y.astype(np.float64),
+                                         dy.astype(np.float64), size, stride, start)
+    dx = cu.maxpool_backward(to_device(x), to_device(y), to_device(dy), size, stride, start,
+                             out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), "maxpool_backward with ties")
+
+
+@pytest.mark.parametrize("shape,size,stride,start", POOL_CASES)
+def test_avgpool_forward_backward_match_reference(shape, size, stride, start, rng):
+    out_size = pool_case(shape, size, stride, start)
+    x = normal(rng, shape)
+    y_ref = numpy_pool.avgpool_forward(x.astype(np.float64), size, stride, start, out_size)
+    y = cu.avgpool_forward(to_device(x), size, stride, start, out_size,
+                           out=poisoned(y_ref.shape))
+    abs_ref = numpy_pool.avgpool_forward(np.abs(x).astype(np.float64), size, stride, start,
+                                         out_size)
+    assert_close(y, y_ref, 1e-5, 1e-6 * abs_ref, "avgpool_forward")
+    dy = normal(rng, y_ref.shape)
+    dx_ref = numpy_pool.avgpool_backward(dy.astype(np.float64), shape[2:], size, stride, start)
+    dx = cu.avgpool_backward(to_device(dy), shape[2:], size, stride, start,
+                             out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), "avgpool_backward")
+
+
+def test_pool_rejects_windows_off_the_image():
+    x = cupy.zeros((1, 1, 4, 4), cupy.float32)
+    with pytest.raises(ValueError, match="maxpool_forward: with start"):
+        cu.maxpool_forward(x, 2, 2, 0, (3, 2))
+    with pytest.raises(ValueError, match="avgpool_forward: stride"):
+        cu.avgpool_forward(x, 2, 0, 0, (2, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# response normalization
+
+NORM_CASES = [  # shape, size, alpha, beta, k
+    ((128, 96, 55, 55), 5, 1e-4 / 5, 0.75, 2.0),   # AlexNet's LRN after conv1
+    ((1, 3, 5, 7), 5, 0.02, 0.75, 1.0),            # window wider than the channels
+    ((3, 17, 4, 6), 4, 0.01, 0.5, 1.5),            # even size
+    ((129, 10, 3, 3), 3, 0.05, 0.9, 1.0),
+]
+SAME_MAP_CASES = [
+    ((8, 16, 27, 27), 5, 1e-3 / 25, 0.75, 2.0),
+    ((1, 3, 7, 5), 3, 0.02, 0.75, 1.0),
+    ((2, 5, 6, 4), 4, 0.01, 0.5, 1.5),             # even size
+    ((3, 18, 5, 9), 9, 0.005, 0.8, 1.0),           # window larger than the image
+]
+
+
+def check_norm(name, shape, size, alpha, beta, k, rng):
+    forward_ref = getattr(numpy_norm, f"{name}_forward")
+    backward_ref = getattr(numpy_norm, f"{name}_backward")
+    x = normal(rng, shape, 2.0)
+    dy = normal(rng, shape)
+    y_ref = forward_ref(x.astype(np.float64), size, alpha, beta, k)
+    y = getattr(cu, f"{name}_forward")(to_device(x), size, alpha, beta, k, out=poisoned(shape))
+    assert_close(y, y_ref, 1e-5, 1e-6 * np.abs(y_ref).max(), f"{name}_forward")
+    y32 = forward_ref(x, size, alpha, beta, k)
+    dx_ref = backward_ref(x.astype(np.float64), y32.astype(np.float64), dy.astype(np.float64),
+                          size, alpha, beta, k)
+    dx = getattr(cu, f"{name}_backward")(to_device(x), to_device(y32), to_device(dy), size,
+                                         alpha, beta, k, out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), f"{name}_backward")
+
+
+@pytest.mark.parametrize("shape,size,alpha,beta,k", NORM_CASES)
+def test_lrn_forward_backward_match_reference(shape, size, alpha, beta, k, rng):
+    check_norm("lrn", shape, size, alpha, beta, k, rng)
+
+
+@pytest.mark.parametrize("shape,size,alpha,beta,k", SAME_MAP_CASES)
+def test_rnorm_forward_backward_match_reference(shape, size, alpha, beta, k, rng):
+    check_norm("rnorm", shape, size, alpha, beta, k, rng)
+
+
+@pytest.mark.parametrize("shape,size,alpha,beta,k", SAME_MAP_CASES)
+def test_cnorm_forward_backward_match_reference(shape, size, alpha, beta, k, rng):
+    check_norm("cnorm", shape, size, alpha, beta, k, rng)
+
+
+def test_norm_rejects_bad_arguments():
+    x = cupy.zeros((1, 3, 4, 4), cupy.float32)
+    with pytest.raises(ValueError, match="lrn_forward: k"):
+        cu.lrn_forward(x, 5, 1e-4, 0.75, 0.0)
+    with pytest.raises(ValueError, match="rnorm_forward: size"):
+        cu.rnorm_forward(x, 0, 1e-4, 0.75, 1.0)
+    with pytest.raises(ValueError, match="cnorm_forward: x must be 4-D"):
+        cu.cnorm_forward(x[0], 3, 1e-4, 0.75, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# random numbers and dropout
+
+STREAM_CASES = [  # shape, keep, seed, layer, step
+    ((128, 4096), 0.5, 2012, 6, 0),
+    ((1, 3), 0.9, 0, 0, 0),
+    ((129, 37), 1.0, 2**40 + 17, 7, 123456),
+    ((7,), 0.3, 2**64 - 1, 2**32 - 1, 2**32 - 1),
+    ((3, 5, 11), 0.75, 123456789, 3, 99),
+]
+
+
+@pytest.mark.parametrize("shape,keep,seed,layer,step", STREAM_CASES)
+def test_dropout_mask_equals_reference_bit_for_bit(shape, keep, seed, layer, step):
+    want = philox.dropout_mask(shape, keep, seed, layer, step)
+    for misaligned in (False, True):
+        got = cu.dropout_mask(shape, keep, seed, layer, step,
+                              out=poisoned(shape, np.uint8, misaligned))
+        assert_equal(got, want, f"dropout_mask misaligned={misaligned}")
+    if keep == 1.0:
+        assert want.all()
+
+
+def test_dropout_mask_keeps_the_fraction_keep():
+    mask = host(cu.dropout_mask((128, 4096), 0.5, 1, 2, 3))
+    assert abs(mask.mean() - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("shape,keep,seed,layer,step", STREAM_CASES)
+def test_random_normal_matches_reference_to_one_ulp(shape, keep, seed, layer, step):
+    want = philox.random_normal(shape, seed, layer, step)
+    got = host(cu.random_normal(shape, seed, layer, step, out=poisoned(shape)))
+    assert not np.isnan(got).any()
+    np.testing.assert_array_max_ulp(got, want, maxulp=1)
+    assert (got == want).mean() >= 0.99
+
+
+@pytest.mark.parametrize("shape,keep,seed,layer,step", STREAM_CASES)
+def test_dropout_forward_backward_equal_reference(shape, keep, seed, layer, step, rng):
+    mask = philox.dropout_mask(shape, keep, seed, layer, step)
+    x, dy = normal(rng, shape), normal(rng, shape)
+    misaligned = len(shape) == 1
+    y = cu.dropout_forward(to_device(x, misaligned), to_device(mask), keep,
+                           out=poisoned(shape, misaligned=misaligned))
+    assert_equal(y, numpy_dropout.dropout_forward(x, mask, keep), "dropout_forward")
+    dx = cu.dropout_backward(to_device(dy), to_device(mask, misaligned), keep,
+                             out=poisoned(shape))
+    assert_equal(dx, numpy_dropout.dropout_backward(dy, mask, keep), "dropout_backward")
+
+
+def test_dropout_rejects_bad_arguments():
+    x = cupy.zeros((2, 3), cupy.float32)
+    with pytest.raises(ValueError, match="dropout_forward: mask must be uint8"):
+        cu.dropout_forward(x, x, 0.5)
+    with pytest.raises(ValueError, match="dropout_mask: keep"):
+        cu.dropout_mask((2, 3), 0.0, 1, 2, 3)
+    with pytest.raises(ValueError, match="random_normal: seed"):
+        cu.random_normal((2, 3), -1, 2, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# softmax and costs
+
+ROW_SHAPES = [(128, 1000), (1, 10), (129, 7), (3, 1), (5, 2000), (64, 33)]
+
+
+def softmax_input(rng, shape):
+    return normal(rng, shape, 3.0)
+
+
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_softmax_forward_backward_match_reference(shape, rng):
+    x = softmax_input(rng, shape)
+    p_ref = numpy_cost.softmax_forward(x.astype(np.float64))
+    p = cu.softmax_forward(to_device(x), out=poisoned(shape))
+    assert_close(p, p_ref, 1e-5, 1e-30, "softmax_forward")
+    p32 = numpy_cost.softmax_forward(x)
+    dp = normal(rng, shape)
+    dx_ref = numpy_cost.softmax_backward(p32.astype(np.float64), dp.astype(np.float64))
+    dot_abs = np.sum(np.abs(dp.astype(np.float64) * p32), axis=1, keepdims=True)
+    dx = cu.softmax_backward(to_device(p32), to_device(dp), out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-4, 1e-5 * p32 * (np.abs(dp) + dot_abs), "softmax_backward")
+
+
+def labels_for(rng, n, k):
+    return rng.integers(0, k, n)
+
+
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+@pytest.mark.parametrize("topk", [1, 5])
+def test_logreg_forward_matches_reference(shape, topk, rng):
+    p = numpy_cost.softmax_forward(softmax_input(rng, shape))
+    if shape[1] >= 4:  # ties with the label's probability count as right
+        p[:, 1] = p[:, 0]
+    labels = labels_for(rng, *shape)
+    want = numpy_cost.logreg_forward(p, labels, topk)
+    outs = tuple(poisoned((shape[0],)) for _ in range(3))
+    got = cu.logreg_forward(to_device(p), cupy.asarray(labels), topk, out=outs)
+    nll_ref = numpy_cost.logreg_forward(p.astype(np.float64), labels, topk)[0]
+    assert_close(got[0], nll_ref, 1e-5, 1e-6, "logreg_forward nll")
+    assert_equal(got[1], want[1], "logreg_forward wrong1")
+    assert_equal(got[2], want[2], "logreg_forward wrongk")
+
+
+def test_logreg_forward_takes_any_integer_labels(rng):
+    p = numpy_cost.softmax_forward(softmax_input(rng, (9, 6)))
+    labels = labels_for(rng, 9, 6)
+    for dtype in (np.int64, np.int32, np.uint8):
+        got = cu.logreg_forward(to_device(p), cupy.asarray(labels.astype(dtype)))
+        assert_equal(got[2], numpy_cost.logreg_forward(p, labels)[2], f"labels {dtype}")
+
+
+def test_logreg_out_of_range_label_gives_nan(rng):
+    p = numpy_cost.softmax_forward(softmax_input(rng, (3, 4)))
+    labels = cupy.asarray([0, 4, 1])
+    nll, _, _ = cu.logreg_forward(to_device(p), labels)
+    assert np.isnan(host(nll)[1]) and not np.isnan(host(nll)[[0, 2]]).any()
+    dx = host(cu.softmax_logreg_backward(to_device(p), labels, 1.0))
+    assert np.isnan(dx[1]).all() and not np.isnan(dx[[0, 2]]).any()
+
+
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_logreg_backward_and_fused_equal_reference(shape, rng):
+    p = numpy_cost.softmax_forward(softmax_input(rng, shape))
+    labels = labels_for(rng, *shape)
+    scale = -1.0 / shape[0]
+    got = cu.logreg_backward(to_device(p), cupy.asarray(labels), scale, out=poisoned(shape))
+    assert_equal(got, numpy_cost.logreg_backward(p, labels, scale), "logreg_backward")
+    got = cu.softmax_logreg_backward(to_device(p), cupy.asarray(labels), scale,
+                                     out=poisoned(shape))
+    assert_equal(got, numpy_cost.softmax_logreg_backward(p, labels, scale),
+                 "softmax_logreg_backward")
+
+
+@pytest.mark.parametrize("shape", [(128, 4096), (1, 3), (129, 10, 3, 3), (5, 7), (3, 50000),
+                                   (2, 1)])
+def test_sum2_forward_backward_match_reference(shape, rng):
+    x = normal(rng, shape)
+    want = numpy_cost.sum2_forward(x.astype(np.float64))
+    for misaligned in (False, True):
+        got = cu.sum2_forward(to_device(x, misaligned), out=poisoned((shape[0],), misaligned=True))
+        assert_close(got, want, 1e-4, 1e-5 * want, f"sum2_forward misaligned={misaligned}")
+    got = cu.sum2_backward(to_device(x), 0.25, out=poisoned(shape))
+    assert_equal(got, numpy_cost.sum2_backward(x, 0.25), "sum2_backward")
+
+
+# ----------------------------------------------------------------------------------------------
+# update
+
+
+@pytest.mark.parametrize("shape", [(96, 3, 11, 11), (4096, 1000), (7,), (1, 3), (129, 37)])
+def test_sgd_update_equals_reference_bit_for_bit(shape, rng):
+    w, v, g = normal(rng, shape, 0.01), normal(rng, shape, 1e-3), normal(rng, shape, 0.1)
+    eps, mom, wc = 0.01, 0.9, 5e-4
+    misaligned = shape == (129, 37)
+    wd, vd, gd = to_device(w, misaligned), to_device(v, misaligned), to_device(g)
+    numpy_update.sgd_update(w, v, g, eps, mom, wc)
+    cu.sgd_update(wd, vd, gd, eps, mom, wc)
+    assert_equal(vd, v, "sgd_update v")
+    assert_equal(wd, w, "sgd_update w")
+
+
+@pytest.mark.parametrize("shape,axis", [((4096, 1000), 1), ((96, 3, 11, 11), 0), ((5, 7, 3), 1),
+                                        ((9, 40), -1), ((3, 2, 50), 2)])
+def test_maxnorm_matches_reference(shape, axis, rng):
+    w = normal(rng, shape)
+    others = tuple(i for i in range(len(shape)) if i != axis % len(shape))
+    norms = np.sort(np.sqrt(np.sum(w.astype(np.float64) ** 2, axis=others)))
+    # Half of the units exceed wball, which lies midway between two norms (never on one).
+    half = len(norms) // 2
+    wball = float((norms[half - 1] + norms[half]) / 2) if half else float(norms[0] / 2)
+    want = w.astype(np.float64)
+    numpy_update.maxnorm(want, wball, axis)
+    got = to_device(w)
+    cu.maxnorm(got, wball, axis)
+    assert_close(got, want, 1e-5, 1e-7, "maxnorm")
+    unit_norms = np.sqrt(np.sum(host(got).astype(np.float64) ** 2, axis=others))
+    assert np.all(unit_norms <= wball * (1 + 1e-5))
+    kept = np.sqrt(np.sum(w.astype(np.float64) ** 2, axis=others)) < wball
+    assert kept.any() and (~kept).any()
+    assert_equal(np.compress(kept, host(got), axis=axis), np.compress(kept, w, axis=axis),
+                 "maxnorm leaves short units alone")
+
+
+def test_maxnorm_zero_wball_changes_nothing(rng):
+    w = normal(rng, (6, 5))
+    got = to_device(w)
+    cu.maxnorm(got, 0.0, 1)
+    assert_equal(got, w, "maxnorm wball=0")
