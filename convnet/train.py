@@ -76,13 +76,13 @@ class Trainer:
     """Runs `net` on `provider`, saving into `run_dir` (None: no checkpoints, no metrics)."""
 
     def __init__(self, net, provider, run_dir=None, epochs=1, batch_size=128, test_freq=0,
-                 save_interval=600.0, cost_name=None, saved_config=None, out=sys.stdout):
+                 save_interval=600.0, cost_name=None, saved_config=None, out=None):
         self.net, self.provider, self.run_dir = net, provider, run_dir
         self.epochs, self.batch_size, self.test_freq = epochs, batch_size, test_freq
         self.save_interval = save_interval
         self.cost_name = cost_name or self.default_cost(net)
         self.saved_config = saved_config or {}
-        self.out = out
+        self.out = out or sys.stdout
         self.epoch, self.batch, self.step, self.elapsed = 1, 0, 0, 0.0
         self.metrics = MetricsLog(run_dir) if run_dir else None
 
