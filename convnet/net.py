@@ -315,8 +315,7 @@ def specs_to_sections(specs):
         if name in layers:
             raise ConfigError(f"layer '{name}' defined twice", "<specs>", i + 1)
         layers[name] = lsec
-        if psec.entries:
-            params[name] = psec
+        params[name] = psec  # one dict holds both files' keys: its params section always exists
     return layers, params
 
 

@@ -165,3 +165,15 @@ def test_alexnet_describe_shows_the_papers_counts(capsys):
         assert shape in row and neurons in row, row
     total = int(out.splitlines()[-1].split()[-1].replace(",", ""))
     assert 60_000_000 < total < 62_000_000
+
+
+def test_readme_python_api_example_runs():
+    import re
+
+    readme = open(os.path.join(LAYERS_DIR, "..", "README.md")).read()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    scope = {}
+    exec(code, scope)
+    assert scope["acts"]["probs"].shape == (8, 10)
+    assert set(scope["grads"]) == {"conv1.w0", "conv1.b", "fc2.w0", "fc2.b"}
+    assert np.array_equal(scope["net"].get_params()["fc2.b"], np.zeros(10))
