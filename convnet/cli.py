@@ -188,7 +188,7 @@ def describe(net):
                                for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
 
 
-def check_grads(layer_sections, param_sections, params_path, seed, batch=3):
+def check_grads(layer_sections, param_sections, params_path, seed, batch=2):
     from .gradcheck import check_net_grads
 
     net = Net(layer_sections=layer_sections, param_sections=param_sections,

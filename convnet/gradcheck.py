@@ -1,4 +1,6 @@
 """Numeric gradient checks in float64: the building block for op tests and `--check-grads`."""
+from itertools import zip_longest
+
 import numpy as np
 
 
@@ -55,25 +57,32 @@ def check_net_grads(net, data, rng, entries=4, eps=1e-5, tol=1e-4):
     and one per data input.
     """
     step = 1
-
-    def loss():
-        net.forward(data, train=True, step=step)
-        return net.objective()
-
     net.zero_grads()
-    loss()
+    net.forward(data, train=True, step=step)
     input_grads = net.backward(data_grads=True)
-    targets = [(p.name, p.value, p.grad) for p in net.unique_params()]
+    owners = {}  # parameter -> the layers that use it (a shared weight has several)
+    for layer in net.layers:
+        for p in layer.params:
+            owners.setdefault(id(p), []).append(layer.name)
+    targets = [(p.name, p.value, p.grad, owners[id(p)]) for p in net.unique_params()]
     for layer in net.data_layers:
         if layer.cfg["dataIdx"] == 0 and layer.name in input_grads:
             value = data.get(layer.name, data.get(0))
-            targets.append((layer.name, value, input_grads[layer.name]))
+            targets.append((layer.name, value, input_grads[layer.name], None))
     rows = []
-    for name, value, grad in targets:
+    for name, value, grad, changed in targets:
+        def loss():
+            net.forward(data, train=True, step=step, changed=changed)
+            return net.objective()
+
         flat, worst, checked = value.reshape(-1), 0.0, 0
         grad = np.asarray(grad).reshape(-1)
         floor = 1e-3 * float(np.abs(grad).max()) + 1e-12  # tiny entries: error vs the array's scale
-        for i in rng.permutation(flat.size)[: entries * 4]:
+        # alternate entries with a clear gradient and entries drawn from all (zeros included)
+        strong = rng.permutation(np.flatnonzero(np.abs(grad) > floor))[: entries * 2]
+        anywhere = rng.permutation(flat.size)[: entries * 2]
+        order = [i for pair in zip_longest(strong, anywhere) for i in pair if i is not None]
+        for i in order:
             numeric = smooth_difference(loss, flat, i, eps, tol, floor)
             if numeric is None:
                 continue
@@ -81,5 +90,6 @@ def check_net_grads(net, data, rng, entries=4, eps=1e-5, tol=1e-4):
             checked += 1
             if checked == entries:
                 break
+        net.forward(data, train=True, step=step)  # upstream activations must not stay perturbed
         rows.append((name, worst, checked))
     return rows

@@ -208,14 +208,24 @@ class Net:
     def cost_layers(self):
         return [layer for layer in self.layers if isinstance(layer, CostLayer)]
 
-    def forward(self, data, train=False, step=0, until=None):
+    def forward(self, data, train=False, step=0, changed=None):
         """Run the net on `data` ({data layer name or dataIdx: array}); return the outputs.
 
         Returns {layer name: output}; cost layers' statistics are in each cost layer's .stats.
+        With `changed` (layer names whose parameters changed since the last forward on the same
+        data), only those layers and the layers downstream of them are recomputed.
         """
         B = self.B
         acts = {}
+        if changed is not None:
+            dirty = set(changed)
+            for layer in self.layers:
+                if dirty.intersection(layer.inputs):
+                    dirty.add(layer.name)
+            acts = {name: out for name, out in self.acts.items() if name not in dirty}
         for layer in self.data_layers:
+            if layer.name in acts:
+                continue
             idx = layer.cfg["dataIdx"]
             value = data.get(layer.name, data.get(idx))
             if value is None:
@@ -226,8 +236,6 @@ class Net:
         for layer in self.layers:
             if layer.name not in acts:
                 acts[layer.name] = layer.forward(B, [acts[s] for s in layer.inputs], ctx)
-            if layer.name == until:
-                break
         self.acts = acts
         return acts
 

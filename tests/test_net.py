@@ -143,8 +143,7 @@ def test_shipped_net_describes(net_name, capsys):
     assert "total" in out
 
 
-@pytest.mark.parametrize("net_name", [os.path.basename(n) for n in SHIPPED
-                                      if "alexnet" not in n])
+@pytest.mark.parametrize("net_name", [os.path.basename(n) for n in SHIPPED])
 def test_shipped_net_check_grads(net_name, capsys):
     base = os.path.join(LAYERS_DIR, net_name)
     status = main([base + ".cfg", base + "-params.cfg", "--check-grads"])
