@@ -4,7 +4,9 @@
 //   forward          C[m, f] = sum_k x_patch[m, k] * w[f, k]     m = (n, oy, ox), k = (c, ky, kx)
 //   backward data    C[p, c] = sum_k dy_tap[p, k] * w[f, c, t]   p = (n, iy, ix), k = (f, ky, kx)
 //                    (gather: tap (ky, kx) feeds pixel p from output (iy+pad-ky, ix+pad-kx)/stride
-//                     when that is integral and inside the output; every dx element is written)
+//                     when that is integral and inside the output; with stride > 1 the pixels
+//                     are split by residue class so that only such taps are visited; every dx
+//                     element is written)
 //   backward filter  C[k, f] = sum_r x_patch[r, k] * dy[r, f]    r = (n, oy, ox)
 //                    the reduction over r is split across blocks (split-K); each split writes
 //                    its own partial sum to a workspace and a second kernel adds the splits in
@@ -107,14 +109,13 @@ struct ForwardOp {
 };
 
 // ------------------------------------------------------------------------------------------------
-// backward data: M = N*H*W, N = C/groups, K = F/groups * fs * fs
+// backward data, stride 1: M = N*H*W, N = C/groups, K = F/groups * fs * fs
 
 struct DataBlock {
     int g, k_begin, k_end;
 };
 
-// A[p, k] = dy[n, g*Fg + f, oy, ox] with oy = (iy + pad - ky) / stride when integral and in range
-template <bool UNIT_STRIDE>
+// A[p, k] = dy[n, g*Fg + f, iy + pad - ky, ix + pad - kx] (0 outside the output)
 struct DataTaps {
     static constexpr bool K_CONTIGUOUS = false;  // a warp walks along ix
     const float* dy;
@@ -136,17 +137,8 @@ struct DataTaps {
         return {f * s.P, ky, kx};
     }
     __device__ float load(const Row& r, const Col& c) const {
-        const int yn = r.ty - c.ky, xn = r.tx - c.kx;  // stride * (output position)
-        if (UNIT_STRIDE) {
-            return inside(yn, xn, s.OH, s.OW) ? __ldg(dy + r.base + c.off + yn * s.OW + xn) : 0.0f;
-        } else {
-            if (yn < 0 || xn < 0) return 0.0f;
-            int oy, ox;
-            const int ry = s.div_stride.divmod(yn, oy), rx = s.div_stride.divmod(xn, ox);
-            return (ry == 0 && rx == 0 && oy < s.OH && ox < s.OW)
-                       ? __ldg(dy + r.base + c.off + oy * s.OW + ox)
-                       : 0.0f;
-        }
+        const int oy = r.ty - c.ky, ox = r.tx - c.kx;
+        return inside(oy, ox, s.OH, s.OW) ? __ldg(dy + r.base + c.off + oy * s.OW + ox) : 0.0f;
     }
 };
 
@@ -189,10 +181,9 @@ struct DataOutput {
     }
 };
 
-template <bool UNIT_STRIDE>
 struct DataOp {
     using Block = DataBlock;
-    using A = DataTaps<UNIT_STRIDE>;
+    using A = DataTaps;
     using B = DataFilters;
     using Out = DataOutput;
     int M, N;
@@ -200,6 +191,135 @@ struct DataOp {
     B b;
     Out c;
     __device__ Block block(int z) const { return {z, 0, a.s.Fg * a.s.taps}; }
+};
+
+// ------------------------------------------------------------------------------------------------
+// backward data, stride > 1: one GEMM per group and residue class (ry, rx) of (iy + pad, ix + pad)
+// modulo the stride. Within a class only the taps ky = ry + stride*jy, kx = rx + stride*jx reach
+// an output position, (oy, ox) = (qy - jy, qx - jx) with qy = (iy + pad - ry) / stride: the
+// gather skips the (stride^2 - 1) / stride^2 of the taps that read nothing.
+//   M = N * (rows of the class) * (columns of the class), N = C/groups, K = F/groups * nty * ntx
+
+struct ResidueBlock {
+    int g, k_begin, k_end;
+    int m_end;          // N * rows * cols of this class
+    int iy0, ix0;       // the class's first image row / column
+    int qy0, qx0;       // and its output-grid coordinates (iy0 + pad - ry) / stride
+    int ry, rx, ntx;    // taps ky = ry + stride*jy (jy < nty), kx = rx + stride*jx (jx < ntx)
+    FastDiv div_plane;  // rows * cols of the class
+    FastDiv div_cols;   // cols of the class
+    FastDiv div_taps;   // nty * ntx
+    FastDiv div_ntx;
+};
+
+// Image rows t (0 <= t < size) with (t + pad) % stride == r: the first one and how many.
+__device__ inline void residue_span(int r, int pad, int stride, int size, int& first, int& count) {
+    first = ((r - pad) % stride + stride) % stride;
+    count = first < size ? (size - first + stride - 1) / stride : 0;
+}
+
+// A[p, k] = dy[n, g*Fg + f, qy - jy, qx - jx];  p = (n, a, b): iy = iy0 + a*stride, ...
+struct ResidueTaps {
+    static constexpr bool K_CONTIGUOUS = false;  // a warp walks along the class's columns
+    const float* dy;
+    ConvGeometry s;
+    struct Row { int base, qy, qx; };
+    struct Col { int off, jy, jx; };
+    __device__ Row row(const ResidueBlock& b, int m) const {
+        if (m >= b.m_end) return {0, kFarAway, kFarAway};
+        int n, a;
+        const int rem = b.div_plane.divmod(m, n);
+        const int col = b.div_cols.divmod(rem, a);
+        return {(n * s.F + b.g * s.Fg) * s.P, b.qy0 + a, b.qx0 + col};
+    }
+    __device__ Col col(const ResidueBlock& b, int k) const {
+        if (k >= b.k_end) return {0, -kFarAway, -kFarAway};
+        int f, jy;
+        const int t = b.div_taps.divmod(k, f);
+        const int jx = b.div_ntx.divmod(t, jy);
+        return {f * s.P, jy, jx};
+    }
+    __device__ float load(const Row& r, const Col& c) const {
+        const int oy = r.qy - c.jy, ox = r.qx - c.jx;
+        return inside(oy, ox, s.OH, s.OW) ? __ldg(dy + r.base + c.off + oy * s.OW + ox) : 0.0f;
+    }
+};
+
+// B[c, k] = w[g*Fg + f, c, ry + stride*jy, rx + stride*jx]
+struct ResidueFilters {
+    static constexpr bool K_CONTIGUOUS = true;
+    const float* w;
+    ConvGeometry s;
+    struct Row { int base; };
+    struct Col { int off; };
+    __device__ Row row(const ResidueBlock& b, int c) const {
+        return {b.g * s.Fg * s.K + (c < s.Cg ? c : s.Cg - 1) * s.taps};
+    }
+    __device__ Col col(const ResidueBlock& b, int k) const {
+        if (k >= b.k_end) return {-1};
+        int f, jy;
+        const int t = b.div_taps.divmod(k, f);
+        const int jx = b.div_ntx.divmod(t, jy);
+        return {f * s.K + (b.ry + s.stride * jy) * s.fs + b.rx + s.stride * jx};
+    }
+    __device__ float load(const Row& r, const Col& c) const {
+        return c.off >= 0 ? __ldg(w + r.base + c.off) : 0.0f;
+    }
+};
+
+// dx[n, g*Cg + c, iy0 + a*stride, ix0 + b*stride] = C[p, c]
+struct ResidueOutput {
+    float* dx;
+    ConvGeometry s;
+    struct Row { int base; };
+    struct Col { int off; };
+    __device__ Row row(const ResidueBlock& b, int m) const {
+        if (m >= b.m_end) return {-1};
+        int n, a;
+        const int rem = b.div_plane.divmod(m, n);
+        const int col = b.div_cols.divmod(rem, a);
+        return {(n * s.C + b.g * s.Cg) * s.HW + (b.iy0 + a * s.stride) * s.W + b.ix0 +
+                col * s.stride};
+    }
+    __device__ Col col(const ResidueBlock&, int c) const { return {c < s.Cg ? c * s.HW : -1}; }
+    __device__ void store(const Row& r, const Col& c, float v) const {
+        if (r.base >= 0 && c.off >= 0) dx[r.base + c.off] = v;
+    }
+};
+
+struct ResidueOp {
+    using Block = ResidueBlock;
+    using A = ResidueTaps;
+    using B = ResidueFilters;
+    using Out = ResidueOutput;
+    int M, N;  // M: the largest class
+    A a;
+    B b;
+    Out c;
+    // z = class * groups + g, class = ry * stride + rx
+    __device__ Block block(int z) const {
+        const ConvGeometry& s = a.s;
+        const int cls = z / s.groups;
+        ResidueBlock blk;
+        blk.g = z - cls * s.groups;
+        blk.ry = cls / s.stride;
+        blk.rx = cls - blk.ry * s.stride;
+        int rows, cols;
+        residue_span(blk.ry, s.padding, s.stride, s.H, blk.iy0, rows);
+        residue_span(blk.rx, s.padding, s.stride, s.W, blk.ix0, cols);
+        blk.qy0 = (blk.iy0 + s.padding - blk.ry) / s.stride;
+        blk.qx0 = (blk.ix0 + s.padding - blk.rx) / s.stride;
+        const int nty = blk.ry < s.fs ? (s.fs - blk.ry + s.stride - 1) / s.stride : 0;
+        blk.ntx = blk.rx < s.fs ? (s.fs - blk.rx + s.stride - 1) / s.stride : 0;
+        blk.m_end = s.N * rows * cols;
+        blk.k_begin = 0;
+        blk.k_end = s.Fg * nty * blk.ntx;
+        blk.div_plane = FastDiv(rows * cols > 0 ? rows * cols : 1);
+        blk.div_cols = FastDiv(cols > 0 ? cols : 1);
+        blk.div_taps = FastDiv(nty * blk.ntx > 0 ? nty * blk.ntx : 1);
+        blk.div_ntx = FastDiv(blk.ntx > 0 ? blk.ntx : 1);
+        return blk;
+    }
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -316,7 +436,8 @@ int tile_n(convgemm::TileWidth width) {
     switch (width) {
         case convgemm::TileWidth::Large: return convgemm::TileLarge::BN;
         case convgemm::TileWidth::Medium: return convgemm::TileMedium::BN;
-        default: return convgemm::TileSmall::BN;
+        case convgemm::TileWidth::Small: return convgemm::TileSmall::BN;
+        default: return convgemm::TileNarrow::BN;
     }
 }
 
@@ -324,7 +445,8 @@ int tile_n(convgemm::TileWidth width) {
 // kMinChunk, the workspace within kMaxWorkspaceFloats.
 int choose_splits(const ConvGeometry& s, int reduction) {
     const size_t tiles = convnet::ceil_div(s.K, convgemm::TileLarge::BM) *
-                         convnet::ceil_div(s.Fg, tile_n(convgemm::choose_tile_width(s.Fg))) *
+                         convnet::ceil_div(s.Fg, tile_n(convgemm::choose_tile_width(
+                             s.Fg, convgemm::narrow_allowed<FilterOp>()))) *
                          s.groups;
     const size_t target_blocks = 4 * static_cast<size_t>(convnet::sm_count());
     size_t splits = convnet::ceil_div(target_blocks, tiles);
@@ -421,13 +543,16 @@ void conv_backward_data(const float* dy, const float* w, float* dx, const ConvSh
     const char* name = "conv_backward_data";
     const ConvGeometry s = convgemm::make_geometry(shape, name, false);
     if (s.stride == 1) {
-        using Op = DataOp<true>;
-        const Op op = make_op<Op>(s.N * s.HW, s.Cg, {dy, s}, {w, s}, {dx, s});
+        const DataOp op = make_op<DataOp>(s.N * s.HW, s.Cg, {dy, s}, {w, s}, {dx, s});
         convgemm::launch_gemm_auto(op, s.groups, stream, name);
     } else {
-        using Op = DataOp<false>;
-        const Op op = make_op<Op>(s.N * s.HW, s.Cg, {dy, s}, {w, s}, {dx, s});
-        convgemm::launch_gemm_auto(op, s.groups, stream, name);
+        convnet::require(static_cast<size_t>(s.groups) * s.stride * s.stride < (size_t(1) << 31),
+                         name, "groups * stride^2 too large");
+        // the largest residue class has ceil(H / stride) x ceil(W / stride) pixels per image
+        const int rows = static_cast<int>(convnet::ceil_div(s.H, s.stride));
+        const int cols = static_cast<int>(convnet::ceil_div(s.W, s.stride));
+        const ResidueOp op = make_op<ResidueOp>(s.N * rows * cols, s.Cg, {dy, s}, {w, s}, {dx, s});
+        convgemm::launch_gemm_auto(op, s.groups * s.stride * s.stride, stream, name);
     }
 }
 

@@ -40,10 +40,10 @@ struct FastDiv {
     unsigned mul, shift;
 
     FastDiv() = default;
-    __host__ explicit FastDiv(int divisor) : d(divisor) {
+    __host__ __device__ explicit FastDiv(int divisor) : d(divisor) {
         shift = 0;
         while ((1u << shift) < static_cast<unsigned>(divisor)) ++shift;
-        const uint64_t one = 1;
+        const uint64_t one = 1;  // (a 64-bit division: build these once per launch or block)
         mul = static_cast<unsigned>(((one << 32) * ((one << shift) - divisor)) / divisor + 1);
     }
     __device__ __forceinline__ int div(int n) const {
@@ -83,6 +83,7 @@ struct TileConfig {
 using TileLarge = TileConfig<128, 128, 8, 8, 2>;  // 256 threads
 using TileMedium = TileConfig<128, 64, 8, 4, 2>;  // 256 threads
 using TileSmall = TileConfig<128, 32, 8, 4, 4>;   // 128 threads
+using TileNarrow = TileConfig<256, 16, 8, 4, 4>;  // 128 threads; N of a few channels
 
 // Loads one operand's BK-slice (ROWS x BK) into registers, then into shared memory as S[k][row].
 // Thread t owns NR rows and NK k-values of the slice; lanes walk along k (K_CONTIGUOUS) or
@@ -235,24 +236,37 @@ void launch_gemm(const Op& op, int batches, cudaStream_t stream, const char* nam
 }
 
 // The tile width for a GEMM N dimension: the least padded work, weighting the narrower tiles by
-// their lower arithmetic intensity (fewer FMAs per shared-memory read).
-enum class TileWidth { Large, Medium, Small };
+// their lower arithmetic intensity (fewer FMAs per shared-memory read). The narrow tile holds 16
+// rows of A per thread when A is loaded along k, so it serves only ops that load A along rows.
+enum class TileWidth { Large, Medium, Small, Narrow };
 
-inline TileWidth choose_tile_width(int n) {
-    const double cost_large = convnet::ceil_div(n, 128) * 128 / 1.0;
-    const double cost_medium = convnet::ceil_div(n, 64) * 64 / 0.9;
-    const double cost_small = convnet::ceil_div(n, 32) * 32 / 0.7;
-    if (cost_large <= cost_medium && cost_large <= cost_small) return TileWidth::Large;
-    return cost_medium <= cost_small ? TileWidth::Medium : TileWidth::Small;
+inline TileWidth choose_tile_width(int n, bool narrow_allowed) {
+    const struct { TileWidth width; int bn; double efficiency; } options[] = {
+        {TileWidth::Large, 128, 1.0}, {TileWidth::Medium, 64, 0.9},
+        {TileWidth::Small, 32, 0.7}, {TileWidth::Narrow, 16, 0.5}};
+    TileWidth best = TileWidth::Large;
+    double best_cost = 0;
+    for (const auto& o : options) {
+        if (o.width == TileWidth::Narrow && !narrow_allowed) continue;
+        const double cost = convnet::ceil_div(n, o.bn) * o.bn / o.efficiency;
+        if (o.width == TileWidth::Large || cost < best_cost) best = o.width, best_cost = cost;
+    }
+    return best;
 }
+
+template <class Op>
+constexpr bool narrow_allowed() { return !Op::A::K_CONTIGUOUS; }
 
 template <class Op>
 void launch_gemm_auto(const Op& op, int batches, cudaStream_t stream, const char* name) {
     if (op.M <= 0 || op.N <= 0 || batches <= 0) return;
-    switch (choose_tile_width(op.N)) {
+    switch (choose_tile_width(op.N, narrow_allowed<Op>())) {
         case TileWidth::Large: launch_gemm<TileLarge>(op, batches, stream, name); break;
         case TileWidth::Medium: launch_gemm<TileMedium>(op, batches, stream, name); break;
         case TileWidth::Small: launch_gemm<TileSmall>(op, batches, stream, name); break;
+        case TileWidth::Narrow:
+            if constexpr (narrow_allowed<Op>()) launch_gemm<TileNarrow>(op, batches, stream, name);
+            break;
     }
 }
 

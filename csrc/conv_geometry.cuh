@@ -20,7 +20,7 @@ struct ConvGeometry {
     int Cg, Fg;    // channels and filters per group
     int HW, P;     // input pixels, output positions per image
     int taps, K;   // fs*fs, and the reduction length of one filter: Cg * taps
-    FastDiv div_taps, div_fs, div_HW, div_W, div_P, div_OW, div_stride, div_Fg;
+    FastDiv div_taps, div_fs, div_HW, div_W, div_P, div_OW, div_Fg;
 };
 
 // Validate `s` (throws std::invalid_argument naming `op`) and precompute its sizes.
@@ -55,7 +55,7 @@ inline ConvGeometry make_geometry(const ConvShape& s, const char* op, bool local
     require_int_sized(weights, op, "w");
     // Offsets like oy*stride - padding + fs must stay far from the kFarAway sentinel.
     // (and filter offsets ky, kx are packed in 16 bits in some kernels).
-    require(s.H + s.W + 2 * s.padding + 2 * s.fs < (1 << 26) && s.stride < (1 << 20) &&
+    require(s.H + s.W + 2 * s.padding + 2 * s.fs < (1 << 26) && s.stride < (1 << 12) &&
                 s.fs < (1 << 15),
             op, "image, padding, stride or filter too large");
     g.div_taps = FastDiv(g.taps);
@@ -64,7 +64,6 @@ inline ConvGeometry make_geometry(const ConvShape& s, const char* op, bool local
     g.div_W = FastDiv(g.W);
     g.div_P = FastDiv(g.P);
     g.div_OW = FastDiv(g.OW);
-    g.div_stride = FastDiv(g.stride);
     g.div_Fg = FastDiv(g.Fg);
     return g;
 }
