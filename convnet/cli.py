@@ -52,6 +52,13 @@ def build_parser():
       help="list the layers, shapes and parameters, then exit (no data needed)")
     a("--conv-to-local", default=None, help="comma-separated conv layers to turn into local")
     a("--unshare-weights", default=None, help="synonym of --conv-to-local (cuda-convnet)")
+    a("--write-features", metavar="LAYER", default=None,
+      help="write LAYER's test-mode outputs over the --test-range images (e.g. --test-range 1-6 "
+           "for Fashion-MNIST's training images) to --feature-path, then exit")
+    a("--feature-path", default=None, help="folder for --write-features (features.npy, "
+      "labels.npy, meta.json)")
+    a("--tensorboard", metavar="DIR", default=None,
+      help="also write scalars and filter images for TensorBoard (needs tensorboardX)")
     return p
 
 
@@ -116,6 +123,16 @@ def run(args):
         else:
             trainer.resume()
         print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
+    if args.write_features:
+        from .features import write_features
+
+        write_features(net, provider, args.write_features, args.feature_path, args.mini,
+                       dict(vars(args), run=args.load_file, step=trainer.step), out=sys.stdout)
+        return 0
+    if args.tensorboard:
+        from .show import TensorBoardLogger
+
+        trainer.on_test.append(TensorBoardLogger(args.tensorboard, net))
     if args.test_only:
         result = evaluate(net, provider, args.mini, trainer.cost_name)
         print(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "

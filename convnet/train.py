@@ -85,6 +85,7 @@ class Trainer:
         self.out = out or sys.stdout
         self.epoch, self.batch, self.step, self.elapsed = 1, 0, 0, 0.0
         self.metrics = MetricsLog(run_dir) if run_dir else None
+        self.on_test = []  # callables given each test record (e.g. the TensorBoard writer)
 
     @staticmethod
     def default_cost(net):
@@ -131,6 +132,8 @@ class Trainer:
               file=self.out, flush=True)
         if self.metrics:
             self.metrics.append(record)
+        for callback in self.on_test:
+            callback(record)
         return record
 
     def check_finite(self, stats):

@@ -1,0 +1,220 @@
+"""A saved run's net, rebuilt for looking at it, and a layer's activations written to disk.
+
+A feature folder (``convnet-train ... --write-features LAYER --feature-path P``) holds:
+
+    P/features.npy   float32 (N, D): LAYER's test-mode output for image i of the range, flattened
+    P/labels.npy     int64 (N,): the images' labels
+    P/meta.json      written last (its presence marks a complete folder):
+                     {"format": 1, "layer", "layer_shape", "num", "dim", "label_names",
+                      "provider", "data_path", "test_range", "batches", "inner_size",
+                      "run", "step"}
+
+Row i is image i of the data range (``test_range``: the provider's test batches, in file order,
+centre crop, no flip), so ``make_provider(provider, data_path, test_range=test_range)
+.test_images[i]`` is the image again (``source_images`` does exactly that).
+"""
+import json
+import os
+
+import numpy as np
+
+FORMAT = 1
+FEATURES_FILE, LABELS_FILE, META_FILE = "features.npy", "labels.npy", "meta.json"
+DEFAULT_TEST_BATCHES = {"fashion-mnist": "7", "cifar": "6"}
+
+
+class FeatureError(ValueError):
+    """A feature folder is missing or malformed; the message names the file."""
+
+
+# ----------------------------------------------------------------------------- a saved run
+
+def load_run(run_dir, data_provider="fashion-mnist", data_path=None, test_range=None,
+             inner_size=None, backend="numpy", params_file=None):
+    """Rebuild a run's net from its newest checkpoint: (net, provider, step, state).
+
+    The net comes from the layers cfg text saved in the checkpoint and the params file it names
+    (or `params_file`); the weights are the checkpoint's. The provider serves `test_range`.
+    """
+    from .cli import data_shapes
+    from .config import read_cfg
+    from .data import make_provider
+    from .net import Net
+    from .train import restore_arrays
+
+    step, arrays, state = newest_checkpoint(run_dir)
+    layer_sections = read_cfg(state.get("layers_file") or "layers.cfg", text=state["layers_cfg"])
+    params_path = params_file or state.get("params_file")
+    if not params_path or not os.path.isfile(params_path):
+        raise ValueError(f"{run_dir}: the run's params file {params_path} is missing; "
+                         "pass --params-file")
+    if inner_size is None:
+        inner_size = declared_image_size(layer_sections)
+    provider = make_provider(data_provider, data_path, test_range=test_range,
+                             inner_size=inner_size)
+    net = Net(layer_sections=layer_sections, param_sections=read_cfg(params_path),
+              params_file=params_path, backend=backend,
+              data_shapes=data_shapes(layer_sections, provider))
+    restore_arrays(net, arrays)
+    return net, provider, step, state
+
+
+def newest_checkpoint(run_dir):
+    """(step, arrays, state) of run_dir's newest good checkpoint; ValueError when none."""
+    from .checkpoint import load_latest_checkpoint
+
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"run folder {run_dir} does not exist")
+    found = load_latest_checkpoint(run_dir)
+    if found is None:
+        raise ValueError(f"{run_dir}: no checkpoint (train with --save-path {run_dir} first)")
+    step, arrays, state = found
+    if "layers_cfg" not in state:
+        raise ValueError(f"{run_dir}: the checkpoint does not record the net's layers cfg")
+    return step, arrays, state
+
+
+def declared_image_size(layer_sections):
+    """The imgSize the dataIdx=0 data layer declares (crops are taken to it), or None."""
+    for sec in layer_sections.values():
+        entries = sec.entries
+        if entries.get("type") and entries["type"].value == "data" \
+                and entries.get("dataIdx") and entries["dataIdx"].value.strip() == "0" \
+                and entries.get("imgSize"):
+            return int(entries["imgSize"].value)
+    return None
+
+
+def centre_crops(provider, index):
+    """The float32 test-mode input of test images `index` (centre crop, mean subtracted)."""
+    top, left = provider.center
+    _, height, width = provider.image_shape
+    crops = provider.test_images[index][:, :, top:top + height, left:left + width]
+    return crops.astype(np.float32) - provider.cropped_mean
+
+
+def probabilities_layer(net, cost_name=None):
+    """The softmax layer feeding the net's (first) cost.logreg layer."""
+    from .train import Trainer
+
+    cost = net[cost_name or Trainer.default_cost(net)]
+    return cost.inputs[1]
+
+
+# ----------------------------------------------------------------------------- writing
+
+def write_features(net, provider, layer, path, batch_size=128, source=None, out=None):
+    """Run the net in test mode over the provider's test images and save `layer`'s outputs.
+
+    Writes batch by batch into a memory-mapped .npy, so memory holds one batch, not the set.
+    `source` adds to meta.json what finds the images again (data_path, test_range,
+    inner_size, run, step). Returns the folder's path.
+    """
+    if layer not in net.by_name:
+        raise ValueError(f"--write-features: unknown layer '{layer}' (layers: "
+                         f"{', '.join(l.name for l in net.layers)})")
+    shape = net[layer].out_shape
+    if not shape:
+        raise ValueError(f"--write-features: layer '{layer}' has no output (a cost or label "
+                         "layer)")
+    if not path:
+        raise ValueError("--write-features needs --feature-path P (a folder to write)")
+    dim, count = int(np.prod(shape)), provider.num_test
+    os.makedirs(path, exist_ok=True)
+    meta_path = os.path.join(path, META_FILE)
+    if os.path.exists(meta_path):
+        os.remove(meta_path)  # uncommitted until the arrays are complete again
+    features = np.lib.format.open_memmap(os.path.join(path, FEATURES_FILE), mode="w+",
+                                         dtype=np.float32, shape=(count, dim))
+    labels = np.lib.format.open_memmap(os.path.join(path, LABELS_FILE), mode="w+",
+                                       dtype=np.int64, shape=(count,))
+    start = 0
+    for x, y in provider.test_batches(batch_size):
+        acts = net.forward({0: x, 1: y}, train=False)
+        features[start:start + len(y)] = net.B.to_numpy(acts[layer]).reshape(len(y), dim)
+        labels[start:start + len(y)] = y
+        start += len(y)
+    features.flush()
+    labels.flush()
+    del features, labels
+    source = dict(source or {})
+    test_range = source.get("test_range")
+    meta = {"format": FORMAT, "layer": layer, "layer_shape": list(shape), "num": count,
+            "dim": dim, "label_names": provider.label_names, "provider": provider.name,
+            "data_path": os.path.abspath(source["data_path"]) if source.get("data_path") else None,
+            "test_range": test_range,
+            "batches": parse_batches(provider.name, test_range),
+            "inner_size": source.get("inner_size"),
+            "run": os.path.abspath(source["run"]) if source.get("run") else None,
+            "step": source.get("step")}
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+    if out is not None:
+        print(f"wrote {count:,} x {dim:,} features of layer '{layer}' (test range "
+              f"{','.join(map(str, meta['batches']))} of {provider.name}) to {path}", file=out)
+    return path
+
+
+def parse_batches(provider_name, test_range):
+    from .data import parse_range
+
+    return parse_range(test_range if test_range is not None
+                       else DEFAULT_TEST_BATCHES.get(provider_name, "1"))
+
+
+# ----------------------------------------------------------------------------- reading
+
+class FeatureSet:
+    """A feature folder opened for reading: .features is memory-mapped (N, D) float32."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        meta_path = os.path.join(self.path, META_FILE)
+        if not os.path.isdir(self.path):
+            raise FeatureError(f"feature folder {self.path} does not exist")
+        try:
+            with open(meta_path, encoding="utf-8") as f:
+                self.meta = json.load(f)
+        except FileNotFoundError:
+            raise FeatureError(f"{meta_path}: missing (not a feature folder, or its writing "
+                               "did not finish)") from None
+        except (OSError, ValueError) as e:
+            raise FeatureError(f"{meta_path}: unreadable ({e})") from None
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
+            raise FeatureError(f"{meta_path}: not a format-{FORMAT} feature file")
+        self.features = self._load(FEATURES_FILE, 2)
+        self.labels = self._load(LABELS_FILE, 1)
+        if len(self.labels) != len(self.features):
+            raise FeatureError(f"{self.path}: {len(self.labels)} labels for "
+                               f"{len(self.features)} feature rows")
+        self.label_names = list(self.meta.get("label_names") or [])
+        self.layer = self.meta.get("layer")
+
+    def _load(self, name, ndim):
+        file = os.path.join(self.path, name)
+        try:
+            array = np.load(file, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise FeatureError(f"{file}: missing") from None
+        except (OSError, ValueError) as e:
+            raise FeatureError(f"{file}: unreadable ({e})") from None
+        if array.ndim != ndim:
+            raise FeatureError(f"{file}: expected {ndim} dimensions, found shape {array.shape}")
+        return array
+
+    def __len__(self):
+        return len(self.features)
+
+    def source_images(self):
+        """uint8 (N, C, H, W) images of the rows, loaded again from the data set."""
+        from .data import make_provider
+
+        meta = self.meta
+        rng = meta.get("test_range")
+        provider = make_provider(meta["provider"], meta.get("data_path"),
+                                 train_range=rng, test_range=rng)
+        if provider.num_test != len(self):
+            raise FeatureError(f"{self.path}: {len(self)} rows, but test range "
+                               f"{rng} of {meta['provider']} has {provider.num_test} images")
+        return provider.test_images

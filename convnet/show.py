@@ -1,0 +1,491 @@
+"""`convnet-show RUN_DIR`: what a saved run learned, as PNG files (cuda-convnet's shownet.py).
+
+    --show-cost            train/test cost and top-1/top-5 error against epochs (metrics.jsonl)
+    --show-filters LAYER   a conv/local layer's filters as a grid (the paper's Figure 3)
+    --show-preds           test images with their top-5 predictions (the paper's Figure 4, left)
+
+Figures are drawn with matplotlib's Agg backend (no display needed) at a fixed 100 dpi, so a
+figure's pixel size follows from its layout alone.
+"""
+import argparse
+import math
+import os
+import sys
+
+import numpy as np
+
+DPI = 100
+COST_SIZE = (1000, 750)            # pixels
+FILTER_TARGET = (900, 1400)        # the largest mosaic, in pixels, before integer upscaling stops
+MARGIN, TITLE_BAND, TOWER_BAND = 20, 50, 60
+PRED_CELL = (300, 380)             # pixels per predicted image: picture above, top-5 bars below
+PASSTHROUGH = {"pool", "cmrnorm", "rnorm", "cnorm", "neuron", "dropout"}
+EXIT_BAD_INPUT = 2
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ----------------------------------------------------------------------------- cost
+
+def epoch_positions(records):
+    """x of each metrics record in epochs: epoch - 1 + batch / batches per epoch."""
+    per_epoch = max((r.get("batch") or 0) for r in records) or 1
+    return np.array([r["epoch"] - 1 + (r.get("batch") or per_epoch) / per_epoch
+                     for r in records], dtype=float)
+
+
+def moving_average(values, window):
+    """Trailing mean over `window` points (fewer at the start); window 1 returns the values."""
+    values = np.asarray(values, dtype=float)
+    if window <= 1 or len(values) == 0:
+        return values
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    ends = np.arange(1, len(values) + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def plot_cost(records, path, smooth=1, title="run"):
+    """Cost (train and test) and test error (top-1, top-5) against epochs; COST_SIZE pixels."""
+    if not records:
+        raise ValueError("no metrics records to plot")
+    if smooth < 1:
+        raise ValueError(f"--smooth must be >= 1, got {smooth}")
+    plt = pyplot()
+    x = epoch_positions(records)
+    fig, (ax_cost, ax_err) = plt.subplots(2, 1, figsize=(COST_SIZE[0] / DPI, COST_SIZE[1] / DPI),
+                                          dpi=DPI, sharex=True)
+    series = [(ax_cost, "train_cost", "train cost", "tab:blue", 1),
+              (ax_cost, "test_cost", "test cost", "tab:orange", 1),
+              (ax_err, "top1_error", "test top-1 error", "tab:red", 100),
+              (ax_err, "top5_error", "test top-5 error", "tab:purple", 100)]
+    for ax, key, label, colour, scale in series:
+        points = [(xi, r[key]) for xi, r in zip(x, records) if r.get(key) is not None]
+        if not points:
+            continue
+        xs, ys = np.array(points).T
+        ys = ys * scale
+        if smooth > 1:
+            ax.plot(xs, ys, color=colour, alpha=0.25, linewidth=1)
+            ax.plot(xs, moving_average(ys, smooth), color=colour, marker="o", markersize=3,
+                    label=f"{label} (mean of {smooth})")
+        else:
+            ax.plot(xs, ys, color=colour, marker="o", markersize=3, label=label)
+    last = records[-1]
+    ax_cost.set_ylabel("cost (mean -log p of the true label)")
+    ax_err.set_ylabel("error (%)")
+    ax_err.set_xlabel("epoch")
+    for ax in (ax_cost, ax_err):
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right")
+    summary = ", ".join(f"{name} {100 * last[key]:.2f}%" for key, name in
+                        (("top1_error", "top-1"), ("top5_error", "top-5"))
+                        if last.get(key) is not None)
+    ax_cost.set_title(f"{title}: {len(records)} tests, last at epoch {x[-1]:.2f}"
+                      + (f" ({summary})" if summary else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- filters
+
+def graph_from_sections(sections):
+    """{layer: (type, inputs, groups per input)} from a layers cfg's sections."""
+    from .net import split_list
+
+    graph = {}
+    for name, sec in sections.items():
+        e = sec.entries
+        inputs = split_list(e["inputs"].value) if "inputs" in e else []
+        groups = [int(g) for g in split_list(e["groups"].value)] if "groups" in e else [1]
+        graph[name] = (e["type"].value if "type" in e else "?", inputs, groups)
+    return graph
+
+
+def graph_from_net(net):
+    return {layer.name: (layer.type, list(layer.inputs), list(layer.cfg.get("groups", [1])))
+            for layer in net.layers}
+
+
+def towers_of(graph, name):
+    """How many towers a layer's filters split into: its own groups, or those of the first conv
+    layer downstream (through pooling, normalization, neurons and dropout) that splits them.
+
+    AlexNet's conv1 has groups=1, but conv2 (groups=2) reads its first 48 maps in one tower and
+    the last 48 in the other: that is the split of the paper's Figure 3.
+    """
+    own = graph[name][2][0]
+    if own > 1:
+        return own
+    frontier, seen = [name], {name}
+    while frontier:
+        current = frontier.pop(0)
+        for other, (kind, inputs, groups) in graph.items():
+            if current not in inputs or other in seen:
+                continue
+            seen.add(other)
+            if kind in ("conv", "local"):
+                g = groups[inputs.index(current)] if len(groups) > 1 else groups[0]
+                if g > 1:
+                    return g
+            elif kind in PASSTHROUGH:
+                frontier.append(other)
+    return 1
+
+
+def filter_mosaic(weights, towers=1, rgb=None, norm_each=False, max_filters=None,
+                  max_channels=32):
+    """Filters (F, Cg, fs, fs) as one image: (H, W, 3) for RGB, (H, W) greyscale, in [0, 1].
+
+    One tile per filter (RGB, or one input channel) laid out in rows of 16 (32 for more than
+    256 filters), or, for several greyscale channels, one row per filter with a tile per channel.
+    Towers stack vertically, separated by a band 3 pixels high. Gaps are white.
+    Returns (mosaic, info) with info = {"shown", "channels_shown", "tower_rows"}.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 4 or w.shape[2] != w.shape[3]:
+        raise ValueError(f"filter_mosaic: expected weights (F, C, fs, fs), got {w.shape}")
+    count, channels, size = w.shape[0], w.shape[1], w.shape[2]
+    if towers < 1 or count % towers:
+        raise ValueError(f"filter_mosaic: {towers} towers do not divide {count} filters")
+    rgb = channels == 3 if rgb is None else rgb
+    multi = not rgb and channels > 1
+    if max_filters is None:
+        max_filters = 64 if multi else 256
+    per_tower = count // towers
+    shown_per_tower = min(per_tower, max(1, max_filters // towers))
+    keep = np.concatenate([np.arange(t * per_tower, t * per_tower + shown_per_tower)
+                           for t in range(towers)])
+    w = w[keep]
+    channels_shown = min(channels, max_channels) if multi else channels
+    if multi:
+        w = w[:, :channels_shown]
+    axes = tuple(range(1, 4)) if norm_each else None
+    lo = w.min(axis=axes, keepdims=True)
+    hi = w.max(axis=axes, keepdims=True)
+    w = np.where(hi > lo, (w - lo) / np.where(hi > lo, hi - lo, 1), 0.5)
+
+    pitch = size + 1
+    if multi:
+        cols, rows = channels_shown, shown_per_tower
+    else:
+        cols = min(shown_per_tower, 16 if shown_per_tower <= 256 else 32)
+        rows = math.ceil(shown_per_tower / cols)
+    band = 3
+    height = towers * (rows * pitch + 1) + (towers - 1) * band
+    width = cols * pitch + 1
+    mosaic = np.ones((height, width, 3) if rgb else (height, width))
+    tower_rows = []
+    for t in range(towers):
+        top0 = t * (rows * pitch + 1 + band)
+        tower_rows.append((top0, top0 + rows * pitch + 1))
+        if t:
+            mosaic[top0 - band:top0] = 0.0  # the dark band between towers
+        for i in range(shown_per_tower):
+            f = w[t * shown_per_tower + i]
+            if multi:
+                for c in range(channels_shown):
+                    y, x = top0 + 1 + i * pitch, 1 + c * pitch
+                    mosaic[y:y + size, x:x + size] = f[c]
+            else:
+                y, x = top0 + 1 + (i // cols) * pitch, 1 + (i % cols) * pitch
+                mosaic[y:y + size, x:x + size] = f.transpose(1, 2, 0) if rgb else f[0]
+    return mosaic, {"shown": len(keep), "channels_shown": channels_shown,
+                    "tower_rows": tower_rows}
+
+
+def upscale(mosaic, target=FILTER_TARGET):
+    """Integer nearest-neighbour upscaling so the mosaic fills about `target` (w, h) pixels."""
+    height, width = mosaic.shape[:2]
+    scale = max(1, min(16, target[0] // width, target[1] // height))
+    return np.repeat(np.repeat(mosaic, scale, axis=0), scale, axis=1), scale
+
+
+def filter_weights(arrays, graph, layer):
+    """(weights (F, Cg, fs, fs), note) of `layer` from checkpoint arrays; ValueError if none."""
+    if layer not in graph:
+        raise ValueError(f"unknown layer '{layer}' (layers: {', '.join(graph)})")
+    kind = graph[layer][0]
+    convs = [name for name, (k, _, _) in graph.items() if k in ("conv", "local")]
+    if kind not in ("conv", "local"):
+        raise ValueError(f"layer '{layer}' (type {kind}) has no filters; layers with filters: "
+                         f"{', '.join(convs) or 'none'}")
+    w = arrays.get(f"param/{layer}.w0")
+    if w is None:
+        raise ValueError(f"the checkpoint has no weights for layer '{layer}'")
+    note = ""
+    if kind == "local":  # (OH, OW, F, Cg, fs, fs): the filters at the centre output position
+        oh, ow = w.shape[0] // 2, w.shape[1] // 2
+        w, note = w[oh, ow], f", at output position ({oh}, {ow})"
+    if len(graph[layer][1]) > 1:
+        note += f", input 0 ('{graph[layer][1][0]}') of {len(graph[layer][1])}"
+    return w, note
+
+
+def plot_filters(weights, path, title, towers=1, norm_each=False, input_channels=None):
+    """Draw filter_mosaic(weights) with a title (and tower labels); returns (path, (w, h))."""
+    count, channels, size = weights.shape[0], weights.shape[1], weights.shape[2]
+    input_channels = channels * towers if input_channels is None else input_channels
+    rgb = input_channels == 3 and channels == 3
+    mosaic, info = filter_mosaic(weights, towers, rgb, norm_each)
+    big, scale = upscale(mosaic)
+    img_h, img_w = big.shape[:2]
+    left = MARGIN + (TOWER_BAND if towers > 1 else 0)
+    fig_w = max(img_w, 480) + left + MARGIN
+    fig_h = img_h + TITLE_BAND + MARGIN
+    plt = pyplot()
+    fig = plt.figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
+    x0 = left + (fig_w - left - MARGIN - img_w) // 2
+    ax = fig.add_axes([x0 / fig_w, MARGIN / fig_h, img_w / fig_w, img_h / fig_h])
+    ax.imshow(big, cmap=None if rgb else "gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    for t, (top, bottom) in enumerate(info["tower_rows"] if towers > 1 else []):
+        y = MARGIN + img_h - (top + bottom) / 2 * scale
+        fig.text((x0 - 8) / fig_w, y / fig_h, f"tower {t + 1}", rotation=90, ha="right",
+                 va="center", fontsize=10)
+    shown = info["shown"]
+    what = f"{count} filters {size}x{size}x{channels}" + (" RGB" if rgb else "")
+    if shown < count:
+        what += f" (first {shown // towers} of each tower shown)" if towers > 1 else \
+            f" (first {shown} shown)"
+    if not rgb and channels > 1:
+        what += f"; rows: filters, columns: input channels" + (
+            f" (first {info['channels_shown']} of {channels})"
+            if info["channels_shown"] < channels else "")
+    norm = "each filter normalized" if norm_each else "one scale for all"
+    fig.text(0.5, 1 - 18 / fig_h, title, ha="center", va="center", fontsize=12)
+    fig.text(0.5, 1 - 38 / fig_h, f"{what}; {norm}", ha="center", va="center", fontsize=9)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path, (fig_w, fig_h)
+
+
+# ----------------------------------------------------------------------------- predictions
+
+def show_image(ax, image):
+    """A uint8 (C, H, W) image on `ax`: greyscale for one channel, RGB for three."""
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(np.moveaxis(image[:3], 0, -1), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def predict(net, provider, count, only_errors=False, seed=0, batch_size=128):
+    """Up to `count` test images in a seeded random order: (index, probabilities (n, classes)).
+
+    With only_errors, only images whose top-1 prediction is wrong (scanning until enough)."""
+    from .features import centre_crops, probabilities_layer
+
+    probs_name = probabilities_layer(net)
+    order = np.random.default_rng(seed).permutation(provider.num_test)
+    picked, probs = [], []
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        labels = provider.test_labels[index]
+        acts = net.forward({0: centre_crops(provider, index), 1: labels}, train=False)
+        p = np.asarray(net.B.to_numpy(acts[probs_name]), dtype=np.float64)
+        keep = p.argmax(axis=1) != labels if only_errors else np.ones(len(index), bool)
+        picked.append(index[keep])
+        probs.append(p[keep])
+        if sum(map(len, picked)) >= count:
+            break
+    return np.concatenate(picked)[:count], np.concatenate(probs)[:count]
+
+
+def plot_predictions(images, labels, probs, label_names, path, title, cols=4):
+    """Each image with its top-5 classes as bars; the true class's bar red, the others blue.
+
+    The figure is cols * PRED_CELL[0] wide and rows * PRED_CELL[1] + TITLE_BAND high."""
+    n = len(images)
+    if n == 0:
+        raise ValueError("no images to show")
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    cell_w, cell_h = PRED_CELL
+    fig_w, fig_h = cols * cell_w, rows * cell_h + TITLE_BAND
+    plt = pyplot()
+    fig = plt.figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
+    top_k = min(5, probs.shape[1])
+    for i in range(n):
+        r, c = divmod(i, cols)
+        x0, y_top = c * cell_w, fig_h - TITLE_BAND - r * cell_h
+        img_size = 170
+        ax = fig.add_axes([(x0 + (cell_w - img_size) / 2) / fig_w, (y_top - 10 - img_size) / fig_h,
+                           img_size / fig_w, img_size / fig_h])
+        show_image(ax, images[i])
+        truth = int(labels[i])
+        best = np.argsort(-probs[i], kind="stable")[:top_k]
+        right = best[0] == truth
+        ax.set_title(label_names[truth], fontsize=10, color="black" if right else "red",
+                     pad=3)
+        bars = fig.add_axes([(x0 + 110) / fig_w, (y_top - cell_h + 20) / fig_h,
+                             (cell_w - 125) / fig_w, 150 / fig_h])
+        colours = ["tab:red" if k == truth else "tab:blue" for k in best]
+        bars.barh(np.arange(top_k), probs[i][best], color=colours, height=0.7)
+        bars.set_yticks(np.arange(top_k), [label_names[k] for k in best], fontsize=8)
+        bars.invert_yaxis()
+        bars.set_xlim(0, 1)
+        bars.tick_params(axis="x", labelsize=7)
+        for tick, k in zip(bars.get_yticklabels(), best):
+            if k == truth:
+                tick.set_color("tab:red")
+    fig.text(0.5, 1 - 25 / fig_h, title, ha="center", va="center", fontsize=12)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path, (fig_w, fig_h)
+
+
+# ----------------------------------------------------------------------------- TensorBoard
+
+class TensorBoardLogger:
+    """A Trainer test callback: the record's scalars and every conv/local layer's filters."""
+
+    SCALARS = ("train_cost", "test_cost", "top1_error", "top5_error", "images_per_s")
+
+    def __init__(self, log_dir, net):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise RuntimeError("--tensorboard needs tensorboardX, which is not installed: "
+                               "pip install 'convnet[tensorboard]' (or tensorboardX)") from None
+        self.net = net
+        self.graph = graph_from_net(net)
+        self.writer = SummaryWriter(log_dir)
+
+    def __call__(self, record):
+        step = int(record["step"])
+        for key in self.SCALARS:
+            if record.get(key) is not None:
+                self.writer.add_scalar(key, float(record[key]), step)
+        for layer in self.net.layers:
+            if layer.type not in ("conv", "local"):
+                continue
+            w = np.asarray(self.net.B.to_numpy(layer.weights[0].value))
+            if layer.type == "local":
+                w = w[w.shape[0] // 2, w.shape[1] // 2]
+            towers = towers_of(self.graph, layer.name)
+            rgb = w.shape[1] == 3 and layer.cfg["groups"][0] == 1
+            mosaic, _ = filter_mosaic(w, towers, rgb, max_filters=None, max_channels=16)
+            big, _ = upscale(mosaic, (480, 720))
+            self.writer.add_image(f"filters/{layer.name}", big.astype(np.float32), step,
+                                  dataformats="HWC" if rgb else "HW")
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+# ----------------------------------------------------------------------------- the command
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="convnet-show", description="Draw what a saved run learned as PNG files: cost "
+        "curves, filters, predictions (cuda-convnet's shownet.py).")
+    a = p.add_argument
+    a("run_dir", metavar="RUN_DIR", help="a run folder written by convnet-train --save-path")
+    a("--out", default=None, help="folder for the PNG files (default: RUN_DIR)")
+    a("--show-cost", action="store_true",
+      help="cost.png: train/test cost, top-1/top-5 error against epochs")
+    a("--smooth", type=int, default=1, help="with --show-cost: mean over N tests (default 1)")
+    a("--show-filters", metavar="LAYER", default=None,
+      help="filters-LAYER.png: a conv or local layer's filters (RGB for 3-channel input)")
+    a("--norm-filters", action="store_true",
+      help="with --show-filters: normalize each filter to its own range")
+    a("--show-preds", action="store_true",
+      help="preds.png (preds-errors.png with --only-errors): test images and top-5 guesses")
+    a("--only-errors", action="store_true", help="with --show-preds: misclassified images only")
+    a("--num-preds", type=int, default=16, help="with --show-preds: how many images (16)")
+    a("--seed", type=int, default=0, help="with --show-preds: which random test images")
+    a("--data-provider", default="fashion-mnist", help="fashion-mnist (default) or cifar")
+    a("--data-path", default=None, help="the data set's folder")
+    a("--test-range", default=None, help="test batches (default: the provider's test batch)")
+    a("--inner-size", type=int, default=None,
+      help="centre crop size (default: the data layer's imgSize)")
+    a("--params-file", default=None,
+      help="layer-params.cfg to rebuild the net with (default: the one the run recorded)")
+    a("--backend", default="numpy", help="numpy (default), cuda or auto")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError
+    from .data import DataError
+
+    try:
+        return run(args)
+    except (ConfigError, DataError) as e:
+        print(f"convnet-show: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"convnet-show: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def run(args):
+    from .checkpoint import read_metrics
+    from .config import read_cfg
+    from .features import load_run, newest_checkpoint
+
+    if not os.path.isdir(args.run_dir):
+        raise ValueError(f"run folder {args.run_dir} does not exist")
+    if not (args.show_cost or args.show_filters or args.show_preds):
+        raise ValueError("nothing to show: give --show-cost, --show-filters LAYER and/or "
+                         "--show-preds")
+    out = args.out or args.run_dir
+    os.makedirs(out, exist_ok=True)
+    name = os.path.basename(os.path.normpath(args.run_dir))
+    written = []
+    if args.show_cost:
+        records = read_metrics(args.run_dir)
+        if not records:
+            raise ValueError(f"{args.run_dir}: no metrics.jsonl records yet (a run writes one "
+                             "at each test)")
+        written.append(plot_cost(records, os.path.join(out, "cost.png"), args.smooth, name))
+    if args.show_filters:
+        step, arrays, state = newest_checkpoint(args.run_dir)
+        sections = read_cfg(state.get("layers_file") or "layers.cfg", text=state["layers_cfg"])
+        graph = graph_from_sections(sections)
+        weights, note = filter_weights(arrays, graph, args.show_filters)
+        towers = towers_of(graph, args.show_filters)
+        groups = graph[args.show_filters][2][0]
+        written.append(plot_filters(
+            weights, os.path.join(out, f"filters-{args.show_filters}.png"),
+            f"{name}, step {step}: layer {args.show_filters}{note}"
+            + (f", {towers} towers" if towers > 1 else ""),
+            towers, args.norm_filters, input_channels=weights.shape[1] * groups)[0])
+    if args.show_preds:
+        if args.num_preds < 1:
+            raise ValueError(f"--num-preds must be >= 1, got {args.num_preds}")
+        net, provider, step, _ = load_run(args.run_dir, args.data_provider, args.data_path,
+                                          args.test_range, args.inner_size, args.backend,
+                                          args.params_file)
+        index, probs = predict(net, provider, args.num_preds, args.only_errors, args.seed)
+        if len(index) == 0:
+            raise ValueError("no misclassified test images to show")
+        labels = provider.test_labels[index]
+        wrong = int((probs.argmax(axis=1) != labels).sum())
+        title = (f"{name}, step {step}: {len(index)} random test images, {wrong} misclassified"
+                 f" (red bar: the true class; red name: top-1 wrong)")
+        file = "preds-errors.png" if args.only_errors else "preds.png"
+        written.append(plot_predictions(provider.test_images[index], labels, probs,
+                                        provider.label_names, os.path.join(out, file),
+                                        title)[0])
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
