@@ -3,12 +3,13 @@
 A checkpoint of step S is two files in the run folder:
 
     ckpt-<S:09d>.npz    the arrays (np.savez; numeric dtypes only, read with allow_pickle=False)
-    ckpt-<S:09d>.json   {"format": 1, "step": S, "sha256": <of the .npz>, "state": {...}}
+    ckpt-<S:09d>.json   {"format": 1, "step": S, "sha256": <of the .npz>, "state": {...},
+                         "state_sha256": <of the state as canonical JSON>}
 
 Each is written to a temporary file, flushed, fsynced and renamed into place; the .json goes
 last and is the commit mark, and the folder is fsynced after it. A checkpoint counts only when
-its .json parses and the .npz matches the recorded sha256, so a crash at any point leaves the
-previous checkpoint loadable.
+its .json parses, its state matches state_sha256 (when recorded) and the .npz matches the recorded
+sha256, so a crash (or a flipped bit) anywhere leaves the previous checkpoint loadable.
 
 metrics.jsonl holds one JSON object per line, each appended with flush + fsync.
 """
@@ -77,6 +78,12 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def _state_digest(state):
+    """sha256 of the state as canonical JSON (sorted keys, no spaces): stable across a reload."""
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def checkpoint_paths(run_dir, step):
     """(npz path, json path) of the checkpoint of `step` in run_dir."""
     base = os.path.join(os.fspath(run_dir), f"ckpt-{int(step):09d}")
@@ -127,6 +134,7 @@ def save_checkpoint(run_dir, step, arrays, state, keep=3):
     _write_atomically(npz_path, lambda f: np.savez(f, **checked))
     record = json.loads(state_text)
     record["sha256"] = _sha256(npz_path)
+    record["state_sha256"] = _state_digest(record["state"])
     text = json.dumps(record, default=_json_default, indent=1) + "\n"
     _write_atomically(json_path, lambda f: f.write(text.encode("utf-8")))
     _fsync_dir(run_dir)
@@ -181,6 +189,8 @@ def load_checkpoint(path):
     if record.get("step", step) != step:
         raise CheckpointError(f"{json_path}: records step {record.get('step')}, but the file "
                               f"name says {step}")
+    if "state_sha256" in record and record["state_sha256"] != _state_digest(record["state"]):
+        raise CheckpointError(f"{json_path}: state sha256 mismatch (the file is corrupt)")
     try:
         digest = _sha256(npz_path)
     except OSError as exc:
@@ -196,10 +206,11 @@ def load_checkpoint(path):
     return step, arrays, record["state"]
 
 
-def load_latest_checkpoint(run_dir):
+def load_latest_checkpoint(run_dir, check=None):
     """The newest good checkpoint in run_dir as (step, arrays, state), or None if there is none.
 
-    A newer checkpoint that is corrupt, partial or uncommitted is skipped with a warning.
+    A newer checkpoint that is corrupt, partial or uncommitted is skipped with a warning, as is
+    one that `check(step, arrays, state)` rejects by raising CheckpointError or ValueError.
     """
     run_dir = os.fspath(run_dir)
     if not os.path.isdir(run_dir):
@@ -209,7 +220,13 @@ def load_latest_checkpoint(run_dir):
     for step in committed:
         json_path = checkpoint_paths(run_dir, step)[1]
         try:
-            newest_good = load_checkpoint(json_path)
+            found = load_checkpoint(json_path)
+            if check is not None:
+                try:
+                    check(*found)
+                except ValueError as exc:
+                    raise CheckpointError(f"{json_path}: {exc}") from None
+            newest_good = found
             break
         except CheckpointError as exc:
             warnings.warn(f"skipping checkpoint: {exc}", stacklevel=2)
@@ -221,11 +238,19 @@ def load_latest_checkpoint(run_dir):
     return newest_good
 
 
+def has_checkpoint_files(run_dir):
+    """True when run_dir holds any ckpt-<step>.npz or .json file, good or not."""
+    run_dir = os.fspath(run_dir)
+    return os.path.isdir(run_dir) and any(_NAME.match(n) for n in os.listdir(run_dir))
+
+
 class MetricsLog:
     """Appends one JSON object per line to <run_dir>/metrics.jsonl, each line fsynced.
 
     Opening a log whose last line was torn by a crash cuts that partial line off (with a
-    warning), so the next record starts on a line of its own.
+    warning), so the next record starts on a line of its own. `count` is the number of records;
+    a checkpoint stores it, and a resume calls keep_first(count) to drop the records of work
+    done after that checkpoint (the resumed run writes them again).
     """
 
     def __init__(self, run_dir):
@@ -233,6 +258,35 @@ class MetricsLog:
         os.makedirs(self.run_dir, exist_ok=True)
         self.path = os.path.join(self.run_dir, METRICS_FILE)
         self._cut_torn_tail()
+        for temp in glob.glob(glob.escape(self.path) + TEMP_MARK + "*"):  # a crash in keep_first
+            os.remove(temp)
+        self.count = self._lines()[1]
+
+    def _lines(self):
+        """(the log's bytes, its number of non-empty lines)."""
+        if not os.path.exists(self.path):
+            return b"", 0
+        with open(self.path, "rb") as f:
+            data = f.read()
+        return data, sum(1 for line in data.split(b"\n") if line.strip())
+
+    def keep_first(self, count):
+        """Cut the log back to its first `count` records (atomically); no-op if it has fewer."""
+        data, have = self._lines()
+        if have <= count:
+            return
+        kept, seen = [], 0
+        for line in data.split(b"\n"):
+            if line.strip():
+                if seen == count:
+                    break
+                seen += 1
+            kept.append(line)
+        text = b"\n".join(kept).rstrip(b"\n")
+        text = text + b"\n" if text else b""
+        _write_atomically(self.path, lambda f: f.write(text))
+        _fsync_dir(self.run_dir)
+        self.count = count
 
     def _cut_torn_tail(self):
         if not os.path.exists(self.path):
@@ -257,6 +311,7 @@ class MetricsLog:
             f.write(line.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
+        self.count += 1
 
 
 def read_metrics(run_dir):
