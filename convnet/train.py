@@ -7,7 +7,9 @@ import time
 
 import numpy as np
 
-from .checkpoint import MetricsLog, load_latest_checkpoint, save_checkpoint
+from .checkpoint import MetricsLog, checkpoint_paths, load_latest_checkpoint, save_checkpoint
+
+WEIGHT_CHECK_EVERY = 50  # steps between NaN/Inf checks of every weight (and at each save/test)
 
 
 class TrainingStopped(Exception):
@@ -23,19 +25,68 @@ def param_arrays(net):
 
 
 def restore_arrays(net, arrays):
-    """Put checkpointed weights and momenta back; a mismatch names every layer and shape."""
-    problems = []
+    """Put checkpointed weights and momenta back; a mismatch names every layer and shape.
+
+    Nothing is changed unless every array fits: a parameter missing from the checkpoint, one of
+    another shape, or a checkpoint array that no parameter of the net takes is a ValueError.
+    """
+    problems, assign, used = [], [], set()
     for p in net.unique_params():
         for kind, target in (("param", "value"), ("momentum", "velocity")):
-            value = arrays.get(f"{kind}/{p.name}")
+            key = f"{kind}/{p.name}"
+            value = arrays.get(key)
+            used.add(key)
             if value is None:
                 problems.append(f"{p.name}: missing from the checkpoint")
             elif tuple(value.shape) != p.shape:
                 problems.append(f"{p.name}: checkpoint {tuple(value.shape)} vs net {p.shape}")
             else:
-                getattr(p, target)[...] = net.B.asarray(value, net.dtype)
+                assign.append((p, target, value))
+    for key in arrays:
+        if key not in used:
+            name = key.split("/", 1)[-1]
+            problems.append(f"{name}: in the checkpoint {tuple(np.shape(arrays[key]))} but not "
+                            f"in the net")
     if problems:
         raise ValueError("the checkpoint does not match the net: " + "; ".join(sorted(set(problems))))
+    for p, target, value in assign:
+        getattr(p, target)[...] = net.B.asarray(value, net.dtype)
+
+
+def _is_int(value, low=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_checkpoint(step, arrays, state):
+    """Raise ValueError unless a loaded checkpoint is one a Trainer can resume from.
+
+    The state must carry epoch >= 1, batch >= 0, step (the file's) and elapsed_s of the right
+    types; every array must be a finite float array. Pass it as load_latest_checkpoint's
+    `check`, so that a checkpoint failing it is skipped like a corrupt one.
+    """
+    if not _is_int(state.get("epoch"), 1) or not _is_int(state.get("batch")):
+        raise ValueError(f"bad epoch/batch in the state ({state.get('epoch')!r}, "
+                         f"{state.get('batch')!r})")
+    if state.get("step") != step or not _is_int(step):
+        raise ValueError(f"the state's step {state.get('step')!r} is not the file's {step}")
+    elapsed = state.get("elapsed_s")
+    if not _is_number(elapsed) or elapsed < 0:
+        raise ValueError(f"bad elapsed_s {elapsed!r} in the state")
+    since = state.get("since_test", [0.0, 0, 0])
+    if not (isinstance(since, list) and len(since) == 3 and _is_number(since[0])
+            and _is_int(since[1]) and _is_int(since[2])):
+        raise ValueError(f"bad since_test {since!r} in the state")
+    if not _is_int(state.get("metrics_records", 0)):
+        raise ValueError(f"bad metrics_records {state.get('metrics_records')!r} in the state")
+    for name, value in arrays.items():
+        if value.dtype.kind != "f":
+            raise ValueError(f"array {name} has dtype {value.dtype}, not a float type")
+        if not np.isfinite(value).all():
+            raise ValueError(f"array {name} holds NaN or Inf")
 
 
 def evaluate(net, provider, batch_size, cost_name):
@@ -64,8 +115,10 @@ class StopRequest:
         if self.requested:  # a second Ctrl-C: stop at once
             raise KeyboardInterrupt
         self.requested = True
-        print("\nstopping: writing a checkpoint after this batch (Ctrl-C again to abort)",
-              file=sys.stderr)
+        # os.write, not print: the handler may run while the main thread is inside a print to
+        # stderr, and a buffered stream entered twice raises "reentrant call"
+        os.write(sys.stderr.fileno(), b"\nstopping: writing a checkpoint after this batch "
+                 b"(Ctrl-C again to abort)\n")
 
     def __exit__(self, *exc):
         for s, handler in self.old.items():
@@ -84,6 +137,9 @@ class Trainer:
         self.saved_config = saved_config or {}
         self.out = out or sys.stdout
         self.epoch, self.batch, self.step, self.elapsed = 1, 0, 0, 0.0
+        self.since_test = [0.0, 0, 0]  # train cost sum, cases, batches since the last test
+        self.stopped = False  # set when SIGINT/SIGTERM ended run() early (after a checkpoint)
+        self.last_saved_step = None
         self.metrics = MetricsLog(run_dir) if run_dir else None
         self.on_test = []  # callables given each test record (e.g. the TensorBoard writer)
 
@@ -99,22 +155,44 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
     def resume(self):
         """Continue from run_dir's newest good checkpoint; False when there is none."""
-        found = load_latest_checkpoint(self.run_dir) if self.run_dir else None
+        found = load_latest_checkpoint(self.run_dir, check=check_checkpoint) \
+            if self.run_dir else None
         if found is None:
             return False
-        _, arrays, state = found
-        restore_arrays(self.net, arrays)
+        step, arrays, state = found
+        where = checkpoint_paths(self.run_dir, step)[0]
+        per_epoch = self.provider.num_train_batches(self.batch_size)
+        if state["batch"] > per_epoch:
+            raise ValueError(f"{where}: saved at batch {state['batch']} of epoch "
+                             f"{state['epoch']}, but minibatches of {self.batch_size} make "
+                             f"{per_epoch} per epoch; resume with the minibatch size it was "
+                             f"saved with")
+        try:
+            restore_arrays(self.net, arrays)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
         self.epoch, self.batch = state["epoch"], state["batch"]
         self.step, self.elapsed = state["step"], state["elapsed_s"]
+        self.since_test = list(state.get("since_test", [0.0, 0, 0]))
+        self.last_saved_step = step
+        if self.metrics and "metrics_records" in state and \
+                os.path.abspath(self.metrics.run_dir) == os.path.abspath(self.run_dir):
+            # records written after this checkpoint describe work the resumed run redoes
+            self.metrics.keep_first(state["metrics_records"])
         return True
 
     def save(self):
         if not self.run_dir:
             return
+        self.check_weights()  # a checkpoint never holds NaN or Inf
         state = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
-                 "elapsed_s": self.elapsed, **self.saved_config}
+                 "elapsed_s": self.elapsed, "since_test": list(self.since_test),
+                 **self.saved_config}
+        if self.metrics:
+            state["metrics_records"] = self.metrics.count
         save_checkpoint(self.run_dir, self.step, param_arrays(self.net), state)
         self.last_save = time.monotonic()
+        self.last_saved_step = self.step
 
     # ------------------------------------------------------------ the loop
     def progress(self):
@@ -122,6 +200,7 @@ class Trainer:
         return ((self.epoch - 1) + self.batch / per_epoch) / self.epochs
 
     def test(self, train_cost, images, seconds):
+        self.check_weights()
         result = evaluate(self.net, self.provider, self.batch_size, self.cost_name)
         record = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
                   "train_cost": train_cost, **result, "elapsed_s": round(self.elapsed, 3),
@@ -136,30 +215,50 @@ class Trainer:
             callback(record)
         return record
 
+    def kept(self):
+        return (f"the last good checkpoint (step {self.last_saved_step}) is kept"
+                if self.run_dir and self.last_saved_step is not None else "nothing was saved")
+
     def check_finite(self, stats):
-        cost = stats[self.cost_name]["cost"]
-        if not math.isfinite(cost):
-            bad = self.first_non_finite()
-            raise TrainingStopped(f"step {self.step}: the cost of '{self.cost_name}' is {cost}"
-                                  f"{'; first non-finite: ' + bad if bad else ''}; the last good "
-                                  "checkpoint is kept")
+        """Stop when a cost of this step is NaN/Inf, naming the first layer that went bad."""
+        for name, layer_stats in stats.items():
+            cost = layer_stats["cost"]
+            if not math.isfinite(cost):
+                bad = self.first_non_finite()
+                raise TrainingStopped(
+                    f"step {self.step} (epoch {self.epoch}, batch {self.batch + 1}): the cost of "
+                    f"'{name}' is {cost}; {bad or 'every output and weight is finite: the cost overflowed'}"
+                    f"; try smaller learning rates; {self.kept()}")
+
+    def check_weights(self):
+        """Stop when any weight or momentum is NaN/Inf (a gradient or an update blew up)."""
+        xp = self.net.B.xp
+        for p in self.net.unique_params():
+            if not (bool(xp.isfinite(p.value).all()) and bool(xp.isfinite(p.velocity).all())):
+                raise TrainingStopped(
+                    f"step {self.step} (epoch {self.epoch}, batch {self.batch}): "
+                    f"{self.first_non_finite()}; a gradient or update overflowed: try smaller "
+                    f"learning rates; {self.kept()}")
 
     def first_non_finite(self):
+        """'output of layer X' or 'weights W of layer X' for the first layer, in net order,
+        whose output, weights or momentum hold NaN or Inf; None when all are finite."""
         xp = self.net.B.xp
         for layer in self.net.layers:
-            out = self.net.acts.get(layer.name)
+            out = self.net.acts.get(layer.name) if hasattr(self.net, "acts") else None
             if out is not None and out.dtype.kind == "f" and not bool(xp.isfinite(out).all()):
-                return f"output of layer '{layer.name}'"
+                return f"the output of layer '{layer.name}' holds NaN or Inf"
             for p in layer.params:
-                if not bool(xp.isfinite(p.value).all()):
-                    return f"weights {p.name}"
+                for what, value in (("weights", p.value), ("momentum of", p.velocity)):
+                    if value is not None and not bool(xp.isfinite(value).all()):
+                        return f"the {what} {p.name} of layer '{layer.name}' hold NaN or Inf"
         return None
 
     def run(self):
         """Train until `epochs`; returns the last test record (or None if nothing ran)."""
         self.last_save = time.monotonic()
         per_epoch = self.provider.num_train_batches(self.batch_size)
-        record, since_test = None, [0.0, 0, 0]  # cost sum, cases, batches
+        record, since_test = None, self.since_test  # cost sum, cases, batches
         started = time.monotonic()
         with StopRequest() as stop:
             while self.epoch <= self.epochs:
@@ -173,21 +272,24 @@ class Trainer:
                     since_test[1] += len(labels)
                     since_test[2] += 1
                     self.elapsed += time.monotonic() - tick
+                    if self.step % WEIGHT_CHECK_EVERY == 0:
+                        self.check_weights()
                     if self.test_freq and since_test[2] >= self.test_freq and self.batch < per_epoch:
                         record = self.test_since(since_test, started)
+                        since_test[:], started = [0.0, 0, 0], time.monotonic()
                         self.save()
-                        since_test, started = [0.0, 0, 0], time.monotonic()
                     elif time.monotonic() - self.last_save >= self.save_interval:
                         self.save()
                     if stop.requested:
                         self.save()
+                        self.stopped = True
                         print(f"stopped at epoch {self.epoch} batch {self.batch}; resume with "
                               f"--load-file {self.run_dir}" if self.run_dir else "stopped",
                               file=self.out)
                         return record
                 if since_test[2]:
                     record = self.test_since(since_test, started)
-                    since_test, started = [0.0, 0, 0], time.monotonic()
+                    since_test[:], started = [0.0, 0, 0], time.monotonic()
                 self.epoch, self.batch = self.epoch + 1, 0
                 self.save()
         return record
