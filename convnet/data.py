@@ -486,20 +486,31 @@ def _join(batches, numbers):
 
 
 def make_provider(name, path=None, train_range=None, test_range=None, inner_size=None, seed=0,
-                  flip=None):
-    """A Provider for "fashion-mnist" or "cifar" ("cifar10" / "cifar100" are aliases).
+                  flip=None, **options):
+    """A Provider for "fashion-mnist" or "cifar" ("cifar10" / "cifar100" are aliases), or an
+    ImageProvider for "image" (a folder made by convnet-prepare; see convnet/imagedata.py).
 
     train_range/test_range: cuda-convnet batch ranges (see parse_range); defaults are train 1-6,
     test 7 for Fashion-MNIST and train 1-5, test 6 for CIFAR. flip: None means flip exactly
-    when cropping (cuda-convnet's convention).
+    when cropping (cuda-convnet's convention). options (color_noise, workers, decoder) are the
+    image provider's.
     """
     key = str(name).lower()
+    if key in ("image", "images", "jpeg"):
+        from .imagedata import ImageProvider
+
+        return ImageProvider(path, train_range, test_range, inner_size, seed=seed, flip=flip,
+                             **options)
+    if options:
+        raise ValueError(f"data set {name!r}: {', '.join(sorted(options))} apply to the image "
+                         f"provider only")
     if key in ("fashion-mnist", "fashion_mnist", "fashion"):
         key, last, default_train, default_test = "fashion-mnist", 7, "1-6", "7"
     elif key in ("cifar", "cifar10", "cifar-10", "cifar100", "cifar-100"):
         key, last, default_train, default_test = "cifar", 6, "1-5", "6"
     else:
-        raise ValueError(f"unknown data set {name!r}: expected 'fashion-mnist' or 'cifar'")
+        raise ValueError(f"unknown data set {name!r}: expected 'fashion-mnist', 'cifar' or "
+                         f"'image'")
     train = parse_range(default_train if train_range is None else train_range)
     test = parse_range(default_test if test_range is None else test_range)
     for label, numbers in (("train", train), ("test", test)):

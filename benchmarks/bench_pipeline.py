@@ -1,0 +1,232 @@
+"""The image pipeline alone: images/s of 256x256 JPEGs decoded, cropped and flipped to uint8.
+
+    python benchmarks/bench_pipeline.py [--images 512] [--data DST] [--seconds 3] [--json FILE]
+
+Without --data it builds a folder of 256x256 JPEGs (quality 90) from the photographs that
+scikit-image ships (random crops at random scales, so no two are alike) with convnet-prepare
+itself, which also gives the conversion rate. Then, for each JPEG decoder installed:
+
+* one core: decode + random 224 crop + random flip into a uint8 RGBX batch, in the calling thread
+  (the per-core rate of the decode stage);
+* the provider's uint8 stage (``ImageProvider.train_crops``: thread pool + prefetch thread)
+  with 1, 2, 4 ... threads up to every core;
+* the provider's whole CPU path (``train_batches``: + mean, lighting, HWC -> CHW float32) with
+  every core: the float work that belongs on the GPU there, measured for the NumPy backend.
+
+It ends with the rate that feeds AlexNet on an H100 and the cores that rate needs; the step
+time is an assumption (stated, and settable with --net-images-per-s).
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from convnet.imagedata import ImageProvider, _decode_range, default_workers, get_decoder  # noqa: E402
+from convnet.prepare import prepare  # noqa: E402
+
+# AlexNet (the paper's net, 227x227 input, groups=2 in conv2/4/5): multiply-adds per image
+ALEXNET_MACS = {
+    "conv1": 55 * 55 * 96 * 11 * 11 * 3, "conv2": 27 * 27 * 256 * 5 * 5 * 48,
+    "conv3": 13 * 13 * 384 * 3 * 3 * 256, "conv4": 13 * 13 * 384 * 3 * 3 * 192,
+    "conv5": 13 * 13 * 256 * 3 * 3 * 192, "fc6": 9216 * 4096, "fc7": 4096 * 4096,
+    "fc8": 4096 * 1000,
+}
+H100_FP32_TFLOPS = 67.0  # H100 SXM, fp32 without tensor cores (51 on the PCIe card)
+
+
+def sample_photos():
+    """RGB uint8 photographs shipped with scikit-image (a few are enough: we crop them)."""
+    try:
+        import skimage.data as data
+    except ImportError:
+        return []
+    photos = []
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
+                 "immunohistochemistry", "retina", "motorcycle_left"):
+        try:
+            image = getattr(data, name)()
+        except Exception:  # missing from this version, or would need a download
+            continue
+        if image.ndim == 3 and image.shape[2] >= 3:
+            photos.append(np.ascontiguousarray(image[:, :, :3]))
+    return photos
+
+
+def smooth_noise(rng, size=320):
+    """A stand-in photo when scikit-image is missing: low-frequency colour noise."""
+    coarse = rng.integers(0, 256, (size // 16, size // 16, 3)).astype(np.uint8)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
+
+
+def build_folder(root, count, rng):
+    """`count` JPEG files in root/src/<class>/ cut from real photos at random scales."""
+    from PIL import Image
+
+    photos = sample_photos() or [smooth_noise(rng) for _ in range(4)]
+    src = os.path.join(root, "src")
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        h, w = photo.shape[:2]
+        side = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
+        top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        image = Image.fromarray(photo[top:top + side, left:left + side])
+        image = image.resize((int(rng.integers(300, 500)), int(rng.integers(300, 500))))
+        folder = os.path.join(src, f"class{i % 10}")
+        os.makedirs(folder, exist_ok=True)
+        image.save(os.path.join(folder, f"{i:05d}.jpg"), quality=int(rng.integers(80, 96)))
+    return src
+
+
+def timed(run, seconds):
+    """Images/s of `run()` (which returns the images it did), repeated for >= `seconds`."""
+    run()  # warm up: page cache, thread pool, allocator
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        done += run()
+    return done / (time.perf_counter() - started)
+
+
+def one_core_rate(provider, batch_size, seconds):
+    """decode + crop + flip into a uint8 batch in this thread, no pool, no prefetch."""
+    _, h, w = provider.image_shape
+    state = {"batch": 0}
+    count = provider.num_train_batches(batch_size)
+    order = provider.epoch_order(1)
+
+    def run():
+        job = provider.train_job(1, batch_size, state["batch"] % count, order)
+        state["batch"] += 1
+        out = np.empty((job.rows, h, w, 4), np.uint8)
+        _decode_range(provider, job, out, 0, len(job.images))
+        return len(job.images)
+
+    return timed(run, seconds)
+
+
+def pipeline_rate(provider, batch_size, seconds, floats=False):
+    """The provider's own pipeline for `seconds`: uint8 stage, or the whole CPU path."""
+    epoch = [1]
+
+    def run():
+        done = 0
+        batches = provider.train_batches(epoch[0], batch_size) if floats \
+            else provider.train_crops(epoch[0], batch_size)
+        for item in batches:
+            done += len(item[1]) if floats else item[0].shape[0]
+        epoch[0] += 1
+        return done
+
+    return timed(run, seconds)
+
+
+def feed_requirement(net_images_per_s=None):
+    flops_per_image = 3 * 2 * sum(ALEXNET_MACS.values())  # forward + two backward passes
+    if net_images_per_s:
+        return {"net_images_per_s": net_images_per_s, "assumption": "given on the command line",
+                "train_gflop_per_image": flops_per_image / 1e9}
+    efficiency = 0.6
+    rate = efficiency * H100_FP32_TFLOPS * 1e12 / flops_per_image
+    return {"net_images_per_s": round(rate),
+            "train_gflop_per_image": round(flops_per_image / 1e9, 2),
+            "assumption": (f"AlexNet training = 3 x {2 * sum(ALEXNET_MACS.values()) / 1e9:.2f} "
+                           f"GFLOP per image, fp32 at {efficiency:.0%} of an H100 SXM's "
+                           f"{H100_FP32_TFLOPS:g} TFLOP/s (an upper bound for non-tensor-core "
+                           f"fp32; cuDNN-class AlexNet measurements are nearer 2,500-3,000 "
+                           f"img/s on older cards)")}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=512, help="JPEGs to build (default 512)")
+    p.add_argument("--data", default=None, help="benchmark this convnet-prepare folder instead")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--inner-size", type=int, default=224)
+    p.add_argument("--seconds", type=float, default=3.0, help="per measurement")
+    p.add_argument("--decoders", default="all", help="all, pillow or simplejpeg")
+    p.add_argument("--threads", default=None, help="thread counts, e.g. 1,2,4 (default: "
+                                                   "powers of two up to every core)")
+    p.add_argument("--net-images-per-s", type=float, default=None,
+                   help="the net's training rate to feed (default: derived, see the output)")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+
+    cores = default_workers()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result = {"machine": {"cores": cores, "cpu": platform.processor() or platform.machine(),
+                          "load_average_at_start": load, "python": platform.python_version()},
+              "batch": args.batch, "inner_size": args.inner_size}
+    print(f"machine: {cores} cores, load average {load}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            rng = np.random.default_rng(0)
+            src = build_folder(tmp, args.images, rng)
+            data = os.path.join(tmp, "prepared")
+            started = time.perf_counter()
+            with open(os.devnull, "w") as quiet:
+                prepare(src, data, images_per_batch=max(16, args.images // (2 * cores)),
+                        test_fraction=0.05, progress=False, out=quiet)
+            rate = args.images / (time.perf_counter() - started)
+            result["prepare_images_per_s_all_cores"] = round(rate, 1)
+            print(f"convnet-prepare: {rate:.0f} images/s with {cores} processes "
+                  f"(resize + centre crop + JPEG encode, {args.images} photos ~300-500 px)")
+        names = ["simplejpeg", "pillow"] if args.decoders == "all" else [args.decoders]
+        threads = [int(t) for t in args.threads.split(",")] if args.threads else \
+            sorted({2 ** k for k in range(cores.bit_length()) if 2 ** k <= cores} | {cores})
+        result["decoders"] = {}
+        for name in names:
+            try:
+                get_decoder(name)
+            except ValueError as exc:
+                print(f"{name}: skipped ({exc})")
+                continue
+            row = {}
+            provider = ImageProvider(data, inner_size=args.inner_size, workers=1, decoder=name)
+            jpeg_bytes = float(np.mean(provider.train_set.ends - provider.train_set.starts))
+            row["one_core"] = round(one_core_rate(provider, args.batch, args.seconds), 1)
+            print(f"{name}: one core, decode + crop + flip to uint8: {row['one_core']:.0f} img/s "
+                  f"(JPEGs of {jpeg_bytes / 1024:.1f} KiB on average)")
+            row["pipeline_uint8"] = {}
+            for t in threads:
+                provider = ImageProvider(data, inner_size=args.inner_size, workers=t, decoder=name)
+                rate = pipeline_rate(provider, args.batch, args.seconds)
+                provider.close()
+                row["pipeline_uint8"][t] = round(rate, 1)
+                print(f"{name}: pipeline uint8 stage, {t:2d} threads: {rate:8.0f} img/s "
+                      f"({rate / t:.0f} per thread)")
+            provider = ImageProvider(data, inner_size=args.inner_size, workers=cores, decoder=name)
+            row["pipeline_float_cpu"] = round(pipeline_rate(provider, args.batch, args.seconds,
+                                                            floats=True), 1)
+            provider.close()
+            print(f"{name}: whole CPU path (+ mean, lighting, float32 NCHW), {cores} threads: "
+                  f"{row['pipeline_float_cpu']:.0f} img/s")
+            result["decoders"][name] = row
+    need = feed_requirement(args.net_images_per_s)
+    result["feed"] = need
+    best = max(result["decoders"].items(), key=lambda kv: kv[1]["one_core"], default=None)
+    if best:
+        name, row = best
+        all_cores = row["pipeline_uint8"][max(row["pipeline_uint8"])]
+        cores_needed = need["net_images_per_s"] / 0.95 / row["one_core"]
+        result["feed"]["cores_needed_at_one_core_rate"] = round(cores_needed, 1)
+        print(f"\nto feed AlexNet on an H100: {need['net_images_per_s']:,} img/s ({need['assumption']})")
+        print(f"with {name} at {row['one_core']:.0f} img/s per core that needs "
+              f"{cores_needed:.1f} cores (5% headroom: the loop waits on data < 5% of the time); "
+              f"this machine's {cores} cores give {all_cores:.0f} img/s in the pipeline")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
