@@ -160,9 +160,8 @@ def plot_retrievals(query_images, query_labels, neighbour_images, neighbour_labe
                 side.set_linewidth(3 if c == 0 or colour == "tab:red" else 1.5)
             ax.set_xlabel(text, fontsize=6, labelpad=1)
     fig.text(0.5, 1 - 18 / fig_h, title, ha="center", va="center", fontsize=10)
-    fig.text(0.5, 1 - 40 / fig_h, "first column: the query (blue); then its nearest neighbours "
-             "with class and distance (green: same class, red: another class)",
-             ha="center", va="center", fontsize=8)
+    fig.text(0.5, 1 - 40 / fig_h, "query (blue), then nearest first with distance: "
+             "green same class, red another", ha="center", va="center", fontsize=8)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path, (fig_w, fig_h)

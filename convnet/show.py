@@ -148,7 +148,7 @@ def filter_mosaic(weights, towers=1, rgb=None, norm_each=False, max_filters=None
 
     One tile per filter (RGB, or one input channel) laid out in rows of 16 (32 for more than
     256 filters), or, for several greyscale channels, one row per filter with a tile per channel.
-    Towers stack vertically, separated by a band 3 pixels high. Gaps are white.
+    Towers stack vertically, separated by a dark band 2 pixels high. Gaps are white.
     Returns (mosaic, info) with info = {"shown", "channels_shown", "tower_rows"}.
     """
     w = np.asarray(weights, dtype=np.float64)
@@ -180,7 +180,7 @@ def filter_mosaic(weights, towers=1, rgb=None, norm_each=False, max_filters=None
     else:
         cols = min(shown_per_tower, 16 if shown_per_tower <= 256 else 32)
         rows = math.ceil(shown_per_tower / cols)
-    band = 3
+    band = 2
     height = towers * (rows * pitch + 1) + (towers - 1) * band
     width = cols * pitch + 1
     mosaic = np.ones((height, width, 3) if rgb else (height, width))
@@ -320,8 +320,8 @@ def plot_predictions(images, labels, probs, label_names, path, title, cols=4):
     for i in range(n):
         r, c = divmod(i, cols)
         x0, y_top = c * cell_w, fig_h - TITLE_BAND - r * cell_h
-        img_size = 170
-        ax = fig.add_axes([(x0 + (cell_w - img_size) / 2) / fig_w, (y_top - 10 - img_size) / fig_h,
+        img_size = 160
+        ax = fig.add_axes([(x0 + (cell_w - img_size) / 2) / fig_w, (y_top - 25 - img_size) / fig_h,
                            img_size / fig_w, img_size / fig_h])
         show_image(ax, images[i])
         truth = int(labels[i])
@@ -329,8 +329,8 @@ def plot_predictions(images, labels, probs, label_names, path, title, cols=4):
         right = best[0] == truth
         ax.set_title(label_names[truth], fontsize=10, color="black" if right else "red",
                      pad=3)
-        bars = fig.add_axes([(x0 + 110) / fig_w, (y_top - cell_h + 20) / fig_h,
-                             (cell_w - 125) / fig_w, 150 / fig_h])
+        bars = fig.add_axes([(x0 + 110) / fig_w, (y_top - cell_h + 35) / fig_h,
+                             (cell_w - 125) / fig_w, 130 / fig_h])
         colours = ["tab:red" if k == truth else "tab:blue" for k in best]
         bars.barh(np.arange(top_k), probs[i][best], color=colours, height=0.7)
         bars.set_yticks(np.arange(top_k), [label_names[k] for k in best], fontsize=8)
