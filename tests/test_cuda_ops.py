@@ -121,24 +121,42 @@ def neuron_input(kind, a, shape, rng):
     return x.astype(np.float32)
 
 
+def neuron_cancellation(kind, x, dy, a, b):
+    """Magnitudes of the terms that cancel in each kind's float32 formula (forward, backward):
+    there an error of a few float32 ulps of the terms is no fault of the kernel."""
+    x, dy = x.astype(np.float64), dy.astype(np.float64)
+    zero = np.zeros_like(x)
+    if kind == "drelu":  # x - a tanh(x / a) ~ x^3 / (3 a^2) for small x
+        return np.abs(x), zero
+    if kind == "linear":  # a x + b near -b / a
+        return np.abs(a * x) + abs(b), zero
+    if kind == "log":  # log(a + x) near a + x = 1
+        return np.ones_like(x), zero
+    if kind == "tanh":  # 1 - tanh(b x)^2 for |b x| large
+        return zero, np.abs(dy * a * b) * np.tanh(b * x) ** 2
+    return zero, zero
+
+
 @pytest.mark.parametrize("kind", numpy_neuron.NEURON_KINDS)
 @pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
 def test_neuron_forward_backward_match_reference(kind, shape, rng):
+    """|err| <= 1e-5 |ref| + 1e-6 (the magnitude of terms that cancel, if any)."""
     a, b = NEURON_PARAMS.get(kind, (0.0, 0.0))
     misaligned = shape == (129, 37)
     x = neuron_input(kind, a, shape, rng)
     dy = normal(rng, shape)
+    forward_terms, backward_terms = neuron_cancellation(kind, x, dy, a, b)
     x64 = x.astype(np.float64)
     y_ref = numpy_neuron.neuron_forward(x64, kind, a, b)
     y = cu.neuron_forward(to_device(x, misaligned), kind, a, b,
                           out=poisoned(shape, misaligned=misaligned))
-    assert_close(y, y_ref, 1e-5, 1e-37, f"neuron_forward {kind}")
+    assert_close(y, y_ref, 1e-5, 1e-37 + 1e-6 * forward_terms, f"neuron_forward {kind}")
     y32 = numpy_neuron.neuron_forward(x, kind, a, b)
     dx_ref = numpy_neuron.neuron_backward(x64, y32.astype(np.float64), dy.astype(np.float64),
                                           kind, a, b)
     dx = cu.neuron_backward(to_device(x), to_device(y32), to_device(dy, misaligned), kind, a, b,
                             out=poisoned(shape))
-    assert_close(dx, dx_ref, 1e-5, 1e-37, f"neuron_backward {kind}")
+    assert_close(dx, dx_ref, 1e-5, 1e-37 + 1e-6 * backward_terms, f"neuron_backward {kind}")
     if kind in ("ident", "relu", "abs", "brelu", "linear", "square"):  # no transcendental
         assert_equal(y, y32, f"neuron_forward {kind} vs float32 reference")
         assert_equal(dx, numpy_neuron.neuron_backward(x, y32, dy, kind, a, b),
