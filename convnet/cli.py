@@ -46,6 +46,14 @@ def build_parser():
     a("--seed", type=int, default=0)
     a("--inner-size", type=int, default=None, help="random crops of this size (centre at test)")
     a("--logreg-name", default=None, help="the cost.logreg layer that reports errors")
+    a("--multiview-test", type=flag, nargs="?", const=True, default=False,
+      help="test on 10 views of each image (4 corners + centre, and their mirrors), the "
+           "softmax averaged, as the paper")
+    a("--test-out", default=None, help="save the test probabilities (float32 N x classes, "
+                                       "averaged over views) to FILE.npy, labels to "
+                                       "FILE.labels.npy")
+    a("--color-noise", type=float, default=None,
+      help="image provider: sigma of the PCA colour lighting (default 0.1, the paper's)")
     a("--check-grads", type=flag, nargs="?", const=True, default=False,
       help="numeric gradient check of the whole net in float64, then exit")
     a("--describe", type=flag, nargs="?", const=True, default=False,
@@ -98,10 +106,14 @@ def run(args):
         return check_grads(layer_sections, param_sections, params_path, args.seed)
 
     provider = make_provider(args.data_provider, args.data_path, args.train_range,
-                             args.test_range, args.inner_size, seed=args.seed)
+                             args.test_range, args.inner_size, seed=args.seed,
+                             **({} if args.color_noise is None
+                                else {"color_noise": args.color_noise}))
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend=args.backend, seed=args.seed,
               data_shapes=data_shapes(layer_sections, provider))
+    if hasattr(provider, "set_backend"):  # the image provider stages batches on the GPU
+        provider.set_backend(net.B.name)
     print(f"convnet: {len(net.layers)} layers, "
           f"{sum(int(np.prod(p.shape)) for p in net.unique_params()):,} parameters, "
           f"backend {net.B.name}, data {provider.name} ({provider.num_train} train / "
@@ -114,6 +126,7 @@ def run(args):
              "params_file": os.path.abspath(params_path), "seed": args.seed}
     trainer = Trainer(net, provider, run_dir, args.epochs, args.mini, args.test_freq,
                       args.save_interval, args.logreg_name, saved)
+    trainer.multiview, trainer.test_out = args.multiview_test, args.test_out
     if state is not None:
         if args.save_path and os.path.abspath(args.save_path) != os.path.abspath(args.load_file):
             # resume from one folder, save into another: start from the loaded weights
@@ -134,7 +147,8 @@ def run(args):
 
         trainer.on_test.append(TensorBoardLogger(args.tensorboard, net))
     if args.test_only:
-        result = evaluate(net, provider, args.mini, trainer.cost_name)
+        result = evaluate(net, provider, args.mini, trainer.cost_name,
+                          multiview=args.multiview_test, test_out=args.test_out)
         print(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
               f"top-5 error {result['top5_error']:.4f}")
         return 0

@@ -89,13 +89,56 @@ def check_checkpoint(step, arrays, state):
             raise ValueError(f"array {name} holds NaN or Inf")
 
 
-def evaluate(net, provider, batch_size, cost_name):
-    """Test cost, top-1 and top-5 error (fractions) over the provider's test batches."""
+def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=None):
+    """Test cost, top-1 and top-5 error (fractions) over the provider's test batches.
+
+    multiview: score the softmax averaged over the provider's 10 views of each image (4 corners
+    + centre, and their mirrors), as the paper. test_out: save the probabilities scored (float32
+    (N, classes)) to this .npy file and the labels (int64) to <FILE>.labels.npy.
+    """
+    if multiview or test_out:
+        return evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out)
     totals = {"cost": 0.0, "top1": 0.0, "top5": 0.0, "cases": 0}
     for x, labels in provider.test_batches(batch_size):
         net.forward({0: x, 1: labels}, train=False)
         for key, value in net[cost_name].stats.items():
             totals[key] += value
+    n = max(totals["cases"], 1)
+    return {"test_cost": totals["cost"] / n, "top1_error": totals["top1"] / n,
+            "top5_error": totals["top5"] / n}
+
+
+def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out):
+    """evaluate() from the softmax feeding `cost_name`, averaged over the views of each image."""
+    from .backend.numpy_cost import logreg_forward
+
+    probs_layer = net[cost_name].inputs[1]
+    if multiview:
+        batches = provider.test_views(batch_size)
+    else:
+        batches = ((x[None], labels) for x, labels in provider.test_batches(batch_size))
+    totals = {"cost": 0.0, "top1": 0.0, "top5": 0.0, "cases": 0}
+    all_probs, all_labels = [], []
+    for views, labels in batches:
+        total = None
+        for view in views:
+            probs = net.forward({0: view, 1: labels}, train=False)[probs_layer]
+            probs = np.asarray(net.B.to_numpy(probs), np.float64)
+            total = probs if total is None else total + probs
+        probs = total / len(views)
+        labels = np.asarray(labels, np.int64)
+        nll, wrong1, wrongk = logreg_forward(probs, labels, min(5, probs.shape[1]))
+        totals["cost"] += float(nll.sum())
+        totals["top1"] += float(wrong1.sum())
+        totals["top5"] += float(wrongk.sum())
+        totals["cases"] += len(labels)
+        if test_out:
+            all_probs.append(probs.astype(np.float32))
+            all_labels.append(labels)
+    if test_out:
+        stem = test_out[:-4] if test_out.endswith(".npy") else test_out
+        np.save(stem + ".npy", np.concatenate(all_probs))
+        np.save(stem + ".labels.npy", np.concatenate(all_labels))
     n = max(totals["cases"], 1)
     return {"test_cost": totals["cost"] / n, "top1_error": totals["top1"] / n,
             "top5_error": totals["top5"] / n}
@@ -136,6 +179,7 @@ class Trainer:
         self.cost_name = cost_name or self.default_cost(net)
         self.saved_config = saved_config or {}
         self.out = out or sys.stdout
+        self.multiview, self.test_out = False, None  # see evaluate()
         self.epoch, self.batch, self.step, self.elapsed = 1, 0, 0, 0.0
         self.since_test = [0.0, 0, 0]  # train cost sum, cases, batches since the last test
         self.stopped = False  # set when SIGINT/SIGTERM ended run() early (after a checkpoint)
@@ -201,7 +245,8 @@ class Trainer:
 
     def test(self, train_cost, images, seconds):
         self.check_weights()
-        result = evaluate(self.net, self.provider, self.batch_size, self.cost_name)
+        result = evaluate(self.net, self.provider, self.batch_size, self.cost_name,
+                          multiview=self.multiview, test_out=self.test_out)
         record = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
                   "train_cost": train_cost, **result, "elapsed_s": round(self.elapsed, 3),
                   "images_per_s": round(images / seconds, 1) if seconds > 0 else None}
