@@ -128,10 +128,13 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
                                          dtype=np.float32, shape=(count, dim))
     labels = np.lib.format.open_memmap(os.path.join(path, LABELS_FILE), mode="w+",
                                        dtype=np.int64, shape=(count,))
-    start = 0
+    from .layers import DataLayer
+
+    start, raw = 0, isinstance(net[layer], DataLayer)
     for x, y in provider.test_batches(batch_size):
-        acts = net.forward({0: x, 1: y}, train=False)
-        features[start:start + len(y)] = net.B.to_numpy(acts[layer]).reshape(len(y), dim)
+        # a data layer's output is the (mean-subtracted) input itself: no need to run the net
+        value = x if raw else net.B.to_numpy(net.forward({0: x, 1: y}, train=False)[layer])
+        features[start:start + len(y)] = np.asarray(value).reshape(len(y), dim)
         labels[start:start + len(y)] = y
         start += len(y)
     features.flush()
@@ -150,6 +153,8 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
     with open(meta_path, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
         f.write("\n")
+    if out is not None and not meta["run"]:
+        print("note: no --load-file, so these are the features of untrained weights", file=out)
     if out is not None:
         print(f"wrote {count:,} x {dim:,} features of layer '{layer}' (test range "
               f"{','.join(map(str, meta['batches']))} of {provider.name}) to {path}", file=out)
