@@ -51,6 +51,8 @@ REPORT_JSON, REPORT_TEXT = "report.json", "report.txt"
 SPLIT_NAMES = {"train": "train", "val": "test", "validation": "test", "test": "test"}
 PCA_STRIDE = 4  # the PCA uses every 4th pixel of every 4th row of each training image
 EXIT_BAD_INPUT = 2
+IMAGE_SIGNATURES = ((b"\xff\xd8", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF8", "GIF"), (b"BM", "BMP"),
+                    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
 
 
 class PrepareError(Exception):
@@ -152,6 +154,10 @@ def convert_image(path, size=256, quality=90):
     except Image.DecompressionBombError as exc:
         raise SkipImage("too-large", f"too many pixels ({exc})") from None
     except UnidentifiedImageError:
+        known = next((name for magic, name in IMAGE_SIGNATURES if raw.startswith(magic)), None)
+        if known:
+            raise SkipImage("corrupt", f"corrupt {known}: starts like one, but cannot be "
+                                       f"read") from None
         raise SkipImage("not-an-image", "not an image Pillow can read") from None
     except Exception as exc:  # truncated and corrupt files raise many different types
         raise SkipImage("corrupt", f"truncated or corrupt {fmt}: {exc}") from None
