@@ -232,7 +232,13 @@ def filter_weights(arrays, graph, layer):
 
 
 def plot_filters(weights, path, title, towers=1, norm_each=False, input_channels=None):
-    """Draw filter_mosaic(weights) with a title (and tower labels); returns (path, (w, h))."""
+    """Draw filter_mosaic(weights) with a title (and tower labels); returns (path, (w, h)).
+
+    The figure is the upscaled mosaic (at least 480 pixels wide) plus MARGIN on each side,
+    TOWER_BAND on the left when there are towers, and TITLE_BAND on top (14 pixels more per
+    extra line of a long subtitle)."""
+    import textwrap
+
     count, channels, size = weights.shape[0], weights.shape[1], weights.shape[2]
     input_channels = channels * towers if input_channels is None else input_channels
     rgb = input_channels == 3 and channels == 3
@@ -241,7 +247,21 @@ def plot_filters(weights, path, title, towers=1, norm_each=False, input_channels
     img_h, img_w = big.shape[:2]
     left = MARGIN + (TOWER_BAND if towers > 1 else 0)
     fig_w = max(img_w, 480) + left + MARGIN
-    fig_h = img_h + TITLE_BAND + MARGIN
+
+    shown = info["shown"]
+    what = f"{count} filters {size}x{size}x{channels}" + (" RGB" if rgb else "")
+    if shown < count:
+        what += f" (first {shown // towers} of each tower shown)" if towers > 1 else \
+            f" (first {shown} shown)"
+    if not rgb and channels > 1:
+        what += "; rows: filters, columns: input channels" + (
+            f" (first {info['channels_shown']} of {channels})"
+            if info["channels_shown"] < channels else "")
+    what += "; each filter normalized" if norm_each else "; one scale for all"
+    lines = textwrap.wrap(what, width=max(40, (fig_w - 2 * MARGIN) // 7))
+    band = TITLE_BAND + 14 * (len(lines) - 1)
+    fig_h = img_h + band + MARGIN
+
     plt = pyplot()
     fig = plt.figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
     x0 = left + (fig_w - left - MARGIN - img_w) // 2
@@ -252,18 +272,9 @@ def plot_filters(weights, path, title, towers=1, norm_each=False, input_channels
         y = MARGIN + img_h - (top + bottom) / 2 * scale
         fig.text((x0 - 8) / fig_w, y / fig_h, f"tower {t + 1}", rotation=90, ha="right",
                  va="center", fontsize=10)
-    shown = info["shown"]
-    what = f"{count} filters {size}x{size}x{channels}" + (" RGB" if rgb else "")
-    if shown < count:
-        what += f" (first {shown // towers} of each tower shown)" if towers > 1 else \
-            f" (first {shown} shown)"
-    if not rgb and channels > 1:
-        what += f"; rows: filters, columns: input channels" + (
-            f" (first {info['channels_shown']} of {channels})"
-            if info["channels_shown"] < channels else "")
-    norm = "each filter normalized" if norm_each else "one scale for all"
     fig.text(0.5, 1 - 18 / fig_h, title, ha="center", va="center", fontsize=12)
-    fig.text(0.5, 1 - 38 / fig_h, f"{what}; {norm}", ha="center", va="center", fontsize=9)
+    for i, line in enumerate(lines):
+        fig.text(0.5, 1 - (38 + 14 * i) / fig_h, line, ha="center", va="center", fontsize=9)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path, (fig_w, fig_h)

@@ -241,8 +241,9 @@ def test_show_filters_greyscale_conv1(fashion_run, tmp_path):
 def test_show_filters_conv2_rows_of_channels_normalized(fashion_run, tmp_path):
     assert show(fashion_run["run"], "--show-filters", "conv2", "--norm-filters",
                 "--out", tmp_path) == 0
-    # 6 filters x 8 channels of 3x3: mosaic 25 x 33, upscaled x16 = 400 x 528
-    assert png(tmp_path / "filters-conv2.png").shape == (400 + 50 + 20, 528 + 40, 3)
+    # 6 filters x 8 channels of 3x3: mosaic 25 x 33, upscaled x16 = 400 x 528; the subtitle
+    # (80 characters) wraps at 75 into a second line, 14 pixels more
+    assert png(tmp_path / "filters-conv2.png").shape == (400 + 50 + 14 + 20, 528 + 40, 3)
 
 
 RGB_LAYERS = """
