@@ -8,9 +8,12 @@ import numpy as np
 
 from .config import ConfigError, read_cfg
 from .data import DataError, make_provider
+from .describe import describe
 from .net import Net
 
 EXIT_BAD_INPUT = 2
+EXIT_STOPPED = 1      # NaN/Inf in training, or out of memory
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: a checkpoint was written first (128 + SIGINT)
 
 
 def flag(text):
@@ -43,7 +46,7 @@ def build_parser():
     a("--test-only", type=flag, nargs="?", const=True, default=False)
     a("--backend", default=None, help="auto (default), numpy or cuda; also $CONVNET_BACKEND")
     a("--gpu", default=None, help="logical devices -> physical GPUs, e.g. 0,1")
-    a("--seed", type=int, default=0)
+    a("--seed", type=int, default=None, help="0 by default; a resumed run keeps its own")
     a("--inner-size", type=int, default=None, help="random crops of this size (centre at test)")
     a("--logreg-name", default=None, help="the cost.logreg layer that reports errors")
     a("--multiview-test", type=flag, nargs="?", const=True, default=False,
@@ -71,36 +74,148 @@ def build_parser():
 
 
 def main(argv=None):
+    from .checkpoint import CheckpointError
+
     args = build_parser().parse_args(argv)
+    format_warning = warnings.formatwarning
+    warnings.formatwarning = one_line_warning
     try:
         return run(args)
-    except (ConfigError, DataError) as e:
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        print("convnet-train: interrupted; the last checkpoint is kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ConfigError, DataError, CheckpointError) as e:
         print(f"convnet-train: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OutOfMemory as e:
+        print(f"convnet-train: {e}", file=sys.stderr)
+        return EXIT_STOPPED
     except (ValueError, RuntimeError) as e:
         print(f"convnet-train: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        warnings.formatwarning = format_warning
+
+
+def one_line_warning(message, category, filename, lineno, line=None):
+    return f"convnet-train: warning: {message}\n"
+
+
+class OutOfMemory(Exception):
+    """The host or the GPU ran out of memory; the message has the per-layer table and a hint."""
+
+
+class ShapesOnlyNet(Net):
+    """A Net built for its layers and shapes alone: no parameter array is allocated, so a
+    describe or a memory table of a net too large for this machine still works."""
+
+    def init_params(self, seed):
+        pass
+
+
+def is_out_of_memory(exc):
+    """numpy's and CuPy's MemoryErrors, our kernels' cudaErrorMemoryAllocation, and numpy's
+    refusal of an array larger than the address space."""
+    if isinstance(exc, MemoryError):  # cupy.cuda.memory.OutOfMemoryError is one too
+        return True
+    if isinstance(exc, RuntimeError) and "cudaErrorMemoryAllocation" in str(exc):
+        return True
+    return isinstance(exc, ValueError) and str(exc).startswith(
+        ("array is too big", "Maximum allowed size exceeded"))
+
+
+def format_bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def memory_table(net, batch_size):
+    """What `net` needs at minibatch size `batch_size`, layer by layer, as a text table.
+
+    activations: the layer's output for one minibatch (labels are int64; costs have none);
+    parameters: its own weights and biases three times over (values, momentum, gradient).
+    Training holds every activation and, during backprop, its gradient.
+    """
+    from .layers import CostLayer, DataLayer
+
+    itemsize = np.dtype(net.dtype).itemsize
+    rows = [("layer", "type", "output", f"activations (--mini {batch_size})", "parameters")]
+    total_act = total_par = 0
+    for layer in net.layers:
+        shape = tuple(layer.out_shape or ())
+        if isinstance(layer, CostLayer):
+            act = 0
+        elif isinstance(layer, DataLayer) and shape == ():
+            act = batch_size * 8
+        else:
+            act = batch_size * int(np.prod(shape, dtype=np.float64)) * itemsize
+        par = 3 * itemsize * sum(int(np.prod(p.shape, dtype=np.float64))
+                                 for p in layer.params if not p.shared)
+        total_act, total_par = total_act + act, total_par + par
+        rows.append((layer.name, layer.type, "x".join(map(str, shape)) or "-",
+                     format_bytes(act), format_bytes(par)))
+    rows.append(("total", "", "", format_bytes(total_act), format_bytes(total_par)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    need = 2 * total_act + total_par
+    lines.append(f"training needs about {format_bytes(need)}: the activations and their "
+                 f"gradients (2 x {format_bytes(total_act)}) plus the parameters with their "
+                 f"momentum and gradients ({format_bytes(total_par)})")
+    return "\n".join(lines), need
+
+
+def out_of_memory_message(net, batch_size, exc, backend):
+    table, need = memory_table(net, batch_size)
+    where = "the GPU" if backend == "cuda" else "this machine"
+    smaller = max(1, batch_size // 2)
+    return (f"out of memory on {where} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})\n"
+            f"{table}\n"
+            f"hint: the activations grow with the minibatch: try --mini {smaller}; or make the "
+            f"largest layers above smaller")
+
+
+def check_resumable(step, arrays, state):
+    """check_checkpoint plus the fields convnet-train keeps in the state."""
+    from .train import check_checkpoint
+
+    check_checkpoint(step, arrays, state)
+    for key in ("layers_cfg", "layers_file", "params_file"):
+        if not isinstance(state.get(key), str) or not state[key]:
+            raise ValueError(f"bad {key} {state.get(key)!r} in the state")
+    seed = state.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"bad seed {seed!r} in the state")
 
 
 def run(args):
-    from .checkpoint import load_latest_checkpoint
+    from .checkpoint import CheckpointError, has_checkpoint_files, load_latest_checkpoint
 
-    state = None
+    state = found = None
     if args.load_file:
-        found = load_latest_checkpoint(args.load_file)
+        found = load_latest_checkpoint(args.load_file, check=check_resumable)
+        if found is None and has_checkpoint_files(args.load_file):
+            raise CheckpointError(f"{args.load_file}: none of its checkpoints can be loaded "
+                                  f"(see the warnings above)")
         if found is None:
             warnings.warn(f"{args.load_file}: no checkpoint found; starting fresh")
         else:
             state = found[2]
+    if args.seed is None:
+        args.seed = state["seed"] if state is not None else 0
     layers_text, layers_name, params_path = resolve_files(args, state)
     layer_sections = read_cfg(layers_name, text=layers_text)
+    if not layer_sections:
+        raise ConfigError("defines no layers", layers_name)
     layer_sections = convert_conv_to_local(layer_sections, args)
     param_sections = read_cfg(params_path)
 
     if args.describe:
-        net = Net(layer_sections=layer_sections, param_sections=param_sections,
-                  params_file=params_path, backend="numpy")
-        print(describe(net))
+        net = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,
+                            params_file=params_path, backend="numpy")
+        print(describe(net, args.mini))
         return 0
     if args.check_grads:
         return check_grads(layer_sections, param_sections, params_path, args.seed)
@@ -109,6 +224,24 @@ def run(args):
                              args.test_range, args.inner_size, seed=args.seed,
                              **({} if args.color_noise is None
                                 else {"color_noise": args.color_noise}))
+    shapes = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,
+                           params_file=params_path, data_shapes=data_shapes(layer_sections,
+                                                                            provider))
+    try:
+        return build_and_train(args, found, provider, layer_sections, param_sections,
+                               params_path, layers_text, layers_name)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        backend = "cuda" if "cupy" in type(exc).__module__ or "cuda" in str(exc) else (
+            args.backend or os.environ.get("CONVNET_BACKEND") or "auto")
+        raise OutOfMemory(out_of_memory_message(shapes, args.mini, exc, backend)) from None
+
+
+def build_and_train(args, found, provider, layer_sections, param_sections, params_path,
+                    layers_text, layers_name):
+    """Build the net on its backend, resume it if `found`, then test, write features or train."""
+    state = found[2] if found is not None else None
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend=args.backend, seed=args.seed,
               data_shapes=data_shapes(layer_sections, provider))
@@ -131,10 +264,10 @@ def run(args):
         if args.save_path and os.path.abspath(args.save_path) != os.path.abspath(args.load_file):
             # resume from one folder, save into another: start from the loaded weights
             trainer.run_dir = args.load_file
-            trainer.resume()
+            trainer.resume(found)
             trainer.run_dir = args.save_path
         else:
-            trainer.resume()
+            trainer.resume(found)
         print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
     if args.write_features:
         from .features import write_features
@@ -156,7 +289,9 @@ def run(args):
         record = trainer.run()
     except TrainingStopped as e:
         print(f"convnet-train: {e}", file=sys.stderr)
-        return 1
+        return EXIT_STOPPED
+    if trainer.stopped:
+        return EXIT_INTERRUPTED
     if record:
         print(f"test error (top-1): {100 * record['top1_error']:.2f}%  "
               f"top-5: {100 * record['top5_error']:.2f}%")
@@ -169,8 +304,10 @@ def resolve_files(args, state):
     if state is not None:
         if len(files) > 2:
             raise ValueError("give at most LAYERS PARAMS")
-        params = files[-1] if files else state["params_file"]
-        return state["layers_cfg"], state["layers_file"], params
+        if len(files) < 2:  # keep the run's own layers.cfg
+            params = files[0] if files else state["params_file"]
+            return state["layers_cfg"], state["layers_file"], params
+        # LAYERS PARAMS: a changed net; its parameters must still fit the checkpoint's arrays
     if len(files) != 2:
         raise ValueError("give the two files: convnet-train LAYERS PARAMS [options]")
     layers_path, params_path = files
@@ -199,24 +336,6 @@ def data_shapes(sections, provider):
     return {name: provider.image_shape for name, sec in sections.items()
             if sec.entries.get("type") and sec.entries["type"].value == "data"
             and sec.entries.get("dataIdx") and sec.entries["dataIdx"].value.strip() == "0"}
-
-
-def describe(net):
-    from .layers import DataLayer
-
-    rows = [("layer", "type", "output", "neurons", "params", "gpu")]
-    total_neurons = total_params = 0
-    for layer in net.layers:
-        shape = "x".join(map(str, layer.out_shape)) if layer.out_shape else "-"
-        params = sum(int(np.prod(p.shape)) for p in layer.params if not p.shared)
-        neurons = layer.neurons() if not isinstance(layer, DataLayer) and layer.out_shape else 0
-        total_neurons += neurons
-        total_params += params
-        rows.append((layer.name, layer.type, shape, f"{neurons:,}", f"{params:,}", str(layer.gpu)))
-    rows.append(("total", "", "", f"{total_neurons:,}", f"{total_params:,}", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
 
 
 def check_grads(layer_sections, param_sections, params_path, seed, batch=2):

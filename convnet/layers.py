@@ -64,6 +64,8 @@ class Layer:
         self.type = cfg["type"]
         self.inputs = list(cfg.get("inputs", []))
         self.gpu = cfg["gpu"]
+        if self.gpu < 0:
+            raise section.error(f"gpu={self.gpu} must be >= 0", "gpu")
         self.neuron = cfg.get("neuron", ("ident", (0.0, 0.0)))
         self.params = []
         self.out_shape = None
@@ -139,6 +141,9 @@ class DataLayer(Layer):
         c = self.cfg
         if self.cfg["dataIdx"] != 0:
             return ()
+        for key in ("channels", "imgSize", "imgSizeY", "outputs"):
+            if c[key] is not None and c[key] < 1:
+                raise self.error(f"{key}={c[key]} must be >= 1", key)
         if c["imgSize"] is not None:
             return (c["channels"] or 1, c["imgSizeY"] or c["imgSize"], c["imgSize"])
         if c["outputs"] is not None:
@@ -191,6 +196,8 @@ class ConvLayer(WeightLayer):
         from .backend.numpy_conv import conv_output_size
 
         filters, out = self.cfg["filters"], None
+        if filters < 1:
+            raise self.error(f"filters={filters} must be >= 1", "filters")
         self.geometry = []
         for i, shape in enumerate(in_shapes):
             if len(shape) != 3:
@@ -357,7 +364,7 @@ class NormLayer(Layer):
             raise self.error(f"input '{self.inputs[0]}' is not an image (shape {shape})")
         c = shape[0]
         size = self.cfg["size"]
-        limit = c if self.kind == "lrn" else min(shape[1:])
+        limit = c // self.cfg.get("groups", 1) if self.kind == "lrn" else min(shape[1:])
         if not 1 <= size <= limit:
             raise self.error(f"size={size} must be between 1 and {limit}", "size")
         if self.cfg["channels"] is not None and self.cfg["channels"] != c:
@@ -385,6 +392,35 @@ class NormLayer(Layer):
         if not need[0]:
             return [None]
         return [getattr(B, f"{self.kind}_backward")(xs[0], self.cache["normed"], dz, *self.args())]
+
+
+class CrossMapNormLayer(NormLayer):
+    """cmrnorm with this project's `groups` key: windows stay inside each group of maps, as
+    the paper's two GPUs normalized only their own tower's maps (a one-GPU net with groups=2
+    then computes exactly what the two-tower net computes). groups=1 is cuda-convnet's cmrnorm."""
+    KEYS = {**NormLayer.KEYS, "groups": (parse_int, 1, False)}
+
+    def setup(self, in_shapes):
+        groups = self.cfg["groups"]
+        c = in_shapes[0][0] if len(in_shapes[0]) == 3 else 0
+        if groups < 1 or c % groups:
+            raise self.error(f"groups={groups} must divide the input's {c} maps", "groups")
+        return super().setup(in_shapes)
+
+    def grouped(self, a):
+        """(N, C, H, W) -> (N * groups, C / groups, H, W): a view, no copy."""
+        n, c, h, w = a.shape
+        return a.reshape(n * self.cfg["groups"], c // self.cfg["groups"], h, w)
+
+    def fprop(self, B, xs, ctx):
+        return B.lrn_forward(self.grouped(xs[0]), *self.args()).reshape(xs[0].shape)
+
+    def bprop(self, B, dz, xs, need):
+        if not need[0]:
+            return [None]
+        dx = B.lrn_backward(self.grouped(xs[0]), self.grouped(self.cache["normed"]),
+                            self.grouped(dz), *self.args())
+        return [dx.reshape(xs[0].shape)]
 
 
 class NeuronLayer(Layer):
@@ -539,7 +575,7 @@ class ConcatLayer(Layer):
 
 LAYER_TYPES = {
     "data": DataLayer, "conv": ConvLayer, "local": LocalLayer, "fc": FcLayer, "pool": PoolLayer,
-    "cmrnorm": NormLayer, "rnorm": NormLayer, "cnorm": NormLayer, "neuron": NeuronLayer,
+    "cmrnorm": CrossMapNormLayer, "rnorm": NormLayer, "cnorm": NormLayer, "neuron": NeuronLayer,
     "dropout": DropoutLayer, "softmax": SoftmaxLayer, "cost.logreg": LogregCostLayer,
     "cost.sum2": Sum2CostLayer, "eltsum": EltSumLayer, "eltmax": EltMaxLayer,
     "concat": ConcatLayer,
