@@ -432,22 +432,18 @@ constexpr int kMinChunk = 512;    // reduction elements per split, at least
 constexpr int kMaxSplits = 256;
 constexpr size_t kMaxWorkspaceFloats = size_t(64) << 20;  // 256 MiB
 
-int tile_n(convgemm::TileWidth width) {
-    switch (width) {
-        case convgemm::TileWidth::Large: return convgemm::TileLarge::BN;
-        case convgemm::TileWidth::Medium: return convgemm::TileMedium::BN;
-        case convgemm::TileWidth::Small: return convgemm::TileSmall::BN;
-        default: return convgemm::TileNarrow::BN;
-    }
+// The tile of the backward-filter GEMM (M = K, N = F/groups): split-K fills the device, so the
+// tile is chosen on padded work alone.
+convgemm::Tile filter_tile(const ConvGeometry& s) {
+    return convgemm::choose_tile(s.K, s.Fg, s.groups, convgemm::narrow_allowed<FilterOp>(), false);
 }
 
 // Enough splits that the grid fills the device about four times over, none shorter than
 // kMinChunk, the workspace within kMaxWorkspaceFloats.
 int choose_splits(const ConvGeometry& s, int reduction) {
-    const size_t tiles = convnet::ceil_div(s.K, convgemm::TileLarge::BM) *
-                         convnet::ceil_div(s.Fg, tile_n(convgemm::choose_tile_width(
-                             s.Fg, convgemm::narrow_allowed<FilterOp>()))) *
-                         s.groups;
+    const convgemm::Tile tile = filter_tile(s);
+    const size_t tiles = convnet::ceil_div(s.K, convgemm::tile_rows(tile)) *
+                         convnet::ceil_div(s.Fg, convgemm::tile_cols(tile)) * s.groups;
     const size_t target_blocks = 4 * static_cast<size_t>(convnet::sm_count());
     size_t splits = convnet::ceil_div(target_blocks, tiles);
     const size_t by_length = convnet::ceil_div(reduction, kMinChunk);
@@ -572,7 +568,7 @@ void conv_backward_filter(const float* x, const float* dy, float* dw, const Conv
         FilterOp op = make_op<FilterOp>(s.K, s.Fg, {x, s}, {dy, s}, {target, s});
         op.splits = used_splits;
         op.chunk = chunk;
-        convgemm::launch_gemm_auto(op, s.groups * used_splits, stream, name);
+        convgemm::launch_gemm_with(filter_tile(s), op, s.groups * used_splits, stream, name);
     };
     if (used_splits == 1) {
         run(dw);

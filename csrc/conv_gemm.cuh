@@ -84,6 +84,8 @@ using TileLarge = TileConfig<128, 128, 8, 8, 2>;  // 256 threads
 using TileMedium = TileConfig<128, 64, 8, 4, 2>;  // 256 threads
 using TileSmall = TileConfig<128, 32, 8, 4, 4>;   // 128 threads
 using TileNarrow = TileConfig<256, 16, 8, 4, 4>;  // 128 threads; N of a few channels
+using TileSquare64 = TileConfig<64, 64, 4, 4, 2>;  // 256 threads; more blocks for small problems
+using TileSmall64 = TileConfig<64, 32, 4, 4, 6>;   // 128 threads; likewise
 
 // Loads one operand's BK-slice (ROWS x BK) into registers, then into shared memory as S[k][row].
 // Thread t owns NR rows and NK k-values of the slice; lanes walk along k (K_CONTIGUOUS) or
@@ -235,39 +237,80 @@ void launch_gemm(const Op& op, int batches, cudaStream_t stream, const char* nam
     }
 }
 
-// The tile width for a GEMM N dimension: the least padded work, weighting the narrower tiles by
-// their lower arithmetic intensity (fewer FMAs per shared-memory read). The narrow tile holds 16
-// rows of A per thread when A is loaded along k, so it serves only ops that load A along rows.
-enum class TileWidth { Large, Medium, Small, Narrow };
+// Choosing a tile: the width (N) with the least padded work, weighting narrower tiles by their
+// lower efficiency (fewer FMAs per shared-memory read; measured on an H100, the 128x64 tile runs
+// at ~0.9 of the 128x128 one). When that grid would not fill the device even once
+// (`fill_device`: blocks < SMs x blocks resident per SM), the 64-row tile of that width (or the
+// nearest) takes its place: twice the blocks. Measured on an H100 (Fashion conv2, the CIFAR
+// local layers), that beat the under-filled grid; a model that also traded 128-row tiles for
+// 64-row ones on partial waves (AlexNet conv3-5) lost up to 30%, so only the under-filled case
+// switches. The narrow tile holds 16 rows of A per thread when A is loaded along k, so it serves
+// only ops that load A along rows.
+enum class Tile { Large, Medium, Small, Narrow, Square64, Small64 };
 
-inline TileWidth choose_tile_width(int n, bool narrow_allowed) {
-    const struct { TileWidth width; int bn; double efficiency; } options[] = {
-        {TileWidth::Large, 128, 1.0}, {TileWidth::Medium, 64, 0.9},
-        {TileWidth::Small, 32, 0.7}, {TileWidth::Narrow, 16, 0.5}};
-    TileWidth best = TileWidth::Large;
-    double best_cost = 0;
-    for (const auto& o : options) {
-        if (o.width == TileWidth::Narrow && !narrow_allowed) continue;
-        const double cost = convnet::ceil_div(n, o.bn) * o.bn / o.efficiency;
-        if (o.width == TileWidth::Large || cost < best_cost) best = o.width, best_cost = cost;
+struct TileOption {
+    Tile tile;
+    int bm, bn, blocks_per_sm;
+    double efficiency;
+};
+
+constexpr TileOption kTileOptions[] = {
+    {Tile::Large, 128, 128, 2, 1.0}, {Tile::Medium, 128, 64, 2, 0.9},
+    {Tile::Small, 128, 32, 4, 0.7},  {Tile::Narrow, 256, 16, 4, 0.5},
+    {Tile::Square64, 64, 64, 3, 0.75}, {Tile::Small64, 64, 32, 6, 0.6}};
+
+inline const TileOption& tile_option(Tile t) {
+    for (const TileOption& o : kTileOptions)
+        if (o.tile == t) return o;
+    return kTileOptions[0];
+}
+
+inline Tile choose_tile(int m, int n, int batches, bool narrow_allowed, bool fill_device) {
+    Tile best = Tile::Large;
+    double best_cost = -1;
+    for (Tile t : {Tile::Large, Tile::Medium, Tile::Small, Tile::Narrow}) {
+        const TileOption& o = tile_option(t);
+        if (t == Tile::Narrow && !narrow_allowed) continue;
+        const double cost = static_cast<double>(convnet::ceil_div(n, o.bn)) * o.bn / o.efficiency;
+        if (best_cost < 0 || cost < best_cost) best = t, best_cost = cost;
+    }
+    if (fill_device && best != Tile::Narrow) {
+        const TileOption& o = tile_option(best);
+        const double blocks = static_cast<double>(convnet::ceil_div(m, o.bm)) *
+                              convnet::ceil_div(n, o.bn) * batches;
+        if (blocks < static_cast<double>(convnet::sm_count()) * o.blocks_per_sm)
+            best = best == Tile::Small ? Tile::Small64 : Tile::Square64;
     }
     return best;
 }
+
+inline int tile_rows(Tile t) { return tile_option(t).bm; }
+inline int tile_cols(Tile t) { return tile_option(t).bn; }
 
 template <class Op>
 constexpr bool narrow_allowed() { return !Op::A::K_CONTIGUOUS; }
 
 template <class Op>
-void launch_gemm_auto(const Op& op, int batches, cudaStream_t stream, const char* name) {
-    if (op.M <= 0 || op.N <= 0 || batches <= 0) return;
-    switch (choose_tile_width(op.N, narrow_allowed<Op>())) {
-        case TileWidth::Large: launch_gemm<TileLarge>(op, batches, stream, name); break;
-        case TileWidth::Medium: launch_gemm<TileMedium>(op, batches, stream, name); break;
-        case TileWidth::Small: launch_gemm<TileSmall>(op, batches, stream, name); break;
-        case TileWidth::Narrow:
+void launch_gemm_with(Tile tile, const Op& op, int batches, cudaStream_t stream,
+                      const char* name) {
+    switch (tile) {
+        case Tile::Large: launch_gemm<TileLarge>(op, batches, stream, name); break;
+        case Tile::Medium: launch_gemm<TileMedium>(op, batches, stream, name); break;
+        case Tile::Small: launch_gemm<TileSmall>(op, batches, stream, name); break;
+        case Tile::Square64: launch_gemm<TileSquare64>(op, batches, stream, name); break;
+        case Tile::Small64: launch_gemm<TileSmall64>(op, batches, stream, name); break;
+        case Tile::Narrow:
             if constexpr (narrow_allowed<Op>()) launch_gemm<TileNarrow>(op, batches, stream, name);
             break;
     }
+}
+
+// Launch op over `batches` products with the tile choose_tile picks for it.
+template <class Op>
+void launch_gemm_auto(const Op& op, int batches, cudaStream_t stream, const char* name) {
+    if (op.M <= 0 || op.N <= 0 || batches <= 0) return;
+    launch_gemm_with(choose_tile(op.M, op.N, batches, narrow_allowed<Op>(), true), op, batches,
+                     stream, name);
 }
 
 // Every int offset into a tensor of this many elements fits in 31 bits.
