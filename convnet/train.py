@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from .checkpoint import MetricsLog, checkpoint_paths, load_latest_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, MetricsLog, checkpoint_paths, load_latest_checkpoint,
+                         save_checkpoint)
 
 WEIGHT_CHECK_EVERY = 50  # steps between NaN/Inf checks of every weight (and at each save/test)
 
@@ -197,29 +198,31 @@ class Trainer:
         return logreg[0]
 
     # ------------------------------------------------------------ checkpoints
-    def resume(self):
-        """Continue from run_dir's newest good checkpoint; False when there is none."""
-        found = load_latest_checkpoint(self.run_dir, check=check_checkpoint) \
-            if self.run_dir else None
+    def resume(self, found=None):
+        """Continue from `found` (step, arrays, state), by default run_dir's newest good
+        checkpoint; False when there is none. A checkpoint that does not fit the net or the
+        minibatch size is a CheckpointError naming the file, the layers and the shapes."""
+        if found is None and self.run_dir:
+            found = load_latest_checkpoint(self.run_dir, check=check_checkpoint)
         if found is None:
             return False
         step, arrays, state = found
-        where = checkpoint_paths(self.run_dir, step)[0]
+        where = checkpoint_paths(self.run_dir or ".", step)[0]
         per_epoch = self.provider.num_train_batches(self.batch_size)
         if state["batch"] > per_epoch:
-            raise ValueError(f"{where}: saved at batch {state['batch']} of epoch "
-                             f"{state['epoch']}, but minibatches of {self.batch_size} make "
-                             f"{per_epoch} per epoch; resume with the minibatch size it was "
-                             f"saved with")
+            raise CheckpointError(f"{where}: saved at batch {state['batch']} of epoch "
+                                  f"{state['epoch']}, but minibatches of {self.batch_size} make "
+                                  f"{per_epoch} per epoch; resume with the minibatch size it "
+                                  f"was saved with")
         try:
             restore_arrays(self.net, arrays)
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise CheckpointError(f"{where}: {exc}") from None
         self.epoch, self.batch = state["epoch"], state["batch"]
         self.step, self.elapsed = state["step"], state["elapsed_s"]
         self.since_test = list(state.get("since_test", [0.0, 0, 0]))
         self.last_saved_step = step
-        if self.metrics and "metrics_records" in state and \
+        if self.metrics and self.run_dir and "metrics_records" in state and \
                 os.path.abspath(self.metrics.run_dir) == os.path.abspath(self.run_dir):
             # records written after this checkpoint describe work the resumed run redoes
             self.metrics.keep_first(state["metrics_records"])
