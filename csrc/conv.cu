@@ -459,7 +459,7 @@ int choose_splits(const ConvGeometry& s, int reduction) {
 // to the driver), else a plain cudaMalloc freed after the stream drains.
 class Workspace {
 public:
-    Workspace(size_t bytes, cudaStream_t stream, const char* op) : stream_(stream), op_(op) {
+    Workspace(size_t bytes, cudaStream_t stream, const char* op) : stream_(stream) {
         int device = 0;
         convnet::check_cuda(cudaGetDevice(&device), op, "cudaGetDevice");
         async_ = pools_supported(device);
@@ -509,7 +509,6 @@ private:
 
     void* ptr_ = nullptr;
     cudaStream_t stream_;
-    const char* op_;
     bool async_ = false;
 };
 

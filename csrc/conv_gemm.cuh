@@ -11,7 +11,7 @@
 //       epilogue: each element goes to wherever the op says (with a validity check)
 //
 // An op (see conv.cu / local.cu) is a plain struct passed by value to the kernel with
-//   int M, N;                         the GEMM sizes
+//   int M, N;                         the GEMM sizes (M: the largest over the grid's z-index)
 //   Block block(int z) const;         per-block context for grid z-index z: at least
 //                                     k_begin, k_end (this block's slice of the reduction)
 //   A a; B b;                         the operands: each has
@@ -19,7 +19,9 @@
 //                                     of a warp then walk along k when loading, else along rows)
 //       Row row(const Block&, int i)  per-row state, computed once per block (i may be >= rows)
 //       Col col(const Block&, int k)  per-k state, computed once per BK slice (k may be >= k_end)
-//       float load(const Row&, const Col&)   the element, 0 outside the tensor
+//       float load(const Row&, const Col&)   the element, 0 outside the tensor and for k past
+//                                     k_end (rows past the operand's end may read any finite
+//                                     value instead: they only feed elements that are not stored)
 //   Out c;                            the result: Row row(const Block&, int m),
 //                                     Col col(const Block&, int n), void store(Row, Col, float)
 //                                     (store ignores invalid rows/columns)
@@ -33,8 +35,9 @@
 namespace convgemm {
 
 // ------------------------------------------------------------------------------------------------
-// n / d for a divisor fixed at launch: a multiply-high and a shift instead of a hardware-less
-// integer division (valid for 0 <= n < 2^31, d >= 1; Granlund & Montgomery's round-up method).
+// n / d for a divisor fixed at launch: a multiply-high and a shift instead of an integer division
+// (which GPUs emulate in many instructions). Valid for 0 <= n < 2^31, d >= 1 (Granlund and
+// Montgomery's round-up method).
 struct FastDiv {
     int d;
     unsigned mul, shift;
