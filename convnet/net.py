@@ -7,8 +7,10 @@ import numpy as np
 
 from .backend import get_backend
 from .config import ConfigError, Section, Entry, read_cfg
-from .layers import (LAYER_TYPES, REQUIRED, DataLayer, FcLayer, LogregCostLayer, SoftmaxLayer,
-                     CostLayer, layer_keys)
+from .layers import (LAYER_TYPES, REQUIRED, DataLayer, DropoutLayer, FcLayer, LogregCostLayer,
+                     NeuronLayer, NormLayer, PoolLayer, SoftmaxLayer, CostLayer, layer_keys)
+
+ONE_INPUT = (PoolLayer, NormLayer, NeuronLayer, DropoutLayer, SoftmaxLayer)
 
 
 @dataclass
@@ -155,10 +157,13 @@ class Net:
                                       "channels= and imgSize= (or outputs=)")
                 layer.out_shape = declared
                 continue
-            layer.out_shape = layer.setup([layers[s].out_shape for s in layer.inputs])
-            for src in layer.inputs:
+            for src in layer.inputs:  # before setup, which expects image or vector inputs
                 if layers[src].out_shape == () and not isinstance(layer, LogregCostLayer):
                     raise layer.error(f"input '{src}' is a label layer", "inputs")
+            if isinstance(layer, ONE_INPUT) and len(layer.inputs) != 1:
+                raise layer.error(f"type {layer.type} takes one input, got "
+                                  f"{len(layer.inputs)}", "inputs")
+            layer.out_shape = layer.setup([layers[s].out_shape for s in layer.inputs])
 
     def link(self, layers):
         """Consumers, weight sharing, and the fused softmax + logreg gradient."""
@@ -262,8 +267,13 @@ class Net:
         for p in self.unique_params():
             p.update(self.B, progress)
 
-    def train_step(self, data, step, progress):
+    def train_step(self, data, step, progress, check=None):
+        """Forward, backward, update; returns the cost statistics. `check(stats)` runs after
+        the forward pass, before anything changes: raising there leaves the weights as they
+        were (the trainer's NaN/Inf check)."""
         self.forward(data, train=True, step=step)
+        if check is not None:
+            check(self.cost_stats())
         self.backward()
         self.update(progress)
         return self.cost_stats()

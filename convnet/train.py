@@ -289,17 +289,19 @@ class Trainer:
                     f"learning rates; {self.kept()}")
 
     def first_non_finite(self):
-        """'output of layer X' or 'weights W of layer X' for the first layer, in net order,
-        whose output, weights or momentum hold NaN or Inf; None when all are finite."""
+        """Where NaN/Inf first appears, walking the layers in net order and looking at each
+        layer's weights and momenta, then its output: 'the weights W of layer X hold ...' or
+        'the output of layer X holds ...'; None when everything is finite."""
         xp = self.net.B.xp
+        acts = getattr(self.net, "acts", {})
         for layer in self.net.layers:
-            out = self.net.acts.get(layer.name) if hasattr(self.net, "acts") else None
-            if out is not None and out.dtype.kind == "f" and not bool(xp.isfinite(out).all()):
-                return f"the output of layer '{layer.name}' holds NaN or Inf"
             for p in layer.params:
                 for what, value in (("weights", p.value), ("momentum of", p.velocity)):
                     if value is not None and not bool(xp.isfinite(value).all()):
                         return f"the {what} {p.name} of layer '{layer.name}' hold NaN or Inf"
+            out = acts.get(layer.name)
+            if out is not None and out.dtype.kind == "f" and not bool(xp.isfinite(out).all()):
+                return f"the output of layer '{layer.name}' holds NaN or Inf"
         return None
 
     def run(self):
@@ -313,8 +315,8 @@ class Trainer:
                 batches = self.provider.train_batches(self.epoch, self.batch_size, self.batch)
                 for x, labels, index in self.progress_bar(batches, per_epoch):
                     tick = time.monotonic()
-                    stats = self.net.train_step({0: x, 1: labels}, self.step, self.progress())
-                    self.check_finite(stats)
+                    stats = self.net.train_step({0: x, 1: labels}, self.step, self.progress(),
+                                                check=self.check_finite)
                     self.step, self.batch = self.step + 1, index + 1
                     since_test[0] += stats[self.cost_name]["cost"]
                     since_test[1] += len(labels)
