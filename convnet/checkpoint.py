@@ -238,10 +238,11 @@ def load_latest_checkpoint(run_dir, check=None):
     return newest_good
 
 
-def has_checkpoint_files(run_dir):
-    """True when run_dir holds any ckpt-<step>.npz or .json file, good or not."""
+def has_committed_checkpoints(run_dir):
+    """True when run_dir holds a ckpt-<step>.json (a committed checkpoint), good or not. An
+    .npz without its .json is a save that a crash cut short, not a checkpoint."""
     run_dir = os.fspath(run_dir)
-    return os.path.isdir(run_dir) and any(_NAME.match(n) for n in os.listdir(run_dir))
+    return os.path.isdir(run_dir) and bool(_steps(run_dir, "json"))
 
 
 class MetricsLog:

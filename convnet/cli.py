@@ -191,12 +191,12 @@ def check_resumable(step, arrays, state):
 
 
 def run(args):
-    from .checkpoint import CheckpointError, has_checkpoint_files, load_latest_checkpoint
+    from .checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
 
     state = found = None
     if args.load_file:
         found = load_latest_checkpoint(args.load_file, check=check_resumable)
-        if found is None and has_checkpoint_files(args.load_file):
+        if found is None and has_committed_checkpoints(args.load_file):
             raise CheckpointError(f"{args.load_file}: none of its checkpoints can be loaded "
                                   f"(see the warnings above)")
         if found is None:
