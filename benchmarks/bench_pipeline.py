@@ -128,6 +128,63 @@ def pipeline_rate(provider, batch_size, seconds, floats=False):
     return timed(run, seconds)
 
 
+class GpuStep:
+    """A stand-in for a training step on the GPU: matrix products for about `seconds`, then a
+    synchronisation (as the trainer's read of the cost does)."""
+
+    def __init__(self, seconds):
+        import cupy as cp
+
+        self.cp = cp
+        self.a = cp.random.standard_normal((2048, 2048), dtype=cp.float32)
+        self.a @ self.a
+        cp.cuda.Device().synchronize()
+        started = time.perf_counter()
+        for _ in range(20):
+            self.a @ self.a
+        cp.cuda.Device().synchronize()
+        per_product = (time.perf_counter() - started) / 20
+        self.products = max(1, round(seconds / per_product))
+
+    def __call__(self, x):
+        total = x.sum()
+        for _ in range(self.products):
+            self.a @ self.a
+        float(total)  # waits for the stream, as the trainer's float(cost) does
+
+
+def simulate_training(provider, batch, step_seconds, seconds, gpu):
+    """Feed a stand-in training step of `step_seconds` per batch: the fraction of the loop's
+    time spent waiting for the next batch, and the images/s reached."""
+    step = GpuStep(step_seconds) if gpu else (lambda x: time.sleep(step_seconds))
+    waited = filling = done = 0
+    started = time.perf_counter()
+    epoch = 1
+    while time.perf_counter() - started < seconds:
+        batches = provider.train_batches(epoch, batch)
+        first = True
+        while True:
+            tick = time.perf_counter()
+            item = next(batches, None)
+            wait = time.perf_counter() - tick
+            waited += wait
+            filling += wait if first else 0  # an epoch starts with an empty pipeline
+            first = False
+            if item is None:
+                break
+            step(item[0])
+            done += len(item[1])
+            if time.perf_counter() - started >= seconds:
+                batches.close()
+                break
+        epoch += 1
+    total = time.perf_counter() - started
+    return {"step_ms": round(1000 * step_seconds, 2), "wait_fraction": round(waited / total, 4),
+            "wait_fraction_within_epochs": round((waited - filling) / total, 4),
+            "batches_per_epoch": provider.num_train_batches(batch), "epochs": epoch - 1,
+            "images_per_s": round(done / total, 1)}
+
+
 def feed_requirement(net_images_per_s=None):
     flops_per_image = 3 * 2 * sum(ALEXNET_MACS.values())  # forward + two backward passes
     if net_images_per_s:
@@ -157,6 +214,11 @@ def main(argv=None):
     p.add_argument("--net-images-per-s", type=float, default=None,
                    help="the net's training rate to feed (default: derived, see the output)")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--simulate", type=float, nargs="*", default=None, metavar="IMG_PER_S",
+                   help="feed a stand-in training step at these rates (default: the net's rate "
+                        "and a tenth of it) and report the time the loop waits for data")
+    p.add_argument("--gpu", action="store_true",
+                   help="stage batches on the GPU (CuPy) and make the stand-in step GPU work")
     args = p.parse_args(argv)
 
     cores = default_workers()
@@ -222,6 +284,34 @@ def main(argv=None):
         print(f"with {name} at {row['one_core']:.0f} img/s per core that needs "
               f"{cores_needed:.1f} cores (5% headroom: the loop waits on data < 5% of the time); "
               f"this machine's {cores} cores give {all_cores:.0f} img/s in the pipeline")
+    if args.simulate is not None and best:
+        rates = args.simulate or [need["net_images_per_s"], need["net_images_per_s"] / 10]
+        result["simulated_training"] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.data is None:
+                src = build_folder(tmp, args.images, np.random.default_rng(1))
+                data = os.path.join(tmp, "prepared")
+                with open(os.devnull, "w") as quiet:
+                    prepare(src, data, images_per_batch=max(16, args.images // (2 * cores)),
+                            test_fraction=0.05, progress=False, out=quiet)
+            else:
+                data = args.data
+            provider = ImageProvider(data, inner_size=args.inner_size, workers=cores,
+                                     decoder=best[0])
+            if args.gpu:
+                provider.set_backend("cuda")
+            for rate in rates:
+                row = simulate_training(provider, args.batch, args.batch / rate, args.seconds * 2,
+                                        args.gpu)
+                row["target_images_per_s"] = round(rate)
+                result["simulated_training"].append(row)
+                print(f"stand-in training step of {row['step_ms']} ms per {args.batch} images "
+                      f"({rate:.0f} img/s{' on the GPU' if args.gpu else ''}): waits for data "
+                      f"{100 * row['wait_fraction']:.1f}% of the time "
+                      f"({100 * row['wait_fraction_within_epochs']:.1f}% without the first batch "
+                      f"of each of {row['epochs']} epochs of {row['batches_per_epoch']} batches), "
+                      f"{row['images_per_s']:.0f} img/s reached")
+            provider.close()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
