@@ -8,8 +8,8 @@ A checkpoint of step S is two files in the run folder:
 
 Each is written to a temporary file, flushed, fsynced and renamed into place; the .json goes
 last and is the commit mark, and the folder is fsynced after it. A checkpoint counts only when
-its .json parses, its state matches state_sha256 (when recorded) and the .npz matches the recorded
-sha256, so a crash (or a flipped bit) anywhere leaves the previous checkpoint loadable.
+its .json parses, its state matches state_sha256 and the .npz matches the recorded sha256, so
+a crash (or a flipped bit) anywhere leaves the previous checkpoint loadable.
 
 metrics.jsonl holds one JSON object per line, each appended with flush + fsync.
 """
@@ -189,8 +189,6 @@ def load_checkpoint(path):
     if record.get("step", step) != step:
         raise CheckpointError(f"{json_path}: records step {record.get('step')}, but the file "
                               f"name says {step}")
-    if "state_sha256" in record and record["state_sha256"] != _state_digest(record["state"]):
-        raise CheckpointError(f"{json_path}: state sha256 mismatch (the file is corrupt)")
     try:
         digest = _sha256(npz_path)
     except OSError as exc:
@@ -203,6 +201,9 @@ def load_checkpoint(path):
     except Exception as exc:  # zip and npy errors come in many types; all mean a bad file
         raise CheckpointError(f"{npz_path}: cannot load arrays ({type(exc).__name__}: {exc})") \
             from None
+    if record.get("state_sha256") != _state_digest(record["state"]):
+        raise CheckpointError(f"{json_path}: state sha256 missing or mismatched (the file is "
+                              f"corrupt)")
     return step, arrays, record["state"]
 
 
