@@ -10,8 +10,6 @@ the chunk (and the queries), not by the database, which stays memory-mapped on d
 the GPU with CuPy when the cuda backend is available, with NumPy otherwise.
 """
 import argparse
-import math
-import os
 import sys
 
 import numpy as np

@@ -60,6 +60,7 @@ def plot_cost(records, path, smooth=1, title="run"):
         raise ValueError(f"--smooth must be >= 1, got {smooth}")
     plt = pyplot()
     x = epoch_positions(records)
+    dot = 3 if len(records) > 3 else 6  # a run with one or two tests still shows its points
     fig, (ax_cost, ax_err) = plt.subplots(2, 1, figsize=(COST_SIZE[0] / DPI, COST_SIZE[1] / DPI),
                                           dpi=DPI, sharex=True)
     series = [(ax_cost, "train_cost", "train cost", "tab:blue", 1),
@@ -74,21 +75,23 @@ def plot_cost(records, path, smooth=1, title="run"):
         ys = ys * scale
         if smooth > 1:
             ax.plot(xs, ys, color=colour, alpha=0.25, linewidth=1)
-            ax.plot(xs, moving_average(ys, smooth), color=colour, marker="o", markersize=3,
+            ax.plot(xs, moving_average(ys, smooth), color=colour, marker="o", markersize=dot,
                     label=f"{label} (mean of {smooth})")
         else:
-            ax.plot(xs, ys, color=colour, marker="o", markersize=3, label=label)
+            ax.plot(xs, ys, color=colour, marker="o", markersize=dot, label=label)
     last = records[-1]
     ax_cost.set_ylabel("cost (mean -log p of the true label)")
     ax_err.set_ylabel("error (%)")
     ax_err.set_xlabel("epoch")
+    ax_err.set_xlim(0, x.max() * 1.03)  # from the start of training, even with one test
     for ax in (ax_cost, ax_err):
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper right")
+        ax.legend(loc="best")
     summary = ", ".join(f"{name} {100 * last[key]:.2f}%" for key, name in
                         (("top1_error", "top-1"), ("top5_error", "top-5"))
                         if last.get(key) is not None)
-    ax_cost.set_title(f"{title}: {len(records)} tests, last at epoch {x[-1]:.2f}"
+    tests = f"{len(records)} test" + ("s" if len(records) != 1 else "")
+    ax_cost.set_title(f"{title}: {tests}, last at epoch {x[-1]:.2f}"
                       + (f" ({summary})" if summary else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)

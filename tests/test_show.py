@@ -1,7 +1,6 @@
 """convnet-show on runs saved by convnet-train: cost curves, filter grids (greyscale, several
 channels, RGB split by tower), predictions; the filter mosaic's layout; --tensorboard; and
 the one-line errors."""
-import json
 import os
 
 import numpy as np
@@ -312,7 +311,8 @@ def cifar_run(tmp_path_factory):
     (root / "rgb.cfg").write_text(RGB_LAYERS)
     (root / "rgb-params.cfg").write_text("".join(
         f"[{n}]\nepsW=0.0001\nepsB=0.002\nmomW=0.9\nmomB=0.9\nwc=0.0005\n\n"
-        for n in ("conv1", "conv2", "fc3")) + "[rnorm1]\nscale=0.001\npow=0.75\n\n[logprob]\ncoeff=1\n")
+        for n in ("conv1", "conv2", "fc3"))
+        + "[rnorm1]\nscale=0.001\npow=0.75\n\n[logprob]\ncoeff=1\n")
     run = root / "run"
     assert train_main([str(root / "rgb.cfg"), str(root / "rgb-params.cfg"), "--data-provider",
                        "cifar", "--data-path", str(data), "--save-path", str(run), "--epochs",
