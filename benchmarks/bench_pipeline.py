@@ -8,8 +8,8 @@ itself, which also gives the conversion rate. Then, for each JPEG decoder instal
 
 * one core: decode + random 224 crop + random flip into a uint8 RGBX batch, in the calling thread
   (the per-core rate of the decode stage);
-* the provider's uint8 stage (``ImageProvider.train_crops``: thread pool + prefetch thread)
-  with 1, 2, 4 ... threads up to every core;
+* the provider's uint8 stage (``ImageProvider.train_crops``: decode workers + prefetch thread)
+  with 1, 2, 4 ... threads, then as many processes, up to every core;
 * the provider's whole CPU path (``train_batches``: + mean, lighting, HWC -> CHW float32) with
   every core: the float work that belongs on the GPU there, measured for the NumPy backend.
 
@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from convnet.imagedata import ImageProvider, _decode_range, default_workers, get_decoder  # noqa: E402
+from convnet.imagedata import ImageProvider, decode_crops, default_workers, get_decoder  # noqa: E402
 from convnet.prepare import prepare  # noqa: E402
 
 # AlexNet (the paper's net, 227x227 input, groups=2 in conv2/4/5): multiply-adds per image
@@ -106,7 +106,8 @@ def one_core_rate(provider, batch_size, seconds):
         job = provider.train_job(1, batch_size, state["batch"] % count, order)
         state["batch"] += 1
         out = np.empty((job.rows, h, w, 4), np.uint8)
-        _decode_range(provider, job, out, 0, len(job.images))
+        decode_crops(provider._decode, provider.train_set, job.spec, out, 0, len(job.images),
+                     provider.stored_shape[1])
         return len(job.images)
 
     return timed(run, seconds)
@@ -257,14 +258,17 @@ def main(argv=None):
             row["one_core"] = round(one_core_rate(provider, args.batch, args.seconds), 1)
             print(f"{name}: one core, decode + crop + flip to uint8: {row['one_core']:.0f} img/s "
                   f"(JPEGs of {jpeg_bytes / 1024:.1f} KiB on average)")
-            row["pipeline_uint8"] = {}
-            for t in threads:
-                provider = ImageProvider(data, inner_size=args.inner_size, workers=t, decoder=name)
-                rate = pipeline_rate(provider, args.batch, args.seconds)
-                provider.close()
-                row["pipeline_uint8"][t] = round(rate, 1)
-                print(f"{name}: pipeline uint8 stage, {t:2d} threads: {rate:8.0f} img/s "
-                      f"({rate / t:.0f} per thread)")
+            for parallel in ("threads", "processes"):
+                key = f"pipeline_uint8_{parallel}"
+                row[key] = {}
+                for t in threads:
+                    provider = ImageProvider(data, inner_size=args.inner_size, workers=t,
+                                             decoder=name, parallel=parallel)
+                    rate = pipeline_rate(provider, args.batch, args.seconds)
+                    provider.close()
+                    row[key][t] = round(rate, 1)
+                    print(f"{name}: pipeline uint8 stage, {t:2d} {parallel:9s}: {rate:8.0f} "
+                          f"img/s ({rate / t:.0f} per worker)")
             provider = ImageProvider(data, inner_size=args.inner_size, workers=cores, decoder=name)
             row["pipeline_float_cpu"] = round(pipeline_rate(provider, args.batch, args.seconds,
                                                             floats=True), 1)
@@ -277,7 +281,8 @@ def main(argv=None):
     best = max(result["decoders"].items(), key=lambda kv: kv[1]["one_core"], default=None)
     if best:
         name, row = best
-        all_cores = row["pipeline_uint8"][max(row["pipeline_uint8"])]
+        all_cores = max(row["pipeline_uint8_threads"][max(threads)],
+                        row["pipeline_uint8_processes"][max(threads)])
         cores_needed = need["net_images_per_s"] / 0.95 / row["one_core"]
         result["feed"]["cores_needed_at_one_core_rate"] = round(cores_needed, 1)
         print(f"\nto feed AlexNet on an H100: {need['net_images_per_s']:,} img/s ({need['assumption']})")

@@ -1,9 +1,9 @@
 """The `image` provider: batches of JPEGs made by `convnet-prepare`, decoded while the net trains.
 
-The paper's pipeline, four stages at once: the thread pool decodes batches n+2 and n+3 (JPEG ->
-uint8, cropped and flipped as it is copied out of the decoder), a background thread turns batch
-n+1 into the float input (NumPy backend) or the consumer starts its asynchronous copy to the GPU
-(cuda backend), and the net trains on batch n.
+The paper's pipeline, four stages at once: decode workers turn batches n+2 and n+3 into uint8
+crops (JPEG -> RGBX, cropped and mirrored as they are copied out of the decoder), a background
+thread turns batch n+1 into the float input (NumPy backend) or the consumer starts its
+asynchronous copy to the GPU (cuda backend), and the net trains on batch n.
 
 * Training: random ``inner_size`` crops (default 224) of the stored 256x256 images, each
   flipped left-right with probability 1/2, the paper's PCA colour lighting, and the centre crop
@@ -20,13 +20,16 @@ n+1 into the float input (NumPy backend) or the consumer starts its asynchronous
 * Deterministic: epoch ``e`` visits the training images in the order of
   ``default_rng([seed, e]).permutation``; batch ``b`` draws its crops, flips and lighting from
   ``default_rng([seed, e, b])`` (tops, lefts, flips, then alphas). Results do not depend on the
-  number of threads, so a run resumed at batch ``b`` sees exactly the batches it would have seen.
-* cuda backend (``set_backend("cuda")``): the uint8 crops are decoded into pinned host buffers,
+  number or kind of workers, so a run resumed at batch ``b`` sees exactly the batches it would
+  have seen.
+* Workers: threads (the decoders release the GIL), or processes writing into shared memory
+  (``parallel="processes"``; the default when there are more than 4 workers: past about 8
+  threads the GIL, held between decodes, stops the threads from scaling).
+* cuda backend (``set_backend("cuda")``): the crops are decoded into pinned host buffers,
   copied to the GPU on a stream of their own while the previous batch trains, and turned into
   float there (HWC -> CHW, mean, lighting); ``CudaStager`` at the end of this file.
 
-JPEGs are decoded with simplejpeg (libjpeg-turbo, releases the GIL) when it is installed, else
-with Pillow (whose decoder releases the GIL too).
+JPEGs are decoded with simplejpeg (libjpeg-turbo) when it is installed, else with Pillow.
 """
 import io
 import json
@@ -34,7 +37,8 @@ import math
 import os
 import queue
 import threading
-from collections import deque
+import weakref
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
@@ -45,15 +49,15 @@ DEFAULT_INNER_SIZE = 224
 DEFAULT_COLOR_NOISE = 0.1
 META_FILE = "meta.json"
 FORMAT_NAME = "convnet-image-batches"
+PROCESSES_ABOVE = 4  # parallel="auto": processes when there are more workers than this
 
 
 # ----------------------------------------------------------------------------- decoding
-
 # Decoders return RGBX: uint8 (H, W, 4), the fourth byte unused. Four-byte pixels make the crop
 # and the mirror image one uint32 copy each (a mirror of 3-byte pixels costs as much as the
 # decode in NumPy), and both libraries produce RGBX as cheaply as RGB.
 
-def _pillow_decode(data):
+def _pillow_decode(data, scratch=None):
     from PIL import Image
 
     im = Image.open(io.BytesIO(data))
@@ -62,15 +66,18 @@ def _pillow_decode(data):
     return np.frombuffer(im.tobytes("raw", "RGBX"), np.uint8).reshape(im.size[1], im.size[0], 4)
 
 
-def _simplejpeg_decode(data):
+def _simplejpeg_decode(data, scratch=None):
     import simplejpeg
 
-    return simplejpeg.decode_jpeg(data, colorspace="RGBX")
+    return simplejpeg.decode_jpeg(data, colorspace="RGBX", buffer=scratch)
+
+
+DECODERS = {"simplejpeg": _simplejpeg_decode, "pillow": _pillow_decode}
 
 
 def get_decoder(name="auto"):
-    """(name, decode(bytes) -> uint8 RGBX (H, W, 4)): 'simplejpeg', 'pillow', or 'auto' (the
-    first that is installed)."""
+    """(name, decode(bytes, scratch=None) -> uint8 RGBX (H, W, 4)): 'simplejpeg', 'pillow', or
+    'auto' (the first that is installed). `scratch`, a (H, W, 4) array, may receive the pixels."""
     if name not in ("auto", "simplejpeg", "pillow"):
         raise ValueError(f"image decoder must be 'auto', 'simplejpeg' or 'pillow', got {name!r}")
     if name in ("auto", "simplejpeg"):
@@ -224,44 +231,239 @@ class DecodedImages:
 
     def __getitem__(self, index):
         single = isinstance(index, (int, np.integer))
-        ids = np.arange(len(self._set))[index]
-        ids = np.atleast_1d(ids)
+        ids = np.atleast_1d(np.arange(len(self._set))[index])
+        size = self.shape[2]
+        decode = self._provider._decode
+
+        def one(i):
+            return decode_checked(decode, self._set, int(i), size, None)
+
+        images = list(self._provider._threads().map(one, ids))
         out = np.empty((len(ids),) + self.shape[1:], np.uint8)
-        decode = self._provider._decode_checked
-        images = list(self._provider._pool().map(lambda i: decode(self._set, int(i)), ids))
         for k, image in enumerate(images):
             out[k] = image[:, :, :3].transpose(2, 0, 1)
         return out[0] if single else out
 
 
-# ----------------------------------------------------------------------------- crop jobs
+# ----------------------------------------------------------------------------- crops
+
+class CropSpec:
+    """The crops of one batch (picklable: sent to decode processes). Row ``v * m + k`` of the
+    output is view v of image ``images[k]`` of the `split` set, cut at (tops[r], lefts[r])
+    and mirrored where flips[r]."""
+
+    def __init__(self, split, images, tops, lefts, flips, views=1):
+        self.split, self.images = split, np.asarray(images, np.int64)
+        self.tops, self.lefts = np.asarray(tops, np.int64), np.asarray(lefts, np.int64)
+        self.flips, self.views = np.asarray(flips, bool), int(views)
+        self.rows = len(self.images) * self.views
+
 
 class _Job:
-    """One batch to decode: rows ``v * m + k`` hold view v of image ``images[k]``."""
+    """One batch: its crops, labels, lighting shift (rows, 3) or None, and batch number."""
 
-    def __init__(self, key, image_set, images, tops, lefts, flips, views=1, shift=None):
-        self.key, self.set, self.images = key, image_set, images
-        self.tops, self.lefts, self.flips = tops, lefts, flips
-        self.views, self.shift = views, shift
-        self.rows = len(images) * views
-        self.labels = image_set.labels[images]
+    def __init__(self, key, image_set, spec, shift=None):
+        self.key, self.spec, self.shift = key, spec, shift
+        self.images, self.tops, self.lefts, self.flips = (spec.images, spec.tops, spec.lefts,
+                                                          spec.flips)
+        self.views, self.rows = spec.views, spec.rows
+        self.labels = image_set.labels[spec.images]
 
 
-def _decode_range(provider, job, out, first, last):
-    """Decode images first..last-1 of `job` and write their crops into `out` (uint8 RGBX
-    (rows, h, w, 4)), mirrored where the job says: one uint32 copy per crop."""
-    _, height, width = provider.image_shape
-    m = len(job.images)
+_scratch = threading.local()  # per decode thread: a reusable decoder output
+
+
+def decode_checked(decode, image_set, i, size, scratch):
+    """Image i of `image_set` as uint8 RGBX (size, size, 4); DataError naming the file."""
+    try:
+        image = decode(image_set.jpeg(i), scratch)
+    except Exception as exc:
+        raise DataError(f"{image_set.where(i)}: cannot decode the JPEG ({exc})") from None
+    if image.shape != (size, size, 4):
+        raise DataError(f"{image_set.where(i)}: decoded to {image.shape[:2]}, expected "
+                        f"({size}, {size})")
+    return image
+
+
+def decode_crops(decode, image_set, spec, out, first, last, size):
+    """Decode images first..last-1 of `spec` and write their crops into `out` (uint8 RGBX
+    (rows, h, w, 4)): one uint32 copy per crop, mirrored or not."""
+    height, width = out.shape[1:3]
+    scratch = getattr(_scratch, "image", None)
+    if scratch is None or scratch.shape != (size, size, 4):
+        scratch = _scratch.image = np.empty((size, size, 4), np.uint8)
+    m = len(spec.images)
     pixels_out = out.view(np.uint32)[..., 0]
     for k in range(first, last):
-        image = provider._decode_checked(job.set, int(job.images[k]))
+        image = decode_checked(decode, image_set, int(spec.images[k]), size, scratch)
         pixels = image.view(np.uint32)[..., 0]
-        for v in range(job.views):
+        for v in range(spec.views):
             r = v * m + k
-            top, left = job.tops[r], job.lefts[r]
+            top, left = spec.tops[r], spec.lefts[r]
             crop = pixels[top:top + height, left:left + width]
-            pixels_out[r] = crop[:, ::-1] if job.flips[r] else crop
+            pixels_out[r] = crop[:, ::-1] if spec.flips[r] else crop
 
+
+# ----------------------------------------------------------------------------- host buffers
+
+class HostBuffer:
+    """A uint8 batch buffer: `array` (rows, h, w, 4); `name` of its shared memory (processes
+    write into it) or None; `release()` gives it back for reuse."""
+
+    def __init__(self, array, name=None, release=None):
+        self.array, self.name, self._release = array, name, release
+
+    def release(self):
+        if self._release is not None:
+            release, self._release = self._release, None
+            release(self)
+
+
+class SharedRing:
+    """`count` buffers of one shape in shared memory, reused in turn (registered as pinned
+    memory for asynchronous copies when `pin`). Closed (unlinked) by close() or at exit."""
+
+    def __init__(self, shape, count, pin=False):
+        from multiprocessing import shared_memory
+
+        self.shape, self.free = tuple(shape), queue.Queue()
+        nbytes = int(np.prod(shape))
+        self.blocks, self.arrays, self.pinned = [], [], []
+        try:
+            for _ in range(count):
+                block = shared_memory.SharedMemory(create=True, size=nbytes)
+                self.blocks.append(block)
+                array = np.ndarray(self.shape, np.uint8, buffer=block.buf)
+                self.arrays.append(array)
+                if pin:
+                    import cupy
+
+                    cupy.cuda.runtime.hostRegister(array.ctypes.data, nbytes, 0)
+                    self.pinned.append(array.ctypes.data)
+                self.free.put(len(self.arrays) - 1)
+        except BaseException:
+            self.close()
+            raise
+        self._finalizer = weakref.finalize(self, SharedRing._cleanup, self.blocks, self.pinned)
+
+    def acquire(self, rows, timeout=600):
+        try:
+            index = self.free.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError("image pipeline: no free shared buffer (a consumer holds them "
+                               "all)") from None
+        return HostBuffer(self.arrays[index][:rows], self.blocks[index].name,
+                          lambda buf, i=index: self.free.put(i))
+
+    @staticmethod
+    def _cleanup(blocks, pinned):
+        if pinned:
+            import cupy
+
+            for pointer in pinned:
+                cupy.cuda.runtime.hostUnregister(pointer)
+            pinned.clear()
+        for block in blocks:
+            try:
+                block.close()
+            except BufferError:  # a consumer still holds an array on it: unmapped when dropped
+                pass
+            try:
+                block.unlink()
+            except OSError:
+                pass
+        blocks.clear()
+
+    def close(self):
+        self.arrays = []
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer()
+        else:
+            SharedRing._cleanup(self.blocks, self.pinned)
+
+
+# ----------------------------------------------------------------------------- decode workers
+
+class ThreadDecoders:
+    """Decode tasks on a thread pool, into any host buffer."""
+
+    def __init__(self, provider, workers):
+        self.provider = provider
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="convnet-decode")
+
+    def submit(self, spec, buffer, first, last):
+        p = self.provider
+        image_set = p.train_set if spec.split == "train" else p.test_set
+        return self.pool.submit(decode_crops, p._decode, image_set, spec, buffer.array, first,
+                                last, p.stored_shape[1])
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ProcessDecoders:
+    """Decode tasks on processes (spawned), into shared-memory buffers."""
+
+    def __init__(self, provider, workers):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        numbers = {"train": provider.train_numbers, "test": provider.test_numbers}
+        self.pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_process_init,
+            initargs=(provider.path, numbers, provider.decoder_name, provider.stored_shape[1]))
+
+    def submit(self, spec, buffer, first, last):
+        return self.pool.submit(_process_decode, spec, buffer.name, buffer.array.shape,
+                                first, last)
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+_WORKER = {}  # in a decode process: its image sets, decoder and attached shared buffers
+
+
+def _process_init(path, numbers, decoder, size):
+    import signal
+    from multiprocessing import resource_tracker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    # the parent owns (and unlinks) the shared buffers: attaching must not register them with
+    # the resource tracker, which this process shares with the parent
+    register = resource_tracker.register
+    resource_tracker.register = lambda name, rtype: (
+        None if rtype == "shared_memory" else register(name, rtype))
+    files = BatchFiles(path)
+    _WORKER.update(sets={split: files.load(n) for split, n in numbers.items()},
+                   decode=DECODERS[decoder], size=size, blocks=OrderedDict())
+
+
+def _attach(name):
+    """The shared memory block `name`, attached once per process (the last 64 kept)."""
+    from multiprocessing import shared_memory
+
+    blocks = _WORKER["blocks"]
+    if name in blocks:
+        blocks.move_to_end(name)
+        return blocks[name]
+    block = blocks[name] = shared_memory.SharedMemory(name=name)
+    while len(blocks) > 64:
+        blocks.popitem(last=False)[1].close()
+    return block
+
+
+def _process_decode(spec, name, shape, first, last):
+    block = _attach(name)
+    rows_max = block.size // int(np.prod(shape[1:]))
+    out = np.ndarray((rows_max,) + tuple(shape[1:]), np.uint8, buffer=block.buf)[:shape[0]]
+    decode_crops(_WORKER["decode"], _WORKER["sets"][spec.split], spec, out, first, last,
+                 _WORKER["size"])
+
+
+# ----------------------------------------------------------------------------- the pipeline
 
 class _Decoding:
     """The futures of one job's decode tasks and the buffer they fill."""
@@ -278,6 +480,7 @@ class _Decoding:
         for future in self.futures:
             future.cancel()
         wait(self.futures)  # running tasks still write into the buffer: let them finish
+        self.buffer.release()
 
 
 def _put(out, item, stop):
@@ -290,10 +493,10 @@ def _put(out, item, stop):
     return False
 
 
-def prefetch(jobs, start, finish, depth):
+def prefetch(jobs, start, finish, depth, discard=None):
     """Yield ``finish(job, buffer)`` for each job in order. A background thread keeps `depth`
     jobs decoding (``start(job)`` -> _Decoding) and runs `finish` on the oldest one while the
-    consumer works on the previous item."""
+    consumer works on the previous item. Items never consumed go to `discard`."""
     out = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -333,22 +536,33 @@ def prefetch(jobs, start, finish, depth):
         stop.set()
         while thread.is_alive():
             try:
-                out.get(timeout=0.05)
+                kind, value = out.get(timeout=0.05)
+                if kind == "item" and discard is not None:
+                    discard(value)
             except queue.Empty:
                 pass
         thread.join()
+        while not out.empty():
+            kind, value = out.get_nowait()
+            if kind == "item" and discard is not None:
+                discard(value)
 
 
 # ----------------------------------------------------------------------------- the provider
 
 class ImageProvider:
-    """Serves float32 NCHW batches (NumPy, or CuPy on the cuda backend) from prepared JPEGs."""
+    """Serves float32 NCHW batches (NumPy, or CuPy on the cuda backend) from prepared JPEGs.
+
+    workers: decode workers (default: every core); parallel: "threads", "processes" or "auto"
+    (processes above 4 workers); prefetch_depth: batches decoding ahead of the one being
+    turned into floats; decoder: "auto", "simplejpeg" or "pillow".
+    """
 
     name = "image"
 
     def __init__(self, path, train_range=None, test_range=None, inner_size=None, seed=0,
                  flip=None, color_noise=DEFAULT_COLOR_NOISE, workers=None, prefetch_depth=2,
-                 decoder="auto"):
+                 decoder="auto", parallel="auto"):
         if int(seed) < 0:
             raise ValueError(f"provider image: seed must be >= 0, got {seed}")
         if not (color_noise >= 0 and math.isfinite(color_noise)):
@@ -357,6 +571,9 @@ class ImageProvider:
             raise ValueError(f"provider image: workers must be >= 1, got {workers}")
         if int(prefetch_depth) < 1:
             raise ValueError(f"provider image: prefetch_depth must be >= 1, got {prefetch_depth}")
+        if parallel not in ("auto", "threads", "processes"):
+            raise ValueError(f"provider image: parallel must be 'auto', 'threads' or "
+                             f"'processes', got {parallel!r}")
         self.files = BatchFiles(path)
         meta = self.files.meta
         self.path, self.seed = self.files.path, int(seed)
@@ -373,7 +590,8 @@ class ImageProvider:
         self.test_set = self.files.load(self.test_numbers)
         self.num_train, self.num_test = len(self.train_set), len(self.test_set)
         if not self.num_train or not self.num_test:
-            raise DataError(f"{self.path}: batches {self.train_numbers if not self.num_train else self.test_numbers} hold no images")
+            empty = self.train_numbers if not self.num_train else self.test_numbers
+            raise DataError(f"{self.path}: batches {empty} hold no images")
         self.train_labels, self.test_labels = self.train_set.labels, self.test_set.labels
 
         size = int(meta["image_size"])
@@ -396,10 +614,13 @@ class ImageProvider:
         self.eigen_std = np.sqrt(np.asarray(meta["rgb_eigenvalues"], np.float64))
 
         self.workers = int(workers) if workers else default_workers()
+        self.parallel = parallel if parallel != "auto" else (
+            "processes" if self.workers > PROCESSES_ABOVE else "threads")
         self.prefetch_depth = int(prefetch_depth)
         self.decoder_name, self._decode = get_decoder(decoder)
-        self._executor = None
-        self._executor_lock = threading.Lock()
+        self._decoders = self._thread_pool = None
+        self._rings = {}  # idle SharedRings by (shape, pinned)
+        self._lock = threading.Lock()
         self.stager = None  # a CudaStager after set_backend("cuda")
         self.train_images = DecodedImages(self, self.train_set)
         self.test_images = DecodedImages(self, self.test_set)
@@ -410,57 +631,92 @@ class ImageProvider:
         """'cuda': stage batches through pinned buffers and a copy stream to the GPU."""
         self.stager = CudaStager(self.cropped_mean) if name == "cuda" else None
 
-    def _pool(self):
-        with self._executor_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.workers,
-                                                    thread_name_prefix="convnet-decode")
-            return self._executor
+    def _threads(self):
+        with self._lock:
+            if self._thread_pool is None:
+                self._thread_pool = ThreadPoolExecutor(self.workers,
+                                                       thread_name_prefix="convnet-decode")
+            return self._thread_pool
+
+    def _decoder_pool(self):
+        with self._lock:
+            if self._decoders is None:
+                kind = ProcessDecoders if self.parallel == "processes" else ThreadDecoders
+                self._decoders = kind(self, self.workers)
+            return self._decoders
 
     def close(self):
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        """Stop the decode workers and free the shared buffers (both come back when needed)."""
+        with self._lock:
+            decoders, threads, rings = self._decoders, self._thread_pool, self._rings
+            self._decoders, self._thread_pool, self._rings = None, None, {}
+        if decoders is not None:
+            decoders.close()
+        if threads is not None:
+            threads.shutdown(wait=True, cancel_futures=True)
+        for idle in rings.values():
+            for ring in idle:
+                ring.close()
 
-    def _decode_checked(self, image_set, i):
-        try:
-            image = self._decode(image_set.jpeg(i))
-        except Exception as exc:
-            raise DataError(f"{image_set.where(i)}: cannot decode the JPEG ({exc})") from None
-        size = self.stored_shape[1]
-        if image.shape != (size, size, 4):
-            raise DataError(f"{image_set.where(i)}: decoded to {image.shape[:2]}, expected "
-                            f"({size}, {size})")
-        return image
+    def _buffers(self, rows, pinned):
+        """acquire(rows) -> HostBuffer, and a done() for when the pipeline ends."""
+        _, h, w = self.image_shape
+        if self.parallel == "processes":
+            # a ring per running pipeline (a test run may interrupt a training epoch), kept for
+            # the next one: the decode processes stay attached to the same few blocks
+            key = ((rows, h, w, 4), pinned and self.stager is not None)
+            with self._lock:
+                idle = self._rings.setdefault(key, [])
+                ring = idle.pop() if idle else None
+            if ring is None:
+                ring = SharedRing(key[0], self.prefetch_depth + 5, pin=key[1])
 
-    def _start(self, job, pinned=True):
-        """Submit `job`'s decode tasks to the pool; they write into a fresh buffer (pinned host
-        memory on the cuda backend)."""
-        _, height, width = self.image_shape
-        shape = (job.rows, height, width, 4)
-        buffer = self.stager.host_buffer(shape) if self.stager and pinned \
-            else np.empty(shape, np.uint8)
-        m = len(job.images)
-        chunk = max(1, -(-m // (2 * self.workers)))
-        pool = self._pool()
-        futures = [pool.submit(_decode_range, self, job, buffer, a, min(a + chunk, m))
-                   for a in range(0, m, chunk)]
-        return _Decoding(job, buffer, futures)
+            def done():
+                if ring.free.qsize() == len(ring.arrays):  # every buffer back: reuse it
+                    with self._lock:
+                        self._rings.setdefault(key, []).append(ring)
+                else:
+                    ring.close()
+            return ring.acquire, done
+        if pinned and self.stager is not None:
+            return (lambda n: HostBuffer(self.stager.host_buffer((n, h, w, 4)))), (lambda: None)
+        return (lambda n: HostBuffer(np.empty((n, h, w, 4), np.uint8))), (lambda: None)
 
-    def _start_host(self, job):
-        return self._start(job, pinned=False)
+    def _pipeline(self, jobs, rows, finish, pinned, discard=None):
+        """prefetch() over `jobs` with this provider's decode workers and buffers."""
+        acquire, close_buffers = self._buffers(rows, pinned)
+        decoders = self._decoder_pool()
 
-    def _finish_cpu(self, job, buffer):
-        return to_float(buffer, self.cropped_mean, job.shift), job
+        def start(job):
+            buffer = acquire(job.rows)
+            m = len(job.images)
+            chunk = max(1, -(-m // (2 * self.workers)))
+            futures = [decoders.submit(job.spec, buffer, a, min(a + chunk, m))
+                       for a in range(0, m, chunk)]
+            return _Decoding(job, buffer, futures)
 
-    def _run(self, jobs):
+        items = prefetch(jobs, start, finish, self.prefetch_depth, discard)
+        return items, close_buffers
+
+    def _run(self, jobs, rows):
         """(x, job) for each job: x float32 (rows, 3, h, w), NumPy or CuPy."""
         if self.stager is None:
-            yield from prefetch(jobs, self._start, self._finish_cpu, self.prefetch_depth)
+            def finish(job, buffer):
+                x = to_float(buffer.array, self.cropped_mean, job.shift)
+                buffer.release()
+                return x, job
+
+            items, close_buffers = self._pipeline(jobs, rows, finish, pinned=False)
         else:
-            staged = prefetch(jobs, self._start, lambda job, buffer: (buffer, job),
-                              self.prefetch_depth)
-            yield from self.stager.run(staged)
+            items, close_buffers = self._pipeline(
+                jobs, rows, lambda job, buffer: (buffer, job), pinned=True,
+                discard=lambda item: item[0].release())
+            items = self.stager.run(items)
+        try:
+            yield from items
+        finally:
+            items.close()
+            close_buffers()
 
     # --- sizes
 
@@ -496,29 +752,39 @@ class ImageProvider:
         shift = None
         if self.color_noise > 0:
             shift = ((alphas * self.eigen_std) @ self.eigenvectors.T).astype(np.float32)
-        return _Job(batch_idx, self.train_set, images, tops, lefts, flips, shift=shift)
+        spec = CropSpec("train", images, tops, lefts, flips)
+        return _Job(batch_idx, self.train_set, spec, shift=shift)
 
-    def train_batches(self, epoch, batch_size, start_batch=0):
-        """Yield (x float32 NCHW, labels int64, batch_idx) for batches start_batch.. of `epoch`."""
+    def _train_jobs(self, epoch, batch_size, start_batch):
         count = self.num_train_batches(batch_size)
         if not 0 <= int(start_batch) <= count:
             raise ValueError(f"provider image: start_batch must be in 0..{count}, "
                              f"got {start_batch}")
         order = self.epoch_order(epoch)
-        jobs = (self.train_job(epoch, batch_size, b, order) for b in range(int(start_batch), count))
-        for x, job in self._run(jobs):
+        return (self.train_job(epoch, batch_size, b, order) for b in range(int(start_batch), count))
+
+    def train_batches(self, epoch, batch_size, start_batch=0):
+        """Yield (x float32 NCHW, labels int64, batch_idx) for batches start_batch.. of `epoch`."""
+        jobs = self._train_jobs(epoch, batch_size, start_batch)
+        for x, job in self._run(jobs, batch_size):
             yield x, job.labels, job.key
 
     def train_crops(self, epoch, batch_size, start_batch=0):
         """Yield (uint8 RGBX crops (N, h, w, 4), job, batch_idx): the decode stage alone, before
-        the float stage (mean, lighting in ``job.shift``, HWC -> CHW). For benchmarks and
-        checks."""
-        count = self.num_train_batches(batch_size)
-        order = self.epoch_order(epoch)
-        jobs = (self.train_job(epoch, batch_size, b, order) for b in range(int(start_batch), count))
-        for crops, job in prefetch(jobs, self._start_host, lambda job, buffer: (buffer, job),
-                                   self.prefetch_depth):
-            yield crops, job, job.key
+        the float stage (mean, lighting in ``job.shift``, HWC -> CHW). The crops are valid
+        until the next batch is asked for. For benchmarks and checks."""
+        jobs = self._train_jobs(epoch, batch_size, start_batch)
+        items, close_buffers = self._pipeline(jobs, batch_size, lambda job, buf: (buf, job),
+                                              pinned=False, discard=lambda item: item[0].release())
+        try:
+            for buffer, job in items:
+                try:
+                    yield buffer.array, job, job.key
+                finally:
+                    buffer.release()
+        finally:
+            items.close()
+            close_buffers()
 
     # --- testing
 
@@ -538,11 +804,12 @@ class ImageProvider:
                 tops = np.repeat([c[0] for c in corners] * 2, m)
                 lefts = np.repeat([c[1] for c in corners] * 2, m)
                 flips = np.repeat([False] * 5 + [True] * 5, m)
-            yield _Job(start, self.test_set, images, tops, lefts, flips, views=views)
+            spec = CropSpec("test", images, tops, lefts, flips, views=views)
+            yield _Job(start, self.test_set, spec)
 
     def test_batches(self, batch_size):
         """Yield (x, labels) over the test images in order: centre crop, no flip, no lighting."""
-        for x, job in self._run(self._test_jobs(batch_size, 1)):
+        for x, job in self._run(self._test_jobs(batch_size, 1), batch_size):
             yield x, job.labels
 
     def test_views(self, batch_size):
@@ -550,7 +817,8 @@ class ImageProvider:
         if not self.crop:
             raise ValueError(f"provider image: multiview testing needs inner_size smaller than "
                              f"the stored {self.stored_shape[1]}x{self.stored_shape[2]} images")
-        for x, job in self._run(self._test_jobs(batch_size, NUM_MULTIVIEW)):
+        jobs = self._test_jobs(batch_size, NUM_MULTIVIEW)
+        for x, job in self._run(jobs, batch_size * NUM_MULTIVIEW):
             yield x.reshape((NUM_MULTIVIEW, len(job.images)) + self.image_shape), job.labels
 
 
@@ -567,8 +835,8 @@ def to_float(crops, mean, shift=None):
 # ----------------------------------------------------------------------------- the GPU side
 
 class CudaStager:
-    """uint8 RGBX crops -> float32 NCHW on the GPU: pinned host buffers, an asynchronous copy on a
-    stream of its own, then HWC -> CHW, mean and lighting in one kernel on the current stream.
+    """uint8 RGBX crops -> float32 NCHW on the GPU: pinned host buffers, an asynchronous copy on
+    a stream of its own, then HWC -> CHW, mean and lighting in one kernel on the current stream.
 
     ``run`` keeps one batch ahead: while the consumer trains on batch n (current stream), the
     copy of batch n+1 runs on the copy stream. Two device slots alternate; a slot is written
@@ -594,7 +862,7 @@ class CudaStager:
         return cupyx.empty_pinned(shape, np.uint8)
 
     def run(self, staged):
-        """(x CuPy float32 (rows, 3, h, w), job) for each (pinned buffer, job) of `staged`."""
+        """(x CuPy float32 (rows, 3, h, w), job) for each (HostBuffer, job) of `staged`."""
         cp = self.cp
         copy_stream = cp.cuda.Stream(non_blocking=True)
         slots = [None, None]  # device uint8 buffers
@@ -610,22 +878,27 @@ class CudaStager:
                 ahead = nxt
             if ahead is not None:
                 yield self._convert(ahead, free)
+                ahead = None
         finally:
+            staged.close()
             copy_stream.synchronize()
+            if ahead is not None:
+                ahead[2].release()
 
     def _upload(self, copy_stream, slots, free, slot, buffer, job):
         """Start copying `buffer` into device slot `slot` on the copy stream."""
         cp = self.cp
-        rows = buffer.shape[0]
+        host = buffer.array
+        rows = host.shape[0]
         if slots[slot] is None or slots[slot].shape[0] < rows \
-                or slots[slot].shape[1:] != buffer.shape[1:]:
+                or slots[slot].shape[1:] != host.shape[1:]:
             # allocated on the current stream: the copy waits for what that stream has queued,
             # so memory the pool hands back is not written while an earlier kernel reads it
-            slots[slot] = cp.empty(buffer.shape, cp.uint8)
+            slots[slot] = cp.empty(host.shape, cp.uint8)
             free[slot] = cp.cuda.get_current_stream().record()
         copy_stream.wait_event(free[slot])
         device = slots[slot][:rows]
-        device.set(buffer, stream=copy_stream)
+        device.set(host, stream=copy_stream)
         return slot, device, buffer, job, copy_stream.record()
 
     def _convert(self, ahead, free):
@@ -634,11 +907,12 @@ class CudaStager:
         slot, device, buffer, job, copied = ahead
         current = cp.cuda.get_current_stream()
         current.wait_event(copied)
-        rows, h, w, _ = buffer.shape
+        rows, h, w, _ = device.shape
         shift = np.zeros((rows, 3), np.float32) if job.shift is None else job.shift
         shift = cp.asarray(np.ascontiguousarray(shift, dtype=np.float32))
         x = cp.empty((rows, 3, h, w), cp.float32)
         self.kernel(device, self.mean, shift, np.int32(h), np.int32(w), x)
         free[slot] = current.record()
-        copied.synchronize()  # the pinned buffer is dropped (and its memory reused) after this
+        copied.synchronize()  # the host buffer may be reused once its copy is done
+        buffer.release()
         return x, job

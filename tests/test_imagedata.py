@@ -190,7 +190,7 @@ def test_image_prefetch_decodes_ahead_and_bounded(photos64):
     provider = ImageProvider(photos64, inner_size=40, workers=2, prefetch_depth=2)
     decoded = []
     real = provider._decode
-    provider._decode = lambda data: (decoded.append(1), real(data))[1]
+    provider._decode = lambda data, scratch=None: (decoded.append(1), real(data, scratch))[1]
     batches = provider.train_batches(1, 4)  # 9 batches of 4
     next(batches)
     deadline = time.monotonic() + 20
@@ -206,16 +206,22 @@ def test_image_prefetch_decodes_ahead_and_bounded(photos64):
 
 def test_image_closing_early_stops_the_prefetch_thread(photos64):
     """A consumer that stops mid-epoch (Ctrl-C, a test) leaves no thread running."""
+    before = set(threading.enumerate())
     provider = ImageProvider(photos64, inner_size=40, workers=2)
     batches = provider.train_batches(1, 4)
     next(batches)
+    assert [t for t in set(threading.enumerate()) - before if t.name == "convnet-image-prefetch"]
     batches.close()
-    assert not [t for t in threading.enumerate() if t.name == "convnet-image-prefetch"]
+    assert not [t for t in set(threading.enumerate()) - before
+                if t.name == "convnet-image-prefetch"]
     provider.close()
+    assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]
 
 
-def test_image_corrupt_jpeg_in_a_batch_names_the_file(photos64, tmp_path):
-    """A batch file damaged after preparation: DataError naming the .bin and the image."""
+@pytest.mark.parametrize("parallel", ["threads", "processes"])
+def test_image_corrupt_jpeg_in_a_batch_names_the_file(photos64, tmp_path, parallel):
+    """A batch file damaged after preparation: DataError naming the .bin and the image, from
+    a decode thread or a decode process alike."""
     dst = str(tmp_path / "copy")
     shutil.copytree(photos64, dst)
     number = meta_of(dst)["train_batches"][1]
@@ -225,11 +231,44 @@ def test_image_corrupt_jpeg_in_a_batch_names_the_file(photos64, tmp_path):
         start, source = int(z["offsets"][3]), str(z["files"][3])
     blob[start:start + 64] = b"\0" * 64  # the JPEG's header gone
     open(path, "wb").write(bytes(blob))
-    provider = ImageProvider(dst, inner_size=40, workers=2)
+    provider = ImageProvider(dst, inner_size=40, workers=2, parallel=parallel)
     with pytest.raises(DataError, match=f"data_batch_{number}.bin.*{source}.*cannot decode"):
         for _ in provider.train_batches(1, 6):
             pass
     provider.close()
+
+
+def test_image_processes_match_threads_and_free_shared_memory(photos64):
+    """Decode processes (shared-memory buffers) give exactly what threads give: training
+    batches, crops, test views; close() unlinks every shared buffer. 'auto' picks processes
+    above 4 workers."""
+    from multiprocessing import shared_memory
+
+    threads = ImageProvider(photos64, inner_size=48, workers=2, parallel="threads")
+    procs = ImageProvider(photos64, inner_size=48, workers=2, parallel="processes")
+    for (x, y, b), (x2, y2, b2) in zip(threads.train_batches(3, 8), procs.train_batches(3, 8)):
+        assert b == b2 and np.array_equal(y, y2) and np.array_equal(x, x2)
+    for (c, j, _), (c2, j2, _) in zip(threads.train_crops(4, 8), procs.train_crops(4, 8)):
+        assert np.array_equal(c[..., :3], c2[..., :3]) and np.array_equal(j.labels, j2.labels)
+    views = [v for v, _ in threads.test_views(5)]
+    views2 = [v for v, _ in procs.test_views(5)]
+    assert len(views) == len(views2) == 3
+    assert all(np.array_equal(v, v2) for v, v2 in zip(views, views2))
+    batches = procs.train_batches(5, 8)  # left mid-epoch, then a test run, then resumed
+    first = next(batches)[0]
+    test = [x for x, _ in procs.test_batches(8)]
+    assert sum(len(x) for x in test) == procs.num_test and np.isfinite(first).all()
+    assert len(list(batches)) == procs.num_train_batches(8) - 1
+    names = [block.name for rings in procs._rings.values() for ring in rings
+             for block in ring.blocks]
+    assert names
+    procs.close()
+    threads.close()
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            shared_memory.SharedMemory(name=name)
+    assert ImageProvider(photos64, workers=8).parallel == "processes"
+    assert ImageProvider(photos64, workers=4).parallel == "threads"
 
 
 def test_image_bad_folders_and_arguments(photos64, tmp_path):
@@ -260,6 +299,8 @@ def test_image_bad_folders_and_arguments(photos64, tmp_path):
         make_provider("cifar", None, color_noise=0.1)
     with pytest.raises(ValueError, match="decoder"):
         make_provider("image", photos64, decoder="libjpeg")
+    with pytest.raises(ValueError, match="parallel"):
+        make_provider("image", photos64, parallel="fibers")
     provider = make_provider("image", photos64, train_range="1-2", test_range="3", inner_size=48)
     assert provider.num_train == 20 and provider.num_test == 10 and provider.crop
 
@@ -433,12 +474,14 @@ def _cupy_or_skip():
 
 
 @pytest.mark.cuda
-def test_image_cuda_staging_matches_cpu(photos64):
-    """On the cuda backend: pinned buffers, the copy stream and the float kernel give exactly
-    the CPU path's training batches, test batches and views (CuPy arrays)."""
+@pytest.mark.parametrize("parallel", ["threads", "processes"])
+def test_image_cuda_staging_matches_cpu(photos64, parallel):
+    """On the cuda backend: pinned buffers (shared memory registered as pinned, with decode
+    processes), the copy stream and the float kernel give exactly the CPU path's training
+    batches, test batches and views (CuPy arrays)."""
     cp = _cupy_or_skip()
     cpu = ImageProvider(photos64, inner_size=48, workers=2)
-    gpu = ImageProvider(photos64, inner_size=48, workers=2)
+    gpu = ImageProvider(photos64, inner_size=48, workers=2, parallel=parallel)
     gpu.set_backend("cuda")
     for (x, y, b), (g, gy, gb) in zip(cpu.train_batches(2, 8), gpu.train_batches(2, 8)):
         assert isinstance(g, cp.ndarray) and g.dtype == cp.float32 and g.flags.c_contiguous
