@@ -70,6 +70,11 @@ def _write_atomically(path, write):
         raise
 
 
+def _one_line(exc):
+    """An exception's text on one line (a message must never span lines)."""
+    return " ".join(str(exc).split())
+
+
 def _sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -180,14 +185,14 @@ def load_checkpoint(path):
         raise CheckpointError(f"{json_path}: missing (the checkpoint was never committed)") \
             from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{json_path}: unreadable ({type(exc).__name__}: {exc})") \
-            from None
+        raise CheckpointError(f"{json_path}: unreadable ({type(exc).__name__}: "
+                              f"{_one_line(exc)})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT \
             or not isinstance(record.get("sha256"), str) \
             or not isinstance(record.get("state"), dict):
         raise CheckpointError(f"{json_path}: not a format-{FORMAT} checkpoint record")
     if record.get("step", step) != step:
-        raise CheckpointError(f"{json_path}: records step {record.get('step')}, but the file "
+        raise CheckpointError(f"{json_path}: records step {record.get('step')!r}, but the file "
                               f"name says {step}")
     try:
         digest = _sha256(npz_path)
@@ -199,7 +204,8 @@ def load_checkpoint(path):
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except Exception as exc:  # zip and npy errors come in many types; all mean a bad file
-        raise CheckpointError(f"{npz_path}: cannot load arrays ({type(exc).__name__}: {exc})") \
+        raise CheckpointError(f"{npz_path}: cannot load arrays ({type(exc).__name__}: "
+                              f"{_one_line(exc)})") \
             from None
     if record.get("state_sha256") != _state_digest(record["state"]):
         raise CheckpointError(f"{json_path}: state sha256 missing or mismatched (the file is "
@@ -226,7 +232,7 @@ def load_latest_checkpoint(run_dir, check=None):
                 try:
                     check(*found)
                 except ValueError as exc:
-                    raise CheckpointError(f"{json_path}: {exc}") from None
+                    raise CheckpointError(f"{json_path}: {_one_line(exc)}") from None
             newest_good = found
             break
         except CheckpointError as exc:

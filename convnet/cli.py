@@ -185,6 +185,8 @@ def check_resumable(step, arrays, state):
     for key in ("layers_cfg", "layers_file", "params_file"):
         if not isinstance(state.get(key), str) or not state[key]:
             raise ValueError(f"bad {key} {state.get(key)!r} in the state")
+        if key != "layers_cfg" and not state[key].isprintable():
+            raise ValueError(f"bad {key} {state[key]!r} in the state (not a file name)")
     seed = state.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
         raise ValueError(f"bad seed {seed!r} in the state")

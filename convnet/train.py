@@ -66,8 +66,8 @@ def check_checkpoint(step, arrays, state):
     """Raise ValueError unless a loaded checkpoint is one a Trainer can resume from.
 
     The state must carry epoch >= 1, batch >= 0, step (the file's) and elapsed_s of the right
-    types; every array must be a finite float array. Pass it as load_latest_checkpoint's
-    `check`, so that a checkpoint failing it is skipped like a corrupt one.
+    types; every array must be a finite float32 or float64 array. Pass it as
+    load_latest_checkpoint's `check`, so that a checkpoint failing it is skipped like a corrupt one.
     """
     if not _is_int(state.get("epoch"), 1) or not _is_int(state.get("batch")):
         raise ValueError(f"bad epoch/batch in the state ({state.get('epoch')!r}, "
@@ -84,8 +84,8 @@ def check_checkpoint(step, arrays, state):
     if not _is_int(state.get("metrics_records", 0)):
         raise ValueError(f"bad metrics_records {state.get('metrics_records')!r} in the state")
     for name, value in arrays.items():
-        if value.dtype.kind != "f":
-            raise ValueError(f"array {name} has dtype {value.dtype}, not a float type")
+        if value.dtype not in (np.float32, np.float64):
+            raise ValueError(f"array {name} has dtype {value.dtype}, not float32 or float64")
         if not np.isfinite(value).all():
             raise ValueError(f"array {name} holds NaN or Inf")
 
