@@ -171,7 +171,8 @@ def out_of_memory_message(net, batch_size, exc, backend):
     table, need = memory_table(net, batch_size)
     where = "the GPU" if backend == "cuda" else "this machine"
     smaller = max(1, batch_size // 2)
-    return (f"out of memory on {where} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})\n"
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return (f"out of memory on {where} ({type(exc).__name__}: {first_line})\n"
             f"{table}\n"
             f"hint: the activations grow with the minibatch: try --mini {smaller}; or make the "
             f"largest layers above smaller")

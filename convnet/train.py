@@ -272,11 +272,11 @@ class Trainer:
         for name, layer_stats in stats.items():
             cost = layer_stats["cost"]
             if not math.isfinite(cost):
-                bad = self.first_non_finite()
+                bad = self.first_non_finite() or \
+                    "every output and weight is finite: the cost itself overflowed"
                 raise TrainingStopped(
                     f"step {self.step} (epoch {self.epoch}, batch {self.batch + 1}): the cost of "
-                    f"'{name}' is {cost}; {bad or 'every output and weight is finite: the cost overflowed'}"
-                    f"; try smaller learning rates; {self.kept()}")
+                    f"'{name}' is {cost}; {bad}; try smaller learning rates; {self.kept()}")
 
     def check_weights(self):
         """Stop when any weight or momentum is NaN/Inf (a gradient or an update blew up)."""

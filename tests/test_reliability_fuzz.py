@@ -304,7 +304,8 @@ class Damage:
             return "deleted" if b is None else f"{len(b)} bytes sha256 " \
                 f"{hashlib.sha256(b).hexdigest()[:12]}"
         head = (self.raw_json or b"")[:300]
-        return f"Damage({self.kind!r}, npz {about(self.npz)}, json {about(self.raw_json)}: {head!r})"
+        return (f"Damage({self.kind!r}, npz {about(self.npz)}, json {about(self.raw_json)}: "
+                f"{head!r})")
 
 
 @st.composite
