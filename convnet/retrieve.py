@@ -152,7 +152,9 @@ def plot_retrievals(query_images, query_labels, neighbour_images, neighbour_labe
                 show_image(ax, neighbour_images[r, c - 1])
                 label = neighbour_labels[r, c - 1]
                 colour = "tab:green" if label == query_labels[r] else "tab:red"
-                text = f"{label_names[label]} {distances[r, c - 1]:.3g}"
+                dist = distances[r, c - 1]
+                text = f"{label_names[label]} {dist:.0f}" if dist >= 100 else \
+                    f"{label_names[label]} {dist:.3g}"
             for side in ax.spines.values():
                 side.set_color(colour)
                 side.set_linewidth(3 if c == 0 or colour == "tab:red" else 1.5)
