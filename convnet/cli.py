@@ -223,8 +223,10 @@ def run(args):
     if args.check_grads:
         return check_grads(layer_sections, param_sections, params_path, args.seed)
 
+    inner_size = args.inner_size if args.inner_size is not None else declared_image_size(
+        layer_sections)
     provider = make_provider(args.data_provider, args.data_path, args.train_range,
-                             args.test_range, args.inner_size, seed=args.seed,
+                             args.test_range, inner_size, seed=args.seed,
                              **({} if args.color_noise is None
                                 else {"color_noise": args.color_noise}))
     shapes = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,
@@ -333,6 +335,20 @@ def convert_conv_to_local(sections, args):
         sec.entries["type"].value = "local"
         sec.entries.pop("sharedBiases", None)
     return sections
+
+
+def declared_image_size(sections):
+    """The imgSize a dataIdx=0 data layer declares: a provider whose images are larger trains
+    on random crops of that size (and tests on the centre crop), as --inner-size would."""
+    for sec in sections.values():
+        e = sec.entries
+        if e.get("type") and e["type"].value == "data" and e.get("dataIdx") \
+                and e["dataIdx"].value.strip() == "0" and e.get("imgSize"):
+            try:
+                return int(e["imgSize"].value)
+            except ValueError:
+                return None  # the layer's own parser reports it with its line
+    return None
 
 
 def data_shapes(sections, provider):

@@ -40,8 +40,8 @@ def train(cfg, cifar_dir, run_dir, *extra, params=None):
 @pytest.mark.parametrize("cfg", CIFAR_NETS)
 def test_train_cifar_nets_a_few_steps(cfg, cifar_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    inner = ["--inner-size", "24"] if "11pct" in cfg else []
-    assert train(cfg, cifar_dir, run, "--epochs", "1", "--train-range", "1-2", *inner) == 0
+    # conv-local-11pct's data layer declares imgSize=24: it trains on 24x24 crops by itself
+    assert train(cfg, cifar_dir, run, "--epochs", "1", "--train-range", "1-2") == 0
     out = capsys.readouterr().out
     assert "test error (top-1)" in out
     (record,) = read_metrics(run)
