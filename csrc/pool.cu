@@ -73,6 +73,13 @@ __global__ void avgpool_forward_kernel(const float* __restrict__ x, float* __res
     }
 }
 
+// The backward passes' inner window loops are kept rolled (#pragma unroll 1). Unrolled, ptxas of
+// CUDA 13.0 (V13.0.88, sm_90) miscompiles them: the unrolled loop's trip count
+// max(~lo, -OW, ~hi) becomes one VIMNMX3 that reads OW where -OW was meant, so the trip count
+// comes out about OW too large and the loop runs on below cx.lo into ox = -1, -2, ...
+// (maxpool_backward read y[(unsigned)-1] on the H100 under compute-sanitizer). The windows covering a pixel are few (ceil(size / stride) per axis), so
+// nothing is lost by not unrolling.
+
 // dx[p] = sum of dy over the windows covering p whose max equals x[p]; the reference adds the
 // windows in descending (oy, ox) order (its loop runs over ascending window offsets).
 template <class Index>
@@ -88,6 +95,7 @@ __global__ void maxpool_backward_kernel(const float* __restrict__ x, const float
         const Index base = plane * s.OH * s.OW;
         float acc = 0.f;
         for (int oy = cy.hi; oy >= cy.lo; --oy)
+#pragma unroll 1
             for (int ox = cx.hi; ox >= cx.lo; --ox) {
                 const Index o = base + oy * s.OW + ox;
                 acc += v == y[o] ? dy[o] : 0.f;
@@ -108,6 +116,7 @@ __global__ void avgpool_backward_kernel(const float* __restrict__ dy, float* __r
         float acc = 0.f;
         for (int oy = cy.hi; oy >= cy.lo; --oy) {
             const Span ry = span(oy, s.start, s.size, s.stride, s.H);
+#pragma unroll 1
             for (int ox = cx.hi; ox >= cx.lo; --ox) {
                 const Span rx = span(ox, s.start, s.size, s.stride, s.W);
                 const float count = static_cast<float>((ry.hi - ry.lo) * (rx.hi - rx.lo));
