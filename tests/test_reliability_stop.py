@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from convnet.checkpoint import load_latest_checkpoint, read_metrics
-from test_reliability import (DROPOUT_LAYERS, DROPOUT_PARAMS, TINY_PARAMS,
+from test_reliability import (DROPOUT_LAYERS, DROPOUT_PARAMS, TINY_LAYERS, TINY_PARAMS,
                               assert_same_checkpoint, comparable, start_train, write_cifar,
                               write_net)
 
@@ -80,6 +80,47 @@ def test_train_sigint_mid_epoch_checkpoints_exits_130_and_resumes_bit_identicall
     final_step, arrays = assert_same_checkpoint(straight_dir, split_dir)
     assert final_step == 50 and any(name.startswith("momentum/") for name in arrays)
     assert comparable(read_metrics(split_dir)) == comparable(read_metrics(straight_dir))
+
+
+def test_train_sigterm_stops_like_ctrl_c(tmp_path):
+    """SIGTERM (a scheduler's stop) checkpoints at the next batch boundary and exits 130."""
+    cifar = write_cifar(tmp_path / "cifar")
+    layers, params = write_net(tmp_path / "net", TINY_LAYERS, TINY_PARAMS)
+    run = tmp_path / "run"
+    proc = start_train([layers, params, "--data-provider", "cifar", "--data-path", cifar,
+                        "--mini", "8", "--epochs", "50", "--save-interval", "0", "--backend",
+                        "numpy", "--save-path", run])
+    assert wait_until(lambda: bool(committed_steps(run)), proc)
+    proc.send_signal(signal.SIGTERM)
+    status, out, err = finish(proc)
+    assert status == 130 and "Traceback" not in err, err
+    step, _, state = load_latest_checkpoint(run)
+    assert f"stopped at epoch {state['epoch']} batch {state['batch']}" in out, out
+    assert step == state["step"] >= 1 and not [n for n in os.listdir(run) if ".tmp-" in n]
+
+
+def test_train_second_ctrl_c_aborts_at_once_with_one_line(tmp_path):
+    """Ctrl-C, then Ctrl-C again while the stop checkpoint is being written (25 MB of weights
+    and momenta, so the second one lands inside the write): exit 130 at once with one line, no
+    traceback, no temp file left, and the newest checkpoint that loads is a good one."""
+    cifar = write_cifar(tmp_path / "cifar")
+    wide = KILL_LAYERS.replace("outputs=64", "outputs=1024").replace("fc64", "fc1024")
+    layers, params = write_net(tmp_path / "net", wide, KILL_PARAMS.replace("fc64", "fc1024"))
+    run = tmp_path / "run"
+    proc = start_train([layers, params, "--data-provider", "cifar", "--data-path", cifar,
+                        "--mini", "8", "--epochs", "50", "--save-interval", "0", "--backend",
+                        "numpy", "--save-path", run])
+    assert wait_until(lambda: bool(committed_steps(run)), proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr.readline() == "\n"  # the handler's message, written at once
+    assert proc.stderr.readline().startswith("stopping: writing a checkpoint")
+    proc.send_signal(signal.SIGINT)
+    status, out, err = finish(proc)
+    assert status == 130, err
+    assert err.strip().splitlines() == ["convnet-train: interrupted; the last checkpoint is kept"]
+    assert "stopped at" not in out  # it did not get to finish the stop checkpoint's batch
+    assert load_latest_checkpoint(run)[0] >= 1
+    assert not [n for n in os.listdir(run) if ".tmp-" in n]
 
 
 # data -> fc64 (relu) -> fc10: 200K parameters, so each checkpoint (weights + momenta, ~1.6 MB,
