@@ -40,6 +40,7 @@ import threading
 import weakref
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import closing  # a consumer that stops early stops the pipeline at once
 
 import numpy as np
 
@@ -617,6 +618,7 @@ class ImageProvider:
         self.parallel = parallel if parallel != "auto" else (
             "processes" if self.workers > PROCESSES_ABOVE else "threads")
         self.prefetch_depth = int(prefetch_depth)
+        self.tasks_per_worker = 2  # decode tasks per batch and worker
         self.decoder_name, self._decode = get_decoder(decoder)
         self._decoders = self._thread_pool = None
         self._rings = {}  # idle SharedRings by (shape, pinned)
@@ -690,7 +692,7 @@ class ImageProvider:
         def start(job):
             buffer = acquire(job.rows)
             m = len(job.images)
-            chunk = max(1, -(-m // (2 * self.workers)))
+            chunk = max(1, -(-m // (self.tasks_per_worker * self.workers)))
             futures = [decoders.submit(job.spec, buffer, a, min(a + chunk, m))
                        for a in range(0, m, chunk)]
             return _Decoding(job, buffer, futures)
@@ -766,8 +768,9 @@ class ImageProvider:
     def train_batches(self, epoch, batch_size, start_batch=0):
         """Yield (x float32 NCHW, labels int64, batch_idx) for batches start_batch.. of `epoch`."""
         jobs = self._train_jobs(epoch, batch_size, start_batch)
-        for x, job in self._run(jobs, batch_size):
-            yield x, job.labels, job.key
+        with closing(self._run(jobs, batch_size)) as batches:
+            for x, job in batches:
+                yield x, job.labels, job.key
 
     def train_crops(self, epoch, batch_size, start_batch=0):
         """Yield (uint8 RGBX crops (N, h, w, 4), job, batch_idx): the decode stage alone, before
@@ -809,8 +812,9 @@ class ImageProvider:
 
     def test_batches(self, batch_size):
         """Yield (x, labels) over the test images in order: centre crop, no flip, no lighting."""
-        for x, job in self._run(self._test_jobs(batch_size, 1), batch_size):
-            yield x, job.labels
+        with closing(self._run(self._test_jobs(batch_size, 1), batch_size)) as batches:
+            for x, job in batches:
+                yield x, job.labels
 
     def test_views(self, batch_size):
         """Yield (x float32 (10, N, 3, h, w), labels): corners + centre, then their mirrors."""
@@ -818,8 +822,9 @@ class ImageProvider:
             raise ValueError(f"provider image: multiview testing needs inner_size smaller than "
                              f"the stored {self.stored_shape[1]}x{self.stored_shape[2]} images")
         jobs = self._test_jobs(batch_size, NUM_MULTIVIEW)
-        for x, job in self._run(jobs, batch_size * NUM_MULTIVIEW):
-            yield x.reshape((NUM_MULTIVIEW, len(job.images)) + self.image_shape), job.labels
+        with closing(self._run(jobs, batch_size * NUM_MULTIVIEW)) as batches:
+            for x, job in batches:
+                yield x.reshape((NUM_MULTIVIEW, len(job.images)) + self.image_shape), job.labels
 
 
 def to_float(crops, mean, shift=None):
