@@ -12,6 +12,13 @@ from convnet.net import Net
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
 SHIPPED = sorted(p[:-4] for p in glob.glob(os.path.join(LAYERS_DIR, "*.cfg"))
                  if not p.endswith("-params.cfg"))
+SHARED_PARAMS = {"fashion-full": "fashion"}  # the full Fashion recipe reuses fashion-params.cfg
+
+
+def cfg_pair(net_name):
+    base = os.path.join(LAYERS_DIR, net_name)
+    params = os.path.join(LAYERS_DIR, SHARED_PARAMS.get(net_name, net_name))
+    return base + ".cfg", params + "-params.cfg"
 WEIGHTS = dict(epsW=0.01, epsB=0.02, momW=0.9, momB=0.9, wc=0.0005)
 
 
@@ -137,16 +144,14 @@ def test_net_dropout_is_identity_at_test_and_fixed_per_step(rng):
 
 @pytest.mark.parametrize("net_name", [os.path.basename(n) for n in SHIPPED])
 def test_shipped_net_describes(net_name, capsys):
-    base = os.path.join(LAYERS_DIR, net_name)
-    assert main([base + ".cfg", base + "-params.cfg", "--describe"]) == 0
+    assert main([*cfg_pair(net_name), "--describe"]) == 0
     out = capsys.readouterr().out
     assert "total" in out
 
 
 @pytest.mark.parametrize("net_name", [os.path.basename(n) for n in SHIPPED])
 def test_shipped_net_check_grads(net_name, capsys):
-    base = os.path.join(LAYERS_DIR, net_name)
-    status = main([base + ".cfg", base + "-params.cfg", "--check-grads"])
+    status = main([*cfg_pair(net_name), "--check-grads"])
     out = capsys.readouterr().out
     assert status == 0, out
     assert "FAIL" not in out
