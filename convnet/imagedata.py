@@ -100,12 +100,14 @@ def default_workers():
 # ----------------------------------------------------------------------------- stored batches
 
 class ImageSet:
-    """The JPEGs of some prepared batches: memory-mapped bytes, labels and source file names."""
+    """The JPEGs of some prepared batches: memory-mapped bytes and labels. Image i lives in
+    blob owners[i] (one per batch) at starts[i]:ends[i]."""
 
-    def __init__(self, blobs, owners, starts, ends, labels, files, paths):
+    def __init__(self, blobs, owners, starts, ends, labels, paths):
         self.blobs, self.owners = blobs, owners
-        self.starts, self.ends, self.labels, self.files = starts, ends, labels, files
+        self.starts, self.ends, self.labels = starts, ends, labels
         self.paths = paths  # the .bin file of each blob, for error messages
+        self.bases = np.searchsorted(owners, np.arange(len(blobs)))  # first image of each blob
 
     def __len__(self):
         return len(self.labels)
@@ -113,8 +115,18 @@ class ImageSet:
     def jpeg(self, i):
         return self.blobs[self.owners[i]][self.starts[i]:self.ends[i]].tobytes()
 
+    def source_file(self, i):
+        """The file image i was made from (read from its batch index only when asked)."""
+        owner = self.owners[i]
+        index_path = self.paths[owner][:-len(".bin")] + ".npz"
+        try:
+            with np.load(index_path, allow_pickle=False) as z:
+                return str(z["files"][i - self.bases[owner]])
+        except (OSError, ValueError, KeyError, IndexError):
+            return "source file unknown"
+
     def where(self, i):
-        return f"{self.paths[self.owners[i]]}, image {i} ({self.files[i]})"
+        return f"{self.paths[self.owners[i]]}, image {i} ({self.source_file(i)})"
 
 
 class BatchFiles:
@@ -184,7 +196,7 @@ class BatchFiles:
 
     def load(self, numbers):
         """An ImageSet over the batches `numbers` (in that order)."""
-        blobs, owners, starts, ends, labels, files, paths = [], [], [], [], [], [], []
+        blobs, owners, starts, ends, labels, paths = [], [], [], [], [], []
         classes = len(self.meta["label_names"])
         for n in numbers:
             bin_path = os.path.join(self.path, f"data_batch_{n}.bin")
@@ -192,7 +204,6 @@ class BatchFiles:
             try:
                 with np.load(index_path, allow_pickle=False) as z:
                     offsets, batch_labels = z["offsets"], z["labels"]
-                    batch_files = z["files"]
                 size = os.path.getsize(bin_path)
             except (OSError, ValueError, KeyError) as exc:
                 raise DataError(f"{index_path}: cannot read the batch index ({exc})") from None
@@ -212,10 +223,9 @@ class BatchFiles:
             starts.append(offsets[:-1])
             ends.append(offsets[1:])
             labels.append(batch_labels.astype(np.int64))
-            files.append(batch_files)
         join = (lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype))
         return ImageSet(blobs, join(owners, np.int32), join(starts, np.int64),
-                        join(ends, np.int64), join(labels, np.int64), join(files, "U1"), paths)
+                        join(ends, np.int64), join(labels, np.int64), paths)
 
 
 class DecodedImages:
