@@ -423,7 +423,8 @@ def prepare(src, dst, size=256, quality=90, images_per_batch=1000, test_fraction
         else:
             todo.append(plan)
     total = sum(len(p.entries) for p in plans)
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                          else os.cpu_count() or 1)
     print(f"convnet-prepare: {total} images ({len(source.train)} train, {len(source.test)} "
           f"test) in {len(source.label_names)} classes -> {len(plans)} batches; "
           f"{len(plans) - len(todo)} already done, {len(todo)} to convert with "
