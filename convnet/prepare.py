@@ -591,9 +591,9 @@ def report_text(report):
              f"stored                 {c['stored']}  ({c['stored_train']} train, "
              f"{c['stored_test']} test)",
              f"converted              {c['converted']}"]
-    lines += [f"  {key:<22} {n}" for key, n in c["conversions"].items()]
+    lines += [f"  {key:<30} {n}" for key, n in c["conversions"].items()]
     lines.append(f"skipped                {c['skipped']}")
-    lines += [f"  {key:<22} {n}" for key, n in c["skipped_by_kind"].items()]
+    lines += [f"  {key:<30} {n}" for key, n in c["skipped_by_kind"].items()]
     lines.append(f"empty class folders    {c['empty_class_folders']}")
     lines.append(f"files outside classes  {c['files_outside_class_folders']}  (ignored)")
     if report["skipped"]:
