@@ -7,7 +7,7 @@ Without it the result is a new array. Kernels run on CuPy's current stream and d
 import cupy
 
 from convnet import _C
-from convnet.backend.numpy_conv import conv_output_size
+from convnet.backend.numpy_conv import _check_geometry, conv_output_size  # one set of checks
 
 __all__ = [
     "conv_output_size", "conv_forward", "conv_backward_data", "conv_backward_filter",
@@ -31,26 +31,6 @@ def _check_array(op, name, a, ndim):
     if a.device.id != cupy.cuda.Device().id:
         raise ValueError(f"{op}: {name} is on device {a.device.id}, the current device is "
                          f"{cupy.cuda.Device().id}")
-
-
-def _check_geometry(op, channels, filters, img_size, filter_size, stride, padding, groups):
-    """The checks of numpy_conv; returns the output size (OH, OW)."""
-    for name, value, least in (("stride", stride, 1), ("padding", padding, 0),
-                               ("groups", groups, 1), ("filter_size", filter_size, 1)):
-        if int(value) != value or value < least:
-            raise ValueError(f"{op}: {name} must be an integer >= {least}, got {value!r}")
-    if channels % groups:
-        raise ValueError(f"{op}: {channels} input channels are not divisible by groups={groups}")
-    if filters % groups:
-        raise ValueError(f"{op}: {filters} filters are not divisible by groups={groups}")
-    height, width = img_size
-    if min(height, width) < 1:
-        raise ValueError(f"{op}: image size must be positive, got {tuple(img_size)}")
-    if filter_size > min(height, width) + 2 * padding:
-        raise ValueError(f"{op}: filter_size {filter_size} is larger than the padded image "
-                         f"{height + 2 * padding}x{width + 2 * padding}")
-    return (conv_output_size(height, filter_size, stride, padding),
-            conv_output_size(width, filter_size, stride, padding))
 
 
 def _check_shape(op, name, a, expected):

@@ -150,6 +150,8 @@ def _check_geometry(op, channels, filters, img_size, filter_size, stride, paddin
     if filters % groups:
         raise ValueError(f"{op}: {filters} filters are not divisible by groups={groups}")
     height, width = img_size
+    if min(height, width) < 1:
+        raise ValueError(f"{op}: image size must be positive, got {tuple(img_size)}")
     if filter_size > min(height, width) + 2 * padding:
         raise ValueError(f"{op}: filter_size {filter_size} is larger than the padded image "
                          f"{height + 2 * padding}x{width + 2 * padding}")
