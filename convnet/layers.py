@@ -499,9 +499,6 @@ class LogregCostLayer(CostLayer):
                       "top5": float(wrongk.sum()), "cases": int(labels.shape[0])}
         return None
 
-    def forward(self, B, xs, ctx):
-        return self.fprop(B, xs, ctx)
-
     def backward(self, B, dy, xs, y, need):
         labels, probs = xs
         scale = self.pcfg["coeff"] / labels.shape[0]
@@ -515,9 +512,6 @@ class Sum2CostLayer(CostLayer):
         cost = B.sum2_forward(xs[0])
         self.stats = {"cost": float(cost.sum()), "cases": int(xs[0].shape[0])}
         return None
-
-    def forward(self, B, xs, ctx):
-        return self.fprop(B, xs, ctx)
 
     def backward(self, B, dy, xs, y, need):
         return [B.sum2_backward(xs[0], self.pcfg["coeff"] / xs[0].shape[0])]
