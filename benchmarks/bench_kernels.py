@@ -1,10 +1,15 @@
 """Kernel microbenchmarks: validate, then time, every op on AlexNet's (and Fashion's, CIFAR's)
 shapes, against the device's measured peaks and cuDNN (through PyTorch) in the same run.
 
-    python benchmarks/bench_kernels.py [--out FILE] [--quick] [--only PATTERN] [--list]
+    python benchmarks/bench_kernels.py [--out FILE] [--quick] [--only PATTERN] [--list] [--ab]
 
 Writes DESIGN.md's JSON ("Reports from a GPU": device, commit, date, torch, cudnn_tf32, peak,
 rows) and prints a short aligned table last. See benchmarks/README.md for what each figure means.
+
+--ab times kernel variants side by side in the same run: after each conv bwd_filter row, the
+same case again under each older variant of CONVNET_CONV_BWDF (csrc/conv.cu), as rows whose
+layer reads `<layer>@<variant>` and whose `variant` names the setting (the plain row runs the
+default, or whatever the environment sets).
 
 Robustness: the GPU work runs in a worker process; this (parent) process never touches the GPU.
 A worker reports each case as one JSON line as soon as it is done. When a case crashes the
@@ -13,6 +18,7 @@ worker (a segfault, an illegal address that poisons the CUDA context) or hangs p
 case, so one op's failure never loses the other rows. The report is rewritten after every case.
 """
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -166,12 +172,23 @@ def worker(args, cases):
             emit(type="out_of_time", index=index)
             return 0
         emit(type="start", index=index, id=case.id)
+        env = case.params.get("env", {})
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             raw = run_case(case, ctx)
         except Exception as e:  # run_case catches its own; this is a last resort
             traceback.print_exc()
             raw = {"op": case.op, "pass": case.pass_, "layer": case.layer, "shape": case.shape,
                    "status": f"error: {type(e).__name__}: {e}"[:400]}
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        if env:
+            raw["variant"] = " ".join(f"{k}={v}" for k, v in env.items())
         emit(type="row", index=index, id=case.id, **raw)
         if raw.get("status", "").startswith("error"):
             if not context_alive(cupy):
@@ -317,6 +334,8 @@ def run_workers(run, args):
             cmd.append("--quick")
         if args.only:
             cmd += ["--only", args.only]
+        if args.ab:
+            cmd.append("--ab")
         if peaks_done:
             cmd.append("--no-peaks")
         rc, why, evs = watch_worker(run, args, cmd, events, log, deadline)
@@ -426,6 +445,9 @@ def parse_args(argv=None):
     p.add_argument("--only", default=None,
                    help="comma-separated case-id patterns (op.pass.layer; fnmatch or substring)")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    p.add_argument("--ab", action="store_true",
+                   help="also time each conv bwd_filter case under the older kernel variants "
+                        "(CONVNET_CONV_BWDF=" + "|".join(BWDF_OLDER_VARIANTS) + ")")
     p.add_argument("--time-budget", type=float, default=600.0,
                    help="seconds for the whole benchmark; cases left over are 'not run'")
     p.add_argument("--case-timeout", type=float, default=120.0,
@@ -439,6 +461,25 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+# csrc/conv.cu's backward-filter variants other than the default `new` (see CONVNET_CONV_BWDF
+# there): `old` is the kernel of the 2026-11-22 H100 report, `waves` only its new split rule.
+BWDF_OLDER_VARIANTS = ("old", "waves")
+
+
+def with_variants(cases):
+    """cases, each conv bwd_filter case followed by one copy per older kernel variant (run with
+    CONVNET_CONV_BWDF set in the worker's environment for that case only)."""
+    out = []
+    for case in cases:
+        out.append(case)
+        if case.op == "conv" and case.pass_ == "bwd_filter":
+            for variant in BWDF_OLDER_VARIANTS:
+                out.append(dataclasses.replace(
+                    case, layer=f"{case.layer}@{variant}",
+                    params={**case.params, "env": {"CONVNET_CONV_BWDF": variant}}))
+    return out
+
+
 def interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -450,6 +491,8 @@ def main(argv=None):
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     cases = workloads.select(workloads.all_cases(), args.quick, args.only)
+    if args.ab:
+        cases = with_variants(cases)
     if args.list:
         for case in cases:
             print(f"{case.id:40s} {case.work_kind:5s} {case.work:>16,d}  {case.shape}")

@@ -14,7 +14,10 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <string>
 
 #include "common.cuh"
 #include "conv.h"
@@ -361,13 +364,20 @@ struct FilterPatches {
 };
 
 // B[f, r] = dy[n, g*Fg + f, oy, ox]
+// ALONG_R: a warp loads 4 filters x 8 consecutive r (32-byte runs of one dy plane, a few cache
+// lines per load); else 32 filters at one r (addresses OH*OW floats apart: 32 cache lines per
+// load, which the L1 serves one line at a time). Along r, rows past F/groups are clamped to the
+// last filter (they feed only columns of C that are never stored): that keeps the 128x128 tile
+// within its 128 registers.
+template <bool ALONG_R>
 struct FilterGrads {
-    static constexpr bool K_CONTIGUOUS = false;  // lanes along f (fewer registers than along r)
+    static constexpr bool K_CONTIGUOUS = ALONG_R;
     const float* dy;
     ConvGeometry s;
-    struct Row { int base; };
-    struct Col { int off; };
+    struct Row { int base; };  // along f: -1 past F/groups
+    struct Col { int off; };   // -1: past the block's slice
     __device__ Row row(const FilterBlock& b, int f) const {
+        if (ALONG_R) return {(b.g * s.Fg + (f < s.Fg ? f : s.Fg - 1)) * s.P};
         return {f < s.Fg ? (b.g * s.Fg + f) * s.P : -1};
     }
     __device__ Col col(const FilterBlock& b, int r) const {
@@ -377,6 +387,7 @@ struct FilterGrads {
         return {n * s.F * s.P + p};
     }
     __device__ float load(const Row& r, const Col& c) const {
+        if (ALONG_R) return c.off >= 0 ? __ldg(dy + r.base + c.off) : 0.0f;
         return (r.base >= 0 && c.off >= 0) ? __ldg(dy + r.base + c.off) : 0.0f;
     }
 };
@@ -396,10 +407,11 @@ struct FilterOutput {
     }
 };
 
+template <bool DY_ALONG_R>
 struct FilterOp {
     using Block = FilterBlock;
     using A = FilterPatches;
-    using B = FilterGrads;
+    using B = FilterGrads<DY_ALONG_R>;
     using Out = FilterOutput;
     int M, N;
     A a;
@@ -426,7 +438,25 @@ __global__ void sum_splits_kernel(const float* __restrict__ partial, float* __re
 }
 
 // ------------------------------------------------------------------------------------------------
-// split-K sizing and the workspace
+// backward filter: the variant, the tile, the split of the reduction
+
+// CONVNET_CONV_BWDF picks the backward-filter kernel; read at every call, so that a benchmark can
+// time both in one process (benchmarks/bench_kernels.py --ab):
+//   new (default)  dy loaded along r (coalesced), splits by whole waves (split_by_waves)
+//   old            dy loaded along f, splits for ~4 blocks per SM (split_by_fill): the kernel
+//                  of the 2026-11-22 H100 report
+//   waves          dy loaded along f, splits by whole waves (the two changes apart)
+enum class FilterVariant { New, Old, Waves };
+
+FilterVariant filter_variant(const char* op) {
+    const char* v = std::getenv("CONVNET_CONV_BWDF");
+    if (v == nullptr || *v == '\0' || std::strcmp(v, "new") == 0) return FilterVariant::New;
+    if (std::strcmp(v, "old") == 0) return FilterVariant::Old;
+    if (std::strcmp(v, "waves") == 0) return FilterVariant::Waves;
+    convnet::require(false, op,
+                     std::string("CONVNET_CONV_BWDF must be new, old or waves, got '") + v + "'");
+    return FilterVariant::New;
+}
 
 constexpr int kMinChunk = 512;    // reduction elements per split, at least
 constexpr int kMaxSplits = 256;
@@ -435,23 +465,83 @@ constexpr size_t kMaxWorkspaceFloats = size_t(64) << 20;  // 256 MiB
 // The tile of the backward-filter GEMM (M = K, N = F/groups): split-K fills the device, so the
 // tile is chosen on padded work alone.
 convgemm::Tile filter_tile(const ConvGeometry& s) {
-    return convgemm::choose_tile(s.K, s.Fg, s.groups, convgemm::narrow_allowed<FilterOp>(), false);
+    return convgemm::choose_tile(s.K, s.Fg, s.groups, convgemm::narrow_allowed<FilterOp<true>>(),
+                                 false);
 }
 
-// Enough splits that the grid fills the device about four times over, none shorter than
-// kMinChunk, the workspace within kMaxWorkspaceFloats.
-int choose_splits(const ConvGeometry& s, int reduction) {
-    const convgemm::Tile tile = filter_tile(s);
-    const size_t tiles = convnet::ceil_div(s.K, convgemm::tile_rows(tile)) *
-                         convnet::ceil_div(s.Fg, convgemm::tile_cols(tile)) * s.groups;
-    const size_t target_blocks = 4 * static_cast<size_t>(convnet::sm_count());
-    size_t splits = convnet::ceil_div(target_blocks, tiles);
-    const size_t by_length = convnet::ceil_div(reduction, kMinChunk);
+// The reduction [0, N*OH*OW) in `splits` slices of `chunk` elements (a multiple of BK; the last
+// slice may be shorter).
+struct FilterSplit {
+    int splits, chunk;
+};
+
+FilterSplit split_of(int reduction, size_t splits) {
+    const int bk = convgemm::TileLarge::BK;
+    const int chunk = static_cast<int>(
+        convnet::ceil_div(convnet::ceil_div(reduction, splits < 1 ? 1 : splits), bk) * bk);
+    return {static_cast<int>(convnet::ceil_div(reduction, chunk)), chunk};
+}
+
+// The most splits allowed: none shorter than kMinChunk, the workspace within kMaxWorkspaceFloats.
+size_t max_splits(const ConvGeometry& s, int reduction) {
+    size_t most = convnet::ceil_div(reduction, kMinChunk);
     const size_t by_memory = kMaxWorkspaceFloats / (static_cast<size_t>(s.F) * s.K);
-    if (splits > by_length) splits = by_length;
-    if (splits > by_memory) splits = by_memory;
-    if (splits > kMaxSplits) splits = kMaxSplits;
-    return splits < 1 ? 1 : static_cast<int>(splits);
+    if (most > by_memory) most = by_memory;
+    if (most > static_cast<size_t>(kMaxSplits)) most = kMaxSplits;
+    return most < 1 ? 1 : most;
+}
+
+size_t filter_tiles(const ConvGeometry& s, convgemm::Tile tile) {
+    return convnet::ceil_div(s.K, convgemm::tile_rows(tile)) *
+           convnet::ceil_div(s.Fg, convgemm::tile_cols(tile)) * s.groups;
+}
+
+// The old rule: enough splits that the grid holds about four blocks per SM.
+FilterSplit split_by_fill(const ConvGeometry& s, int reduction) {
+    const size_t target_blocks = 4 * static_cast<size_t>(convnet::sm_count());
+    size_t splits = convnet::ceil_div(target_blocks, filter_tiles(s, filter_tile(s)));
+    const size_t most = max_splits(s, reduction);
+    return split_of(reduction, splits < most ? splits : most);
+}
+
+// Whole waves. Every block of the split-K grid does the same work (one BM x BN tile over one
+// chunk of the reduction), so the grid runs in waves of `resident` blocks (SMs x the blocks that
+// fit on one), and a wave that is only partly full takes nearly as long as a full one (its
+// blocks run a little faster with an SM to themselves, far from proportionally). The old
+// rule's ~4 blocks per SM gave AlexNet conv2 and conv3 540 blocks on an H100's 264 slots: 2.05
+// waves of work in 3 waves of time. So among the allowed split counts s, take the one with the
+// least estimated time, in units of one BK step of one block:
+//
+//     ceil(tiles * s / resident) * (chunk(s) / BK + kBlockOverheadSteps)  +  s * split_cost
+//
+// split_cost: the split sum's traffic (each split writes F*K floats, the sum reads them back)
+// as GEMM steps: 8*F*K bytes at kFlopPerByte (the GEMM's FLOP rate over DRAM bandwidth, H100:
+// ~30 TFLOP/s / ~2.5 TB/s), over the FLOPs of one step of the whole device,
+// resident * 2*BM*BN*BK. On an H100 (264 slots of the 128x128 and 128x64 tiles) this picks
+// 13 splits for conv2 (260 blocks, 1 wave), 19 for conv3 (1026 blocks, 3.9 waves), 3 for conv4
+// (252 blocks), 9 for conv5 (252) and 37 for Fashion conv2 (259).
+constexpr double kBlockOverheadSteps = 2.0;  // a block's prologue and epilogue, in BK steps
+constexpr double kFlopPerByte = 12.0;
+
+FilterSplit split_by_waves(const ConvGeometry& s, int reduction, convgemm::Tile tile,
+                           int resident) {
+    const int bk = convgemm::TileLarge::BK;
+    const size_t tiles = filter_tiles(s, tile);
+    const double step_flops = 2.0 * resident * convgemm::tile_rows(tile) *
+                              convgemm::tile_cols(tile) * bk;
+    const double split_cost = 8.0 * s.F * s.K * kFlopPerByte / step_flops;
+    FilterSplit best = split_of(reduction, 1);
+    double best_cost = -1;
+    const size_t most = max_splits(s, reduction);
+    for (size_t n = 1; n <= most; ++n) {
+        const FilterSplit split = split_of(reduction, n);
+        if (static_cast<size_t>(split.splits) != n) continue;  // same chunk as a smaller count
+        const size_t waves = convnet::ceil_div(tiles * n, static_cast<size_t>(resident));
+        const double cost = static_cast<double>(waves) * (split.chunk / bk + kBlockOverheadSteps) +
+                            (n > 1 ? static_cast<double>(n) * split_cost : 0.0);
+        if (best_cost < 0 || cost < best_cost) best = split, best_cost = cost;
+    }
+    return best;
 }
 
 // A stream-ordered scratch buffer: cudaMallocAsync where the device has memory pools (the pool
@@ -555,28 +645,39 @@ void conv_backward_filter(const float* x, const float* dy, float* dw, const Conv
                           cudaStream_t stream) {
     const char* name = "conv_backward_filter";
     const ConvGeometry s = convgemm::make_geometry(shape, name, false);
+    const FilterVariant variant = filter_variant(name);
     const int reduction = s.N * s.P;
-    const int splits = choose_splits(s, reduction);
-    const int bk = convgemm::TileLarge::BK;
-    const int chunk = static_cast<int>(
-        convnet::ceil_div(convnet::ceil_div(reduction, splits), bk) * bk);
-    const int used_splits = static_cast<int>(convnet::ceil_div(reduction, chunk));
+    const convgemm::Tile tile = filter_tile(s);
+    FilterSplit split;
+    if (variant == FilterVariant::Old) {
+        split = split_by_fill(s, reduction);
+    } else {
+        const int per_sm = variant == FilterVariant::New
+                               ? convgemm::resident_blocks_per_sm<FilterOp<true>>(tile)
+                               : convgemm::resident_blocks_per_sm<FilterOp<false>>(tile);
+        split = split_by_waves(s, reduction, tile, convnet::sm_count() * per_sm);
+    }
     const int dw_size = s.F * s.K;
 
     auto run = [&](float* target) {
-        FilterOp op = make_op<FilterOp>(s.K, s.Fg, {x, s}, {dy, s}, {target, s});
-        op.splits = used_splits;
-        op.chunk = chunk;
-        convgemm::launch_gemm_with(filter_tile(s), op, s.groups * used_splits, stream, name);
+        auto launch = [&](auto op) {
+            op.splits = split.splits;
+            op.chunk = split.chunk;
+            convgemm::launch_gemm_with(tile, op, s.groups * split.splits, stream, name);
+        };
+        if (variant == FilterVariant::New)
+            launch(make_op<FilterOp<true>>(s.K, s.Fg, {x, s}, {dy, s}, {target, s}));
+        else
+            launch(make_op<FilterOp<false>>(s.K, s.Fg, {x, s}, {dy, s}, {target, s}));
     };
-    if (used_splits == 1) {
+    if (split.splits == 1) {
         run(dw);
         return;
     }
-    Workspace partial(static_cast<size_t>(used_splits) * dw_size * sizeof(float), stream, name);
+    Workspace partial(static_cast<size_t>(split.splits) * dw_size * sizeof(float), stream, name);
     run(partial.get());
     const int threads = 256;
     const int blocks = static_cast<int>(convnet::ceil_div(dw_size, threads));
-    sum_splits_kernel<<<blocks, threads, 0, stream>>>(partial.get(), dw, dw_size, used_splits);
+    sum_splits_kernel<<<blocks, threads, 0, stream>>>(partial.get(), dw, dw_size, split.splits);
     convnet::check_launch(name);
 }

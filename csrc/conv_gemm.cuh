@@ -28,6 +28,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "common.cuh"
@@ -306,6 +307,47 @@ void launch_gemm_with(Tile tile, const Op& op, int batches, cudaStream_t stream,
             if constexpr (narrow_allowed<Op>()) launch_gemm<TileNarrow>(op, batches, stream, name);
             break;
     }
+}
+
+// Blocks of implicit_gemm_kernel<Cfg, Op> that fit on one multiprocessor at once (from its
+// registers, shared memory and threads, as the runtime computes it for the current device; the
+// tile table's figure should the query fail). Cached per device: the query costs microseconds.
+template <class Cfg, class Op>
+int resident_blocks_per_sm(int fallback) {
+    static std::atomic<int> known[64] = {};  // 0: not asked yet
+    int device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64) {
+        cudaGetLastError();
+        return fallback;
+    }
+    int blocks = known[device].load(std::memory_order_relaxed);
+    if (blocks == 0) {
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, implicit_gemm_kernel<Cfg, Op>,
+                                                          Cfg::THREADS, 0) != cudaSuccess ||
+            blocks < 1) {
+            cudaGetLastError();  // a failed query must not poison the next launch check
+            return fallback;
+        }
+        known[device].store(blocks, std::memory_order_relaxed);
+    }
+    return blocks;
+}
+
+template <class Op>
+int resident_blocks_per_sm(Tile tile) {
+    const int fallback = tile_option(tile).blocks_per_sm;
+    switch (tile) {
+        case Tile::Large: return resident_blocks_per_sm<TileLarge, Op>(fallback);
+        case Tile::Medium: return resident_blocks_per_sm<TileMedium, Op>(fallback);
+        case Tile::Small: return resident_blocks_per_sm<TileSmall, Op>(fallback);
+        case Tile::Square64: return resident_blocks_per_sm<TileSquare64, Op>(fallback);
+        case Tile::Small64: return resident_blocks_per_sm<TileSmall64, Op>(fallback);
+        case Tile::Narrow:
+            if constexpr (narrow_allowed<Op>())
+                return resident_blocks_per_sm<TileNarrow, Op>(fallback);
+            break;
+    }
+    return fallback;
 }
 
 // Launch op over `batches` products with the tile choose_tile picks for it.

@@ -203,6 +203,29 @@ def test_conv_backward_filter_is_deterministic(rng):
         assert cupy.array_equal(first, again)
 
 
+BWDF_VARIANT_CASES = {**SMALL_NETS, "groups2_5x5": AWKWARD["groups2_5x5"],
+                      "filters_65_per_group": AWKWARD["filters_65_per_group"],
+                      "channels3_11x11_stride4_ceil": AWKWARD["channels3_11x11_stride4_ceil"],
+                      "long_reduction_groups2": Case(64, 8, 20, 20, 240, 3, 1, 1, 2)}
+
+
+@pytest.mark.parametrize("variant", ["new", "old", "waves"])
+@pytest.mark.parametrize("shape", sorted(BWDF_VARIANT_CASES))
+def test_conv_backward_filter_variants(rng, monkeypatch, variant, shape):
+    """Every backward-filter variant (CONVNET_CONV_BWDF, read at each call) against the reference;
+    their split counts differ, and `new` loads dy along the reduction."""
+    monkeypatch.setenv("CONVNET_CONV_BWDF", variant)
+    check_against_reference(rng, "conv", "backward_filter", BWDF_VARIANT_CASES[shape])
+
+
+def test_conv_backward_filter_rejects_an_unknown_variant(rng, monkeypatch):
+    case = AWKWARD["batch1"]
+    x, _, dy = (cupy.asarray(a) for a in random_inputs(rng, case, local=False))
+    monkeypatch.setenv("CONVNET_CONV_BWDF", "fastest")
+    with pytest.raises(ValueError, match="CONVNET_CONV_BWDF"):
+        cuda_conv.conv_backward_filter(x, dy, case.fs, case.stride, case.padding, case.groups)
+
+
 @pytest.mark.parametrize("kind", ["conv", "local"])
 def test_conv_and_local_run_on_the_current_stream(rng, kind):
     """On a non-blocking side stream, the results are ready after that stream synchronizes."""
