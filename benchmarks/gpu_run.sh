@@ -10,6 +10,8 @@
 #              the repository root and carry the CUDA kernels
 #   tests      pytest -m cuda tests  -> cuda-tests.xml
 #   bench      benchmarks/bench_kernels.py (validate, then time; peaks and cuDNN in the same run)
+#   twogpu     benchmarks/bench_twogpu.py: the two-tower AlexNet step (--gpu 0,0 on one GPU)
+#              against the one-GPU grouped net, the time in copies, the bytes copied per step
 #   memcheck   compute-sanitizer --tool memcheck over the cuda tests at small shapes
 #   racecheck  compute-sanitizer --tool racecheck, the same
 #   train      only when data/fashion-mnist exists: convnet-train on the Fashion net, cuda
@@ -41,7 +43,7 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 PY="${PYTHON:-python3}"
 BUDGET="${CONVNET_GPU_BUDGET_S:-570}"
-STEPS="${CONVNET_STEPS:-build,tests,bench,memcheck,racecheck,train}"
+STEPS="${CONVNET_STEPS:-build,tests,bench,twogpu,memcheck,racecheck,train}"
 SAN_K="${CONVNET_SANITIZE_K:-not train and not net and not e2e}"
 RESERVE=15
 START=$(date +%s)
@@ -81,7 +83,7 @@ refresh_report() {
     fi
     "$PY" benchmarks/report.py merge --quiet --out "$REPORT" --device "$DEVICE" \
         --commit "$COMMIT" --date "$DATE" --bench "$WORK/bench.json" \
-        --junit "$OUT/cuda-tests.xml" --steps "$WORK/steps.jsonl" \
+        --twogpu "$WORK/twogpu.json" --junit "$OUT/cuda-tests.xml" --steps "$WORK/steps.jsonl" \
         --memcheck-log "$WORK/memcheck-tool.log" --memcheck-junit "$WORK/memcheck-tests.xml" \
         --racecheck-log "$WORK/racecheck-tool.log" --racecheck-junit "$WORK/racecheck-tests.xml" \
         "${train_args[@]}" > "$WORK/report-merge.log" 2>&1 \
@@ -212,6 +214,13 @@ if wanted bench; then
         --time-budget $(( limit > 30 ? limit - 15 : 15 )) ${CONVNET_BENCH_ARGS:-}
 else
     skip_step bench "not in CONVNET_STEPS"
+fi
+
+# ---- two-tower AlexNet against the one-GPU grouped net -----------------------------------------
+if wanted twogpu; then
+    run_step twogpu "$(step_limit 90)" "$PY" benchmarks/bench_twogpu.py --out "$WORK/twogpu.json"
+else
+    skip_step twogpu "not in CONVNET_STEPS"
 fi
 
 # ---- compute-sanitizer at small shapes -------------------------------------------------------

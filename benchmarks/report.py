@@ -213,13 +213,14 @@ def train_summary(metrics_text):
 # ---- the whole report --------------------------------------------------------------------------
 
 def merge(bench=None, tests=None, sanitizer=None, steps=None, train=None, device=None,
-          commit=None, date=None):
+          commit=None, date=None, twogpu=None):
     """DESIGN.md's report. Every input may be missing (a step that failed or never ran): the
     report then says so instead of inventing figures.
 
     bench: bench_kernels.py's JSON; tests: junit_counts of the cuda tests (None: no XML);
     sanitizer: {"memcheck": (status, detail), "racecheck": (status, detail)};
-    steps: [{"step", "status", "rc", "seconds", ...}]; train: {"status", ...} or None."""
+    steps: [{"step", "status", "rc", "seconds", ...}]; train: {"status", ...} or None;
+    twogpu: bench_twogpu.py's JSON or None."""
     bench = bench or {}
     report = {
         "device": bench.get("device") or device or "unknown",
@@ -249,6 +250,8 @@ def merge(bench=None, tests=None, sanitizer=None, steps=None, train=None, device
         report["steps"] = steps
     if train is not None:
         report["train"] = train
+    if twogpu is not None:
+        report["twogpu"] = twogpu
     return report
 
 
@@ -290,6 +293,12 @@ def format_summary(report):
         out.append(f"step {step.get('step')}: {step.get('status')} ({step.get('seconds')} s)")
     if "train" in report:
         out.append(f"train: {json.dumps(report['train'])}")
+    if "twogpu" in report:
+        t = report["twogpu"]
+        out.append(f"twogpu (--gpu {','.join(map(str, t['gpus']))}, batch {t['mini']}): "
+                   f"two towers {t['two_tower_step_ms']:.2f} ms/step vs one GPU "
+                   f"{t['one_gpu_step_ms']:.2f}; copies {t['copy_ms']:.2f} ms alone "
+                   f"({t['copy_bytes_per_step']:,} bytes/step)")
     out.append(format_table(report.get("rows", [])))
     return "\n".join(out)
 
@@ -332,14 +341,15 @@ def write_json(path, data):
     os.replace(tmp, path)
 
 
+def _json_or_none(path):
+    try:
+        return json.loads(_read(path) or "null")
+    except ValueError:
+        return None
+
+
 def cmd_merge(args):
-    bench = None
-    text = _read(args.bench)
-    if text:
-        try:
-            bench = json.loads(text)
-        except ValueError:
-            bench = None
+    bench = _json_or_none(args.bench)
     steps = _steps(args.steps)
     sanitizer = {}
     for tool in ("memcheck", "racecheck"):
@@ -355,7 +365,8 @@ def cmd_merge(args):
     if args.train_status:
         train = {"status": args.train_status, **train_summary(_read(args.train_metrics))}
     report = merge(bench, _junit_or_none(args.junit), sanitizer, steps, train,
-                   device=args.device, commit=args.commit, date=args.date)
+                   device=args.device, commit=args.commit, date=args.date,
+                   twogpu=_json_or_none(args.twogpu))
     write_json(args.out, report)
     if args.copy_to:
         os.makedirs(args.copy_to, exist_ok=True)
@@ -371,6 +382,7 @@ def main(argv=None):
     m = sub.add_parser("merge", help="merge a GPU session's outputs into one JSON report")
     m.add_argument("--out", required=True)
     m.add_argument("--bench")
+    m.add_argument("--twogpu", help="bench_twogpu.py's JSON")
     m.add_argument("--junit")
     for tool in ("memcheck", "racecheck"):
         m.add_argument(f"--{tool}-log")

@@ -9,6 +9,7 @@ import numpy as np
 from .config import ConfigError, read_cfg
 from .data import DataError, make_provider
 from .describe import describe
+from .devices import parse_gpus
 from .net import Net
 
 EXIT_BAD_INPUT = 2
@@ -45,7 +46,8 @@ def build_parser():
     a("--save-interval", type=float, default=600.0, help="checkpoint at least every N seconds")
     a("--test-only", type=flag, nargs="?", const=True, default=False)
     a("--backend", default=None, help="auto (default), numpy or cuda; also $CONVNET_BACKEND")
-    a("--gpu", default=None, help="logical devices -> physical GPUs, e.g. 0,1")
+    a("--gpu", default=None, help="the physical GPU of each logical device (layers' gpu=), e.g. "
+                                  "0,1; 0,0 runs both on GPU 0 (cuda backend; numpy ignores it)")
     a("--seed", type=int, default=None, help="0 by default; a resumed run keeps its own")
     a("--inner-size", type=int, default=None, help="random crops of this size (centre at test)")
     a("--logreg-name", default=None, help="the cost.logreg layer that reports errors")
@@ -197,6 +199,8 @@ def run(args):
     from .checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
 
     state = found = None
+    if args.gpu is not None:
+        args.gpu = parse_gpus(args.gpu)
     if args.load_file:
         found = load_latest_checkpoint(args.load_file, check=check_resumable)
         if found is None and has_committed_checkpoints(args.load_file):
@@ -249,7 +253,7 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
     state = found[2] if found is not None else None
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend=args.backend, seed=args.seed,
-              data_shapes=data_shapes(layer_sections, provider))
+              data_shapes=data_shapes(layer_sections, provider), gpus=args.gpu)
     if hasattr(provider, "set_backend"):  # the image provider stages batches on the GPU
         provider.set_backend(net.B.name)
     print(f"convnet: {len(net.layers)} layers, "

@@ -1,12 +1,15 @@
 """The layer graph: built from cuda-convnet's two cfg files or from Python layer specs; forward in
 topological order, backward in reverse (summing gradients where a layer feeds several), the
-paper's update on every parameter."""
+paper's update on every parameter. Each layer runs on its logical device (gpu=); where an edge
+crosses devices, the activation goes over by an explicit copy and its gradient comes back the same
+way (devices.py), and `copied` counts the bytes of the last step per edge."""
 from dataclasses import dataclass
 
 import numpy as np
 
 from .backend import get_backend
 from .config import ConfigError, Section, Entry, read_cfg
+from .devices import placement
 from .layers import (LAYER_TYPES, REQUIRED, DataLayer, DropoutLayer, FcLayer, LogregCostLayer,
                      NeuronLayer, NormLayer, PoolLayer, SoftmaxLayer, CostLayer, layer_keys)
 
@@ -66,7 +69,8 @@ class Net:
     """A convnet. Build it with Net.from_cfg(layers_path, params_path) or Net(specs)."""
 
     def __init__(self, specs=None, backend="numpy", dtype=np.float32, seed=0, data_shapes=None,
-                 layer_sections=None, param_sections=None, params_file=None):
+                 layer_sections=None, param_sections=None, params_file=None, gpus=None):
+        """`gpus`: physical GPU of each logical device (the cuda backend; see devices.py)."""
         if specs is not None:
             layer_sections, param_sections = specs_to_sections(specs)
         self.B = get_backend(backend)
@@ -74,6 +78,8 @@ class Net:
         self.seed = seed
         self.params_file = params_file
         self.layers = self.build(layer_sections, param_sections, data_shapes or {})
+        self.dev = placement(self.B, self.layers, gpus)
+        self.copied = {}  # {(producer, consumer): {"forward": bytes, "backward": bytes}}
         self.init_params(seed)
 
     @classmethod
@@ -192,17 +198,21 @@ class Net:
 
     def init_params(self, seed):
         rng = np.random.default_rng(seed)
-        for p in self.unique_params():
-            p.init(self.B, rng, self.dtype)
+        for layer, p in self.owned_params():
+            with self.dev.on(layer.gpu):
+                p.init(self.B, rng, self.dtype)
 
-    def unique_params(self):
-        seen, out = set(), []
+    def owned_params(self):
+        """(layer, param) for every learned array once: the first layer holding it owns it."""
+        seen = set()
         for layer in self.layers:
             for p in layer.params:
                 if id(p) not in seen:
                     seen.add(id(p))
-                    out.append(p)
-        return out
+                    yield layer, p
+
+    def unique_params(self):
+        return [p for _, p in self.owned_params()]
 
     # ---------------------------------------------------------------- passes
     @property
@@ -220,52 +230,84 @@ class Net:
         With `changed` (layer names whose parameters changed since the last forward on the same
         data), only those layers and the layers downstream of them are recomputed.
         """
-        B = self.B
-        acts = {}
+        acts, xs, ready = {}, {}, {}  # outputs, inputs on the layer's device, producers' events
         if changed is not None:
             dirty = set(changed)
             for layer in self.layers:
                 if dirty.intersection(layer.inputs):
                     dirty.add(layer.name)
             acts = {name: out for name, out in self.acts.items() if name not in dirty}
-        for layer in self.data_layers:
-            if layer.name in acts:
-                continue
-            idx = layer.cfg["dataIdx"]
-            value = data.get(layer.name, data.get(idx))
-            if value is None:
-                raise ValueError(f"no data for data layer '{layer.name}' (dataIdx={idx})")
-            acts[layer.name] = (B.asarray(value, self.dtype) if idx == 0
-                                else B.asarray(value, np.int64))
+            xs = {name: x for name, x in self.xs.items() if name not in dirty}
+        self.copied = {}
         ctx = Context(train, self.seed, step)
-        for layer in self.layers:
-            if layer.name not in acts:
-                acts[layer.name] = layer.forward(B, [acts[s] for s in layer.inputs], ctx)
-        self.acts = acts
+        with self.dev.fenced():
+            for layer in self.layers:
+                if layer.name in acts:
+                    continue
+                with self.dev.on(layer.gpu):
+                    if isinstance(layer, DataLayer):
+                        acts[layer.name] = self.read_data(layer, data)
+                    else:
+                        moved = {s: self.move(acts[s], s, layer.name, "forward", ready.get(s))
+                                 for s in dict.fromkeys(layer.inputs)}  # an input named twice: once
+                        xs[layer.name] = [moved[src] for src in layer.inputs]
+                        acts[layer.name] = layer.forward(self.B, xs[layer.name], ctx)
+                    ready[layer.name] = self.dev.record(layer.gpu)
+        self.acts, self.xs = acts, xs
         return acts
+
+    def read_data(self, layer, data):
+        idx = layer.cfg["dataIdx"]
+        value = data.get(layer.name, data.get(idx))
+        if value is None:
+            raise ValueError(f"no data for data layer '{layer.name}' (dataIdx={idx})")
+        return self.B.asarray(value, self.dtype if idx == 0 else np.int64)
+
+    def move(self, a, producer, consumer, direction, ready):
+        """`a` (the producer's output going forward, or its gradient coming back) for the other
+        end of the edge: copied there after the event `ready` when the two layers' devices
+        differ, and its bytes counted in `copied`."""
+        p, c = self.by_name[producer].gpu, self.by_name[consumer].gpu
+        if p == c:
+            return a
+        tally = self.copied.setdefault((producer, consumer), {"forward": 0, "backward": 0})
+        tally[direction] += a.nbytes
+        src, dst = (p, c) if direction == "forward" else (c, p)
+        return self.dev.copy(a, src, dst, ready)
 
     def backward(self, data_grads=False):
         """Back-propagate the cost layers' gradients (coeff * batch mean) from the last forward.
 
         Returns the gradients reaching data layers when data_grads is set (else {})."""
-        acts, grads = self.acts, {}
-        for layer in reversed(self.layers):
-            if isinstance(layer, DataLayer):
-                continue
-            dy = grads.pop(layer.name, None)
-            if dy is None and not isinstance(layer, CostLayer):
-                continue  # nothing downstream depends on this layer
-            need = [data_grads or not isinstance(self.by_name[s], DataLayer) for s in layer.inputs]
-            dxs = layer.backward(self.B, dy, [acts[s] for s in layer.inputs], acts[layer.name],
-                                 need)
-            for src, dx in zip(layer.inputs, dxs):
-                if dx is not None:
-                    grads[src] = dx if src not in grads else grads[src] + dx
+        grads = {}
+        with self.dev.fenced():
+            for layer in reversed(self.layers):
+                if isinstance(layer, DataLayer):
+                    continue
+                dy = grads.pop(layer.name, None)
+                if dy is None and not isinstance(layer, CostLayer):
+                    continue  # nothing downstream depends on this layer
+                need = [data_grads or not isinstance(self.by_name[s], DataLayer)
+                        for s in layer.inputs]
+                with self.dev.on(layer.gpu):
+                    dxs = layer.backward(self.B, dy, self.xs[layer.name], self.acts[layer.name],
+                                         need)
+                    back = {}  # per input: an input named twice sends one summed gradient back
+                    for src, dx in zip(layer.inputs, dxs):
+                        if dx is not None:
+                            back[src] = dx if src not in back else back[src] + dx
+                    ready = self.dev.record(layer.gpu)
+                for src, dx in back.items():
+                    with self.dev.on(self.by_name[src].gpu):
+                        dx = self.move(dx, src, layer.name, "backward", ready)
+                        grads[src] = dx if src not in grads else grads[src] + dx
         return grads
 
     def update(self, progress):
-        for p in self.unique_params():
-            p.update(self.B, progress)
+        with self.dev.fenced():
+            for layer, p in self.owned_params():
+                with self.dev.on(layer.gpu):
+                    p.update(self.B, progress)
 
     def train_step(self, data, step, progress, check=None):
         """Forward, backward, update; returns the cost statistics. `check(stats)` runs after
@@ -289,23 +331,32 @@ class Net:
         return total
 
     # ---------------------------------------------------------------- parameters
+    def host_copies(self, attr):
+        """{param name: NumPy copy of its `attr`} ("value" or "grad"), shared ones once."""
+        out = {}
+        for layer, p in self.owned_params():
+            if getattr(p, attr) is not None:
+                with self.dev.on(layer.gpu):
+                    out[p.name] = np.array(self.B.to_numpy(getattr(p, attr)))
+        return out
+
     def get_params(self):
         """{param name: NumPy copy} of every learned array (shared ones once)."""
-        return {p.name: np.array(self.B.to_numpy(p.value)) for p in self.unique_params()}
+        return self.host_copies("value")
 
     def set_params(self, arrays):
-        params = {p.name: p for p in self.unique_params()}
+        params = {p.name: (layer, p) for layer, p in self.owned_params()}
         for name, value in arrays.items():
             if name not in params:
                 raise KeyError(f"no parameter named {name!r}")
-            p = params[name]
+            layer, p = params[name]
             if tuple(value.shape) != p.shape:
                 raise ValueError(f"{name}: shape {tuple(value.shape)} does not match {p.shape}")
-            p.value[...] = self.B.asarray(value, self.dtype)
+            with self.dev.on(layer.gpu):
+                p.value[...] = self.B.asarray(value, self.dtype)
 
     def get_grads(self):
-        return {p.name: np.array(self.B.to_numpy(p.grad)) for p in self.unique_params()
-                if p.grad is not None}
+        return self.host_copies("grad")
 
     def zero_grads(self):
         for p in self.unique_params():
