@@ -238,6 +238,10 @@ class Net:
                     dirty.add(layer.name)
             acts = {name: out for name, out in self.acts.items() if name not in dirty}
             xs = {name: x for name, x in self.xs.items() if name not in dirty}
+        for layer in self.data_layers:  # all present before anything runs
+            if layer.name not in acts and self.data_for(layer, data) is None:
+                raise ValueError(f"no data for data layer '{layer.name}' "
+                                 f"(dataIdx={layer.cfg['dataIdx']})")
         self.copied = {}
         ctx = Context(train, self.seed, step)
         with self.dev.fenced():
@@ -256,12 +260,13 @@ class Net:
         self.acts, self.xs = acts, xs
         return acts
 
+    @staticmethod
+    def data_for(layer, data):
+        return data.get(layer.name, data.get(layer.cfg["dataIdx"]))
+
     def read_data(self, layer, data):
-        idx = layer.cfg["dataIdx"]
-        value = data.get(layer.name, data.get(idx))
-        if value is None:
-            raise ValueError(f"no data for data layer '{layer.name}' (dataIdx={idx})")
-        return self.B.asarray(value, self.dtype if idx == 0 else np.int64)
+        value = self.data_for(layer, data)
+        return self.B.asarray(value, self.dtype if layer.cfg["dataIdx"] == 0 else np.int64)
 
     def move(self, a, producer, consumer, direction, ready):
         """`a` (the producer's output going forward, or its gradient coming back) for the other

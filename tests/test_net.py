@@ -64,6 +64,13 @@ def test_net_python_api_shapes_params_and_grads(rng):
         assert checked > 0 and worst < 1e-5, (name, worst)
 
 
+def test_net_missing_data_is_named_before_any_layer_runs(rng):
+    net = Net(small_specs(), dtype=np.float64)
+    with pytest.raises(ValueError, match="no data for data layer 'labels' \\(dataIdx=1\\)"):
+        net.forward({0: batch(rng)[0]})
+    assert not hasattr(net, "acts")  # nothing ran, nothing half-stored
+
+
 def test_net_fused_softmax_logreg_equals_the_chain(rng):
     """With a second consumer of probs the net takes the unfused path; gradients agree."""
     specs = small_specs()
