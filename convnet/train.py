@@ -32,7 +32,7 @@ def restore_arrays(net, arrays):
     another shape, or a checkpoint array that no parameter of the net takes is a ValueError.
     """
     problems, assign, used = [], [], set()
-    for p in net.unique_params():
+    for layer, p in net.owned_params():
         for kind, target in (("param", "value"), ("momentum", "velocity")):
             key = f"{kind}/{p.name}"
             value = arrays.get(key)
@@ -42,7 +42,7 @@ def restore_arrays(net, arrays):
             elif tuple(value.shape) != p.shape:
                 problems.append(f"{p.name}: checkpoint {tuple(value.shape)} vs net {p.shape}")
             else:
-                assign.append((p, target, value))
+                assign.append((layer, p, target, value))
     for key in arrays:
         if key not in used:
             name = key.split("/", 1)[-1]
@@ -50,8 +50,9 @@ def restore_arrays(net, arrays):
                             f"in the net")
     if problems:
         raise ValueError("the checkpoint does not match the net: " + "; ".join(sorted(set(problems))))
-    for p, target, value in assign:
-        getattr(p, target)[...] = net.B.asarray(value, net.dtype)
+    for layer, p, target, value in assign:
+        with net.dev.on(layer.gpu):  # the array lives on its layer's GPU
+            getattr(p, target)[...] = net.B.asarray(value, net.dtype)
 
 
 def _is_int(value, low=0):
@@ -281,8 +282,10 @@ class Trainer:
     def check_weights(self):
         """Stop when any weight or momentum is NaN/Inf (a gradient or an update blew up)."""
         xp = self.net.B.xp
-        for p in self.net.unique_params():
-            if not (bool(xp.isfinite(p.value).all()) and bool(xp.isfinite(p.velocity).all())):
+        for layer, p in self.net.owned_params():
+            with self.net.dev.on(layer.gpu):
+                finite = bool(xp.isfinite(p.value).all()) and bool(xp.isfinite(p.velocity).all())
+            if not finite:
                 raise TrainingStopped(
                     f"step {self.step} (epoch {self.epoch}, batch {self.batch}): "
                     f"{self.first_non_finite()}; a gradient or update overflowed: try smaller "
@@ -292,16 +295,22 @@ class Trainer:
         """Where NaN/Inf first appears, walking the layers in net order and looking at each
         layer's weights and momenta, then its output: 'the weights W of layer X hold ...' or
         'the output of layer X holds ...'; None when everything is finite."""
-        xp = self.net.B.xp
         acts = getattr(self.net, "acts", {})
         for layer in self.net.layers:
-            for p in layer.params:
-                for what, value in (("weights", p.value), ("momentum of", p.velocity)):
-                    if value is not None and not bool(xp.isfinite(value).all()):
-                        return f"the {what} {p.name} of layer '{layer.name}' hold NaN or Inf"
-            out = acts.get(layer.name)
-            if out is not None and out.dtype.kind == "f" and not bool(xp.isfinite(out).all()):
-                return f"the output of layer '{layer.name}' holds NaN or Inf"
+            with self.net.dev.on(layer.gpu):
+                found = self.non_finite_in(layer, acts.get(layer.name))
+            if found:
+                return found
+        return None
+
+    def non_finite_in(self, layer, out):
+        xp = self.net.B.xp
+        for p in layer.params:
+            for what, value in (("weights", p.value), ("momentum of", p.velocity)):
+                if value is not None and not bool(xp.isfinite(value).all()):
+                    return f"the {what} {p.name} of layer '{layer.name}' hold NaN or Inf"
+        if out is not None and out.dtype.kind == "f" and not bool(xp.isfinite(out).all()):
+            return f"the output of layer '{layer.name}' holds NaN or Inf"
         return None
 
     def run(self):
