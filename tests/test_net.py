@@ -12,13 +12,11 @@ from convnet.net import Net
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
 SHIPPED = sorted(p[:-4] for p in glob.glob(os.path.join(LAYERS_DIR, "*.cfg"))
                  if not p.endswith("-params.cfg"))
-SHARED_PARAMS = {"fashion-full": "fashion"}  # the full Fashion recipe reuses fashion-params.cfg
 
 
 def cfg_pair(net_name):
     base = os.path.join(LAYERS_DIR, net_name)
-    params = os.path.join(LAYERS_DIR, SHARED_PARAMS.get(net_name, net_name))
-    return base + ".cfg", params + "-params.cfg"
+    return base + ".cfg", base + "-params.cfg"
 WEIGHTS = dict(epsW=0.01, epsB=0.02, momW=0.9, momB=0.9, wc=0.0005)
 
 
