@@ -6,10 +6,10 @@ shapes, against the device's measured peaks and cuDNN (through PyTorch) in the s
 Writes DESIGN.md's JSON ("Reports from a GPU": device, commit, date, torch, cudnn_tf32, peak,
 rows) and prints a short aligned table last. See benchmarks/README.md for what each figure means.
 
---ab times kernel variants side by side in the same run: after each conv bwd_filter row, the
-same case again under each older variant of CONVNET_CONV_BWDF (csrc/conv.cu), as rows whose
-layer reads `<layer>@<variant>` and whose `variant` names the setting (the plain row runs the
-default, or whatever the environment sets).
+--ab times kernel variants side by side in the same run: after a conv row, the same case again
+under each variant that applies to it (CONVNET_CONV_BWDF, CONVNET_CONV_WINOGRAD: see csrc/conv.cu
+and ab_variants below), as rows whose layer reads `<layer>@<variant>` and whose `variant` names
+the setting. The plain row runs the default (or whatever the environment sets).
 
 Robustness: the GPU work runs in a worker process; this (parent) process never touches the GPU.
 A worker reports each case as one JSON line as soon as it is done. When a case crashes the
@@ -446,8 +446,9 @@ def parse_args(argv=None):
                    help="comma-separated case-id patterns (op.pass.layer; fnmatch or substring)")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
     p.add_argument("--ab", action="store_true",
-                   help="also time each conv bwd_filter case under the older kernel variants "
-                        "(CONVNET_CONV_BWDF=" + "|".join(BWDF_OLDER_VARIANTS) + ")")
+                   help="also time conv cases under other kernel variants, as extra rows "
+                        "<layer>@<variant> (CONVNET_CONV_BWDF=old|waves on bwd_filter, "
+                        "CONVNET_CONV_WINOGRAD=2|4 on stride-1 fwd and bwd_filter)")
     p.add_argument("--time-budget", type=float, default=600.0,
                    help="seconds for the whole benchmark; cases left over are 'not run'")
     p.add_argument("--case-timeout", type=float, default=120.0,
@@ -461,22 +462,50 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-# csrc/conv.cu's backward-filter variants other than the default `new` (see CONVNET_CONV_BWDF
-# there): `old` is the kernel of the 2026-11-22 H100 report, `waves` only its new split rule.
-BWDF_OLDER_VARIANTS = ("old", "waves")
+# Kernel variants that --ab times beside the default (csrc/conv.cu reads both variables at every
+# call, so one worker process can switch between cases):
+#   CONVNET_CONV_BWDF=old    the backward-filter kernel of the 2026-11-22 H100 report
+#   CONVNET_CONV_BWDF=waves  that kernel with only the new split rule
+#   CONVNET_CONV_WINOGRAD=m  Winograd F(m x m, fs x fs) for stride-1 forward and backward filter,
+#                            where alpha = m + fs - 1 <= 6 and the transformed planes take at most
+#                            1 GiB (winograd_tile in conv.cu; other layers run the direct kernels)
+WINOGRAD_TILES = (2, 4)
+WINOGRAD_MAX_ALPHA = 6
+WINOGRAD_MAX_FLOATS = 256 << 20
+
+
+def winograd_applies(layer, m):
+    alpha = m + layer.fs - 1
+    if layer.stride != 1 or layer.fs < 2 or alpha > WINOGRAD_MAX_ALPHA:
+        return False
+    tiles = layer.N * -(-layer.OH // m) * -(-layer.OW // m)
+    planes = alpha * alpha * ((layer.C + layer.F) * tiles + layer.F * (layer.C // layer.groups))
+    return planes <= WINOGRAD_MAX_FLOATS
+
+
+def ab_variants(case):
+    """[(suffix, environment)] of the variants --ab adds after `case`."""
+    if case.op != "conv":
+        return []
+    out = []
+    if case.pass_ == "bwd_filter":
+        out += [(v, {"CONVNET_CONV_BWDF": v}) for v in ("old", "waves")]
+    layer = case.params.get("layer")
+    if case.pass_ in ("fwd", "bwd_filter") and layer is not None:
+        out += [(f"wino{m}", {"CONVNET_CONV_WINOGRAD": str(m)}) for m in WINOGRAD_TILES
+                if winograd_applies(layer, m)]
+    return out
 
 
 def with_variants(cases):
-    """cases, each conv bwd_filter case followed by one copy per older kernel variant (run with
-    CONVNET_CONV_BWDF set in the worker's environment for that case only)."""
+    """cases, each followed by one copy per variant of ab_variants (layer `<layer>@<suffix>`, run
+    with the variant's environment set in the worker for that case only)."""
     out = []
     for case in cases:
         out.append(case)
-        if case.op == "conv" and case.pass_ == "bwd_filter":
-            for variant in BWDF_OLDER_VARIANTS:
-                out.append(dataclasses.replace(
-                    case, layer=f"{case.layer}@{variant}",
-                    params={**case.params, "env": {"CONVNET_CONV_BWDF": variant}}))
+        for suffix, env in ab_variants(case):
+            out.append(dataclasses.replace(case, layer=f"{case.layer}@{suffix}",
+                                           params={**case.params, "env": env}))
     return out
 
 

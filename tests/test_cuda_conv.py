@@ -218,6 +218,35 @@ def test_conv_backward_filter_variants(rng, monkeypatch, variant, shape):
     check_against_reference(rng, "conv", "backward_filter", BWDF_VARIANT_CASES[shape])
 
 
+WINOGRAD_CASES = {**SMALL_NETS, "alexnet_conv3_batch8": ALEXNET["conv3"]._replace(n=8),
+                  "alexnet_conv4_batch8": ALEXNET["conv4"]._replace(n=8),
+                  "batch1": AWKWARD["batch1"], "channels17": AWKWARD["channels17"],
+                  "groups2_5x5": AWKWARD["groups2_5x5"], "groups4": AWKWARD["groups4"],
+                  "padding0": AWKWARD["padding0"], "padding3": AWKWARD["padding3"],
+                  "filters_65_per_group": AWKWARD["filters_65_per_group"],
+                  "filter_covers_image": AWKWARD["filter_covers_image"],
+                  "stride2_stays_direct": AWKWARD["padding2"],
+                  "long_reduction_groups2": Case(64, 8, 20, 20, 240, 3, 1, 1, 2)}
+
+
+@pytest.mark.parametrize("tile", ["2", "4"])
+@pytest.mark.parametrize("pass_", ["forward", "backward_filter"])
+@pytest.mark.parametrize("shape", sorted(WINOGRAD_CASES))
+def test_conv_winograd(rng, monkeypatch, tile, pass_, shape):
+    """CONVNET_CONV_WINOGRAD=2|4 (stride-1 forward and backward filter where alpha = m + fs - 1
+    <= 6; the rest stays direct) against the reference, within the same bound."""
+    monkeypatch.setenv("CONVNET_CONV_WINOGRAD", tile)
+    check_against_reference(rng, "conv", pass_, WINOGRAD_CASES[shape])
+
+
+def test_conv_winograd_rejects_an_unknown_tile(rng, monkeypatch):
+    case = AWKWARD["batch1"]
+    x, w, _ = (cupy.asarray(a) for a in random_inputs(rng, case, local=False))
+    monkeypatch.setenv("CONVNET_CONV_WINOGRAD", "6")
+    with pytest.raises(ValueError, match="CONVNET_CONV_WINOGRAD"):
+        cuda_conv.conv_forward(x, w, case.stride, case.padding, case.groups)
+
+
 def test_conv_backward_filter_rejects_an_unknown_variant(rng, monkeypatch):
     case = AWKWARD["batch1"]
     x, _, dy = (cupy.asarray(a) for a in random_inputs(rng, case, local=False))
