@@ -1,6 +1,7 @@
 """The image pipeline alone: images/s of 256x256 JPEGs decoded, cropped and flipped to uint8.
 
     python benchmarks/bench_pipeline.py [--images 512] [--data DST] [--seconds 3] [--json FILE]
+    python benchmarks/bench_pipeline.py --ab 101 --seconds 0.25 [--json FILE]
 
 Without --data it builds a folder of 256x256 JPEGs (quality 90) from the photographs that
 scikit-image ships (random crops at random scales, so no two are alike) with convnet-prepare
@@ -13,12 +14,18 @@ itself, which also gives the conversion rate. Then, for each JPEG decoder instal
 * the provider's whole CPU path (``train_batches``: + mean, lighting, HWC -> CHW float32) with
   every core: the float work that belongs on the GPU there, measured for the NumPy backend.
 
+``--ab ROUNDS`` measures only the one-core rate, simplejpeg's accurate decode against the
+provider's (``SIMPLEJPEG_OPTIONS``: fast IDCT and chroma upsampling), alternating in one process
+on the same JPEGs (ABBA order), and prints the medians and the median per-round ratio: the figure
+that stays meaningful on a loaded machine.
+
 It ends with the rate that feeds AlexNet on an H100 and the cores that rate needs; the step
 time is an assumption (stated, and settable with --net-images-per-s). --simulate feeds a
 stand-in training step (sleep, or GPU matrix products and a sync with --gpu) at given rates and
 reports the fraction of the loop's time spent waiting for the next batch.
 
-Measured 2026-11-22, 256x256 JPEGs of ~17 KiB (quality 80-95 photo crops), 224 crops, batch 128:
+Measured 2026-11-22 with the accurate decode (simplejpeg's defaults, as Pillow), 256x256 JPEGs
+of ~17 KiB (quality 80-95 photo crops), 224 crops, batch 128:
 
     machine                      decoder     1 core   uint8 stage, N workers (img/s)
     2 cores (shared, load ~5)    simplejpeg  2,059    threads 2: 2,110   processes 2: 1,888
@@ -31,6 +38,16 @@ Measured 2026-11-22, 256x256 JPEGs of ~17 KiB (quality 80-95 photo crops), 224 c
     H100, 14 decode processes, the GPU float stage, a stand-in step of 13.8 ms per 128 images
     (9,249 img/s, the derived AlexNet rate): 7.0-7.7k img/s reached, waiting 11-15% of the
     time within epochs (+25-35 ms to refill at each epoch start); at 925 img/s: 1.6%.
+
+Since then simplejpeg decodes with fastdct + fastupsample (training and test alike). ``--ab
+--seconds 0.25`` on the 2-core machine, under load (a training run beside it, load average
+2.3-3.0), three runs of 61, 61 and 101 rounds: median per-round ratio fast/accurate 1.099, 1.115,
+1.096 (medians of the rates 3,119 -> 3,342, 2,193 -> 2,522, 1,947 -> 2,183 img/s: the absolute
+rates swing with the load, only the ratios mean anything; 2 s blocks were too coarse for that
+load: 11 rounds gave 1.03, single rounds 0.70-1.41). That is about +10% for decode + crop + flip
+(a decode-only A/B on 64 photo JPEGs gave +14%); applied to the H100 host's 1,754-1,844 it would
+be ~1,930-2,030 per core, an estimate, not a measurement: re-measure there with
+``python benchmarks/bench_pipeline.py --json FILE`` (and ``--ab``).
 """
 import argparse
 import json
@@ -44,7 +61,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from convnet.imagedata import ImageProvider, decode_crops, default_workers, get_decoder  # noqa: E402
+from convnet.imagedata import (SIMPLEJPEG_OPTIONS, ImageProvider, decode_crops,  # noqa: E402
+                               default_workers, get_decoder)
 from convnet.prepare import prepare  # noqa: E402
 
 # AlexNet (the paper's net, 227x227 input, groups=2 in conv2/4/5): multiply-adds per image
@@ -111,8 +129,10 @@ def timed(run, seconds):
     return done / (time.perf_counter() - started)
 
 
-def one_core_rate(provider, batch_size, seconds):
-    """decode + crop + flip into a uint8 batch in this thread, no pool, no prefetch."""
+def one_core_rate(provider, batch_size, seconds, decode=None):
+    """decode + crop + flip into a uint8 batch in this thread, no pool, no prefetch (with the
+    provider's decoder, or `decode`)."""
+    decode = decode or provider._decode
     _, h, w = provider.image_shape
     state = {"batch": 0}
     count = provider.num_train_batches(batch_size)
@@ -122,11 +142,37 @@ def one_core_rate(provider, batch_size, seconds):
         job = provider.train_job(1, batch_size, state["batch"] % count, order)
         state["batch"] += 1
         out = np.empty((job.rows, h, w, 4), np.uint8)
-        decode_crops(provider._decode, provider.train_set, job.spec, out, 0, len(job.images),
+        decode_crops(decode, provider.train_set, job.spec, out, 0, len(job.images),
                      provider.stored_shape[1])
         return len(job.images)
 
     return timed(run, seconds)
+
+
+def decode_options_ab(provider, batch_size, seconds, rounds):
+    """The one-core rate with simplejpeg's accurate decode (A: the flags before) and with the
+    provider's SIMPLEJPEG_OPTIONS (B), interleaved in this process on the same JPEGs: `rounds`
+    rounds of both, in ABBA order; the medians and the median of the per-round ratios B/A."""
+    import simplejpeg
+
+    def accurate(data, scratch=None):
+        return simplejpeg.decode_jpeg(data, colorspace="RGBX", buffer=scratch)
+
+    variants = {"accurate": accurate, "fast": provider._decode}
+    rates = {name: [] for name in variants}
+    for k in range(rounds):
+        for name in (("accurate", "fast") if k % 2 == 0 else ("fast", "accurate")):
+            rates[name].append(one_core_rate(provider, batch_size, seconds, variants[name]))
+        print(f"round {k + 1}/{rounds}: accurate {rates['accurate'][-1]:.0f} img/s, "
+              f"fast {rates['fast'][-1]:.0f} img/s")
+    ratios = np.array(rates["fast"]) / np.array(rates["accurate"])
+    return {"rounds": rounds, "seconds_each": seconds, "options": dict(SIMPLEJPEG_OPTIONS),
+            "accurate_median": round(float(np.median(rates["accurate"])), 1),
+            "fast_median": round(float(np.median(rates["fast"])), 1),
+            "ratio_median": round(float(np.median(ratios)), 3),
+            "ratio_quartiles": [round(float(q), 3) for q in np.percentile(ratios, [25, 75])],
+            "accurate": [round(r, 1) for r in rates["accurate"]],
+            "fast": [round(r, 1) for r in rates["fast"]]}
 
 
 def pipeline_rate(provider, batch_size, seconds, floats=False):
@@ -231,6 +277,9 @@ def main(argv=None):
     p.add_argument("--net-images-per-s", type=float, default=None,
                    help="the net's training rate to feed (default: derived, see the output)")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--ab", type=int, default=None, metavar="ROUNDS",
+                   help="only the one-core rate of simplejpeg, accurate vs fast decode options, "
+                        "interleaved for ROUNDS rounds (medians)")
     p.add_argument("--simulate", type=float, nargs="*", default=None, metavar="IMG_PER_S",
                    help="feed a stand-in training step at these rates (default: the net's rate "
                         "and a tenth of it) and report the time the loop waits for data")
@@ -258,6 +307,20 @@ def main(argv=None):
             result["prepare_images_per_s_all_cores"] = round(rate, 1)
             print(f"convnet-prepare: {rate:.0f} images/s with {cores} processes "
                   f"(resize + centre crop + JPEG encode, {args.images} photos ~300-500 px)")
+        if args.ab:
+            provider = ImageProvider(data, inner_size=args.inner_size, workers=1,
+                                     decoder="simplejpeg")
+            row = result["decode_options_ab"] = decode_options_ab(provider, args.batch,
+                                                                  args.seconds, args.ab)
+            print(f"simplejpeg, one core, decode + crop + flip to uint8, medians of {args.ab} "
+                  f"interleaved rounds: accurate {row['accurate_median']:.0f} img/s, "
+                  f"fast {row['fast_median']:.0f} img/s ({row['options']}), fast/accurate "
+                  f"{row['ratio_median']:.3f} (quartiles of the rounds "
+                  f"{row['ratio_quartiles'][0]:.3f}-{row['ratio_quartiles'][1]:.3f})")
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(result, f, indent=1)
+            return 0
         names = ["simplejpeg", "pillow"] if args.decoders == "all" else [args.decoders]
         threads = [int(t) for t in args.threads.split(",")] if args.threads else \
             sorted({2 ** k for k in range(cores.bit_length()) if 2 ** k <= cores} | {cores})

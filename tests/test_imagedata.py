@@ -42,8 +42,13 @@ def imagenet256(tmp_path_factory):
                      images_per_batch=8)
 
 
-def reference_images(dst, numbers):
-    """uint8 (N, S, S, 3) of batches `numbers`, decoded with Pillow straight from the files."""
+def pillow_decode(data):
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def reference_images(dst, numbers, decode=pillow_decode):
+    """uint8 (N, S, S, 3) of batches `numbers`, decoded straight from the files (with Pillow:
+    libjpeg-turbo's accurate IDCT and chroma upsampling)."""
     images, labels = [], []
     for n in numbers:
         blob = open(os.path.join(dst, f"data_batch_{n}.bin"), "rb").read()
@@ -51,7 +56,7 @@ def reference_images(dst, numbers):
             offsets = z["offsets"]
             labels.append(z["labels"])
         for k in range(len(offsets) - 1):
-            images.append(np.asarray(Image.open(io.BytesIO(blob[offsets[k]:offsets[k + 1]]))))
+            images.append(decode(blob[offsets[k]:offsets[k + 1]]))
     return np.stack(images), np.concatenate(labels)
 
 
@@ -87,8 +92,10 @@ def test_image_float_batch_is_crop_minus_centre_mean_plus_lighting(photos64):
     """x = crop - centre crop of the mean image + one RGB shift per image, that shift being
     sum_i p_i * alpha_i * sqrt(lambda_i) (meta.json's PCA); without colour noise, no shift."""
     meta = meta_of(photos64)
-    provider = ImageProvider(photos64, inner_size=48, workers=2, color_noise=0.1)
-    plain = ImageProvider(photos64, inner_size=48, workers=2, color_noise=0.0)
+    # Pillow: exactly the reference decode (simplejpeg's fast one: the test further down)
+    provider = ImageProvider(photos64, inner_size=48, workers=2, color_noise=0.1,
+                             decoder="pillow")
+    plain = ImageProvider(photos64, inner_size=48, workers=2, color_noise=0.0, decoder="pillow")
     mean = np.load(os.path.join(photos64, "mean.npy"))
     assert np.array_equal(provider.cropped_mean, mean[:, 8:56, 8:56])
     images, labels = reference_images(photos64, meta["train_batches"])
@@ -149,16 +156,30 @@ def test_image_deterministic_resume_threads_and_epochs(photos64):
 
 # ----------------------------------------------------------------------------- test batches
 
-def test_image_test_batches_centre_and_ten_views(imagenet256):
+def simplejpeg_fast_decode(data):
+    import simplejpeg
+
+    return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=True)
+
+
+@pytest.mark.parametrize("decoder", ["pillow", "simplejpeg"])
+def test_image_test_batches_centre_and_ten_views(imagenet256, decoder):
     """The paper's sizes: centre 224 crops of the test images in order; the 10 views are the
-    four corners and the centre, then their mirror images; no lighting at test time."""
+    four corners and the centre, then their mirror images; no lighting at test time. Test
+    images are decoded as the training crops are: simplejpeg's fast IDCT and upsampling (which
+    differ from the accurate decode), Pillow's accurate ones."""
     meta = meta_of(imagenet256)
+    if decoder == "simplejpeg":
+        pytest.importorskip("simplejpeg", reason="simplejpeg (the jpeg extra) is not installed")
     # foolbox's classes are mostly single images: test on the 8 of training batch 1
-    provider = make_provider("image", imagenet256, test_range="1", workers=2)
+    provider = make_provider("image", imagenet256, test_range="1", workers=2, decoder=decoder)
     assert provider.image_shape == (3, 224, 224) and provider.inner_size == 224
     assert provider.label_names == meta["label_names"]
     assert provider.num_classes == len(meta["label_names"]) == 19
-    images, labels = reference_images(imagenet256, [1])
+    images, labels = reference_images(
+        imagenet256, [1], simplejpeg_fast_decode if decoder == "simplejpeg" else pillow_decode)
+    if decoder == "simplejpeg":  # the test below tells the fast path from the accurate one
+        assert not np.array_equal(images, reference_images(imagenet256, [1])[0])
     assert len(labels) == provider.num_test == 8
     mean = provider.cropped_mean
     got = list(provider.test_batches(3))
@@ -305,14 +326,31 @@ def test_image_bad_folders_and_arguments(photos64, tmp_path):
     assert provider.num_train == 20 and provider.num_test == 10 and provider.crop
 
 
-def test_image_decoders_agree(photos64):
-    """simplejpeg and Pillow (both libjpeg-turbo, accurate DCT) give the same batches."""
+def test_image_fast_decode_training_crops_near_accurate(imagenet256):
+    """simplejpeg decodes with libjpeg-turbo's fast IDCT and chroma upsampling: its training
+    crops stay near Pillow's accurate decode of the same JPEGs (the paper's 256x256, quality
+    90). Tolerance: over all crops, mean |difference| <= 3 levels and each channel's mean
+    difference within 2 levels (measured: 1.7; R -1.1, G 0.0, B -1.3, against a PCA lighting
+    shift of about 7 levels rms); each crop's mean |difference| <= 8 (measured: at most 5.7).
+    Single pixels at sharp colour edges differ by more (up to ~85), so the maximum is not
+    bounded. A decoder that swaps or shifts colours fails."""
     pytest.importorskip("simplejpeg", reason="simplejpeg (the jpeg extra) is not installed")
-    fast = ImageProvider(photos64, inner_size=56, decoder="simplejpeg")
-    slow = ImageProvider(photos64, inner_size=56, decoder="pillow")
     assert get_decoder("auto")[0] == "simplejpeg"
+    fast = ImageProvider(imagenet256, workers=2, decoder="simplejpeg")
+    slow = ImageProvider(imagenet256, workers=2, decoder="pillow")
+    images, _ = reference_images(imagenet256, meta_of(imagenet256)["train_batches"])
+    diffs = []
+    for crops, job, b in fast.train_crops(2, 8):
+        for r, i in enumerate(job.images):
+            expected = crop(images[i], job.tops[r], job.lefts[r], 224, job.flips[r])
+            diffs.append(crops[r, :, :, :3].astype(np.int16) - expected)
+    diffs = np.stack(diffs)
+    assert np.abs(diffs).mean() <= 3.0
+    assert np.all(np.abs(diffs.reshape(-1, 3).mean(axis=0)) <= 2.0), diffs.reshape(-1, 3).mean(0)
+    assert np.abs(diffs).reshape(len(diffs), -1).mean(axis=1).max() <= 8.0
+    # the float batches (same crops, flips and lighting) differ by the decode alone
     for (x, _, _), (x2, _, _) in zip(fast.train_batches(1, 12), slow.train_batches(1, 12)):
-        assert np.abs(x - x2).max() <= 1.0
+        assert np.abs(x - x2).mean() <= 3.0
     fast.close()
     slow.close()
 
