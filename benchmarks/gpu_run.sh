@@ -12,10 +12,17 @@
 #   bench      benchmarks/bench_kernels.py (validate, then time; peaks and cuDNN in the same run)
 #   twogpu     benchmarks/bench_twogpu.py: the two-tower AlexNet step (--gpu 0,0 on one GPU)
 #              against the one-GPU grouped net, the time in copies, the bytes copied per step
+#   pipeline   (not in the default list: name it in CONVNET_STEPS) benchmarks/bench_pipeline.py
+#              --simulate --gpu: JPEG decode + crop + flip, one core and every core (threads
+#              and processes), and the fraction of a stand-in GPU training step's loop spent
+#              waiting for data; about 110 s on a 16-core host, its JSON written at its end;
+#              simplejpeg is not on the GPU machine: carry its wheel (benchmarks/README.md)
 #   memcheck   compute-sanitizer --tool memcheck over the cuda tests at small shapes
 #   racecheck  compute-sanitizer --tool racecheck, the same
-#   train      only when data/fashion-mnist exists: convnet-train on the Fashion net, cuda
-#              backend, stopped at its time budget; its final test error goes in the report
+#   train      only when data/fashion-mnist exists: convnet-train on the Fashion net
+#              ($CONVNET_TRAIN_ARGS), cuda backend, stopped at its time box
+#              ($CONVNET_TRAIN_LIMIT_S, or what is left of the budget); its final test error
+#              goes in the report
 # After every step the merged report is rewritten: $OUT/<date>-<device>.json (DESIGN.md's
 # format), with $OUT/cuda-tests.xml and $OUT/logs.tar.gz (every step's log, the bench's raw
 # events, the sanitizers' reports).
@@ -25,11 +32,26 @@
 # Environment (all optional):
 #   OUT                   output folder (default ./gpu-out)
 #   CONVNET_COMMIT        the commit being measured (when the tree has no .git)
-#   CONVNET_STEPS         comma-separated subset, e.g. build,memcheck,racecheck
+#   CONVNET_STEPS         comma-separated subset, e.g. build,memcheck,racecheck (default
+#                         build,tests,bench,twogpu,memcheck,racecheck,train; add pipeline
+#                         by naming it, e.g. build,pipeline,train)
 #   CONVNET_GPU_BUDGET_S  seconds for the whole run (default 570)
-#   CONVNET_BENCH_ARGS    extra bench_kernels.py arguments, e.g. "--quick" or "--only conv"
+#   CONVNET_BENCH_ARGS    extra bench_kernels.py arguments, e.g. "--quick", "--only conv" or
+#                         "--ab" (kernel variants timed beside the defaults)
+#   CONVNET_BENCH_LIMIT_S time box of the bench step (default 210; the bench stops itself 15 s
+#                         before it, report written)
 #   CONVNET_SANITIZE_K    pytest -k expression for the sanitizer runs
 #                         (default: "not train and not net and not e2e")
+#   CONVNET_SANITIZE_LIMIT_S  time box of each sanitizer run (default 120; give them a call of
+#                         their own and 250 each: racecheck needed more than 120 s once)
+#   CONVNET_PIPELINE_ARGS bench_pipeline.py arguments after --simulate --gpu --json FILE
+#                         (default "--images 2048 --seconds 2", which it replaces; e.g. add
+#                         "--simulate 5000 925" for other step rates)
+#   CONVNET_TRAIN_ARGS    the net and options of the train step (default "layers/fashion.cfg
+#                         layers/fashion-params.cfg"; the full recipe: "layers/fashion-full.cfg
+#                         layers/fashion-full-params.cfg --epochs 30"); --backend cuda,
+#                         --data-path and --save-path are added
+#   CONVNET_TRAIN_LIMIT_S time box of the train step (default 150; capped by the budget)
 #   PYTHON                the interpreter (default python3)
 set -u
 export PYTHONUNBUFFERED=1
@@ -45,6 +67,11 @@ PY="${PYTHON:-python3}"
 BUDGET="${CONVNET_GPU_BUDGET_S:-570}"
 STEPS="${CONVNET_STEPS:-build,tests,bench,twogpu,memcheck,racecheck,train}"
 SAN_K="${CONVNET_SANITIZE_K:-not train and not net and not e2e}"
+SAN_LIMIT="${CONVNET_SANITIZE_LIMIT_S:-120}"
+BENCH_LIMIT="${CONVNET_BENCH_LIMIT_S:-210}"
+PIPELINE_ARGS="${CONVNET_PIPELINE_ARGS:---images 2048 --seconds 2}"
+TRAIN_ARGS="${CONVNET_TRAIN_ARGS:-layers/fashion.cfg layers/fashion-params.cfg}"
+TRAIN_LIMIT="${CONVNET_TRAIN_LIMIT_S:-150}"
 RESERVE=15
 START=$(date +%s)
 export PY ROOT
@@ -83,7 +110,8 @@ refresh_report() {
     fi
     "$PY" benchmarks/report.py merge --quiet --out "$REPORT" --device "$DEVICE" \
         --commit "$COMMIT" --date "$DATE" --bench "$WORK/bench.json" \
-        --twogpu "$WORK/twogpu.json" --junit "$OUT/cuda-tests.xml" --steps "$WORK/steps.jsonl" \
+        --twogpu "$WORK/twogpu.json" --pipeline "$WORK/pipeline.json" \
+        --junit "$OUT/cuda-tests.xml" --steps "$WORK/steps.jsonl" \
         --memcheck-log "$WORK/memcheck-tool.log" --memcheck-junit "$WORK/memcheck-tests.xml" \
         --racecheck-log "$WORK/racecheck-tool.log" --racecheck-junit "$WORK/racecheck-tests.xml" \
         "${train_args[@]}" > "$WORK/report-merge.log" 2>&1 \
@@ -208,7 +236,7 @@ fi
 
 # ---- microbenchmarks -----------------------------------------------------------------------
 if wanted bench; then
-    limit=$(step_limit 210)
+    limit=$(step_limit "$BENCH_LIMIT")
     # shellcheck disable=SC2086
     run_step bench "$limit" "$PY" benchmarks/bench_kernels.py --out "$WORK/bench.json" \
         --time-budget $(( limit > 30 ? limit - 15 : 15 )) ${CONVNET_BENCH_ARGS:-}
@@ -223,6 +251,18 @@ else
     skip_step twogpu "not in CONVNET_STEPS"
 fi
 
+# ---- the image pipeline: decode rates, and a stand-in GPU training step fed by it --------------
+if ! wanted pipeline; then
+    skip_step pipeline "not in CONVNET_STEPS"
+elif [ "$BUILD_OK" != 1 ]; then
+    skip_step pipeline "no CUDA build"
+else
+    read -r -a pipeline_args <<< "$PIPELINE_ARGS"
+    run_step pipeline "$(step_limit 180)" "$PY" benchmarks/bench_pipeline.py --simulate --gpu \
+        --json "$WORK/pipeline.json" "${pipeline_args[@]}"
+    grep -E "one core|waits for data" "$WORK/pipeline.log" | sed 's/^/    pipeline| /'
+fi
+
 # ---- compute-sanitizer at small shapes -------------------------------------------------------
 SANITIZER=$(command -v compute-sanitizer || true)
 for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
@@ -234,7 +274,7 @@ for tool in memcheck racecheck; do
     elif [ -z "$SANITIZER" ]; then
         skip_step "$tool" "compute-sanitizer not found"
     else
-        run_step "$tool" "$(step_limit 120)" env CONVNET_SMALL_SHAPES=1 \
+        run_step "$tool" "$(step_limit "$SAN_LIMIT")" env CONVNET_SMALL_SHAPES=1 \
             PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool "$tool" \
             --report-api-errors no --print-limit 100 --log-file "$WORK/$tool-tool.log" \
             "$PY" benchmarks/run_pytest.py --no-pools -m cuda -q tests "${PYTEST_EXTRA[@]}" \
@@ -261,7 +301,9 @@ else
         TRAIN=("$PY" -c "import sys; from convnet.cli import main; sys.exit(main())")
     fi
     failed_before=$ANY_FAILED
-    run_step train "$(step_limit 150)" "${TRAIN[@]}" layers/fashion.cfg layers/fashion-params.cfg \
+    read -r -a train_net <<< "$TRAIN_ARGS"
+    echo "[gpu_run] train: ${train_net[*]}"
+    run_step train "$(step_limit "$TRAIN_LIMIT")" "${TRAIN[@]}" "${train_net[@]}" \
         --backend cuda --data-path "$DATA" --save-path "$WORK/run-cuda"
     case $? in
         0) TRAIN_STATUS="finished" ;;

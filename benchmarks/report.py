@@ -6,6 +6,7 @@ Pure Python (no GPU, no third-party packages), so tests/test_bench_report.py run
     junit_counts(xml_text)        passed / failed / skipped, and per_op (test_<op>_... names)
     sanitizer_status(log, ...)    "clean" | "N errors" | "incomplete: ..."
     train_summary(metrics_text)   the final test error of a training run's metrics.jsonl
+    pipeline_line(doc)            one line from bench_pipeline.py's JSON (rates, waits)
     merge(...)                    the whole report
     format_table(rows)            the short aligned table printed last
 
@@ -13,6 +14,7 @@ CLI (benchmarks/gpu_run.sh calls it after every step, so a killed run still leav
     python benchmarks/report.py merge --out FILE [--bench bench.json] [--junit cuda-tests.xml]
         [--memcheck-log L --memcheck-junit X] [--racecheck-log L --racecheck-junit X]
         [--steps steps.jsonl] [--train-metrics metrics.jsonl --train-status S]
+        [--twogpu twogpu.json] [--pipeline pipeline.json]
         [--device NAME] [--commit SHA] [--copy-to DIR]
     python benchmarks/report.py table FILE
 """
@@ -210,17 +212,60 @@ def train_summary(metrics_text):
     return summary
 
 
+# ---- the image pipeline -----------------------------------------------------------------------
+
+def _img_rate(x):
+    return f"{x:,.0f}" if isinstance(x, (int, float)) else "-"
+
+
+def _widest(rates):
+    """The rate at the largest worker count of {workers: img/s} (keys are strings after JSON)."""
+    if not isinstance(rates, dict) or not rates:
+        return None, None
+    workers = max(rates, key=lambda k: int(k))
+    return int(workers), rates[workers]
+
+
+def pipeline_line(doc):
+    """One line from bench_pipeline.py's JSON: per decoder the one-core rate and the best
+    all-cores rate of the uint8 stage (threads or processes), then each simulated training
+    step's wait fractions (whole loop; within epochs, without each epoch's first batch)."""
+    machine = doc.get("machine") or {}
+    parts = []
+    for name, row in (doc.get("decoders") or {}).items():
+        best = None
+        for kind in ("threads", "processes"):
+            workers, rate = _widest(row.get(f"pipeline_uint8_{kind}"))
+            if isinstance(rate, (int, float)) and (best is None or rate > best[2]):
+                best = (kind, workers, rate)
+        text = f"{name} one core {_img_rate(row.get('one_core'))} img/s"
+        if best:
+            text += f", {best[1]} {best[0]} {_img_rate(best[2])} img/s"
+        parts.append(text)
+    sims = [f"{_img_rate(s.get('target_images_per_s'))} img/s step waits "
+            f"{100 * s['wait_fraction']:.1f}% ({100 * s['wait_fraction_within_epochs']:.1f}% "
+            f"within epochs), reached {_img_rate(s.get('images_per_s'))}"
+            for s in doc.get("simulated_training") or []
+            if isinstance(s.get("wait_fraction"), (int, float))
+            and isinstance(s.get("wait_fraction_within_epochs"), (int, float))]
+    line = (f"pipeline ({machine.get('cores', '?')} cores, batch {doc.get('batch')}, "
+            f"{doc.get('inner_size')} crops): " + ("; ".join(parts) or "no decoder measured"))
+    if sims:
+        line += "; simulated training: " + "; ".join(sims)
+    return line
+
+
 # ---- the whole report --------------------------------------------------------------------------
 
 def merge(bench=None, tests=None, sanitizer=None, steps=None, train=None, device=None,
-          commit=None, date=None, twogpu=None):
+          commit=None, date=None, twogpu=None, pipeline=None):
     """DESIGN.md's report. Every input may be missing (a step that failed or never ran): the
     report then says so instead of inventing figures.
 
     bench: bench_kernels.py's JSON; tests: junit_counts of the cuda tests (None: no XML);
     sanitizer: {"memcheck": (status, detail), "racecheck": (status, detail)};
     steps: [{"step", "status", "rc", "seconds", ...}]; train: {"status", ...} or None;
-    twogpu: bench_twogpu.py's JSON or None."""
+    twogpu: bench_twogpu.py's JSON or None; pipeline: bench_pipeline.py's JSON or None."""
     bench = bench or {}
     report = {
         "device": bench.get("device") or device or "unknown",
@@ -252,6 +297,8 @@ def merge(bench=None, tests=None, sanitizer=None, steps=None, train=None, device
         report["train"] = train
     if twogpu is not None:
         report["twogpu"] = twogpu
+    if pipeline is not None:
+        report["pipeline"] = pipeline
     return report
 
 
@@ -279,7 +326,7 @@ def format_table(rows):
 
 
 def format_summary(report):
-    """A few lines: device, tests, sanitizers, steps, train; then the table."""
+    """A few lines: device, tests, sanitizers, steps, train, twogpu, pipeline; then the table."""
     out = [f"device {report['device']}  commit {report['commit']}  date {report['date']}  "
            f"torch {report.get('torch')}  cudnn_tf32 {report.get('cudnn_tf32')}",
            f"peak {json.dumps(report.get('peak', {}))}",
@@ -299,6 +346,8 @@ def format_summary(report):
                    f"two towers {t['two_tower_step_ms']:.2f} ms/step vs one GPU "
                    f"{t['one_gpu_step_ms']:.2f}; copies {t['copy_ms']:.2f} ms alone "
                    f"({t['copy_bytes_per_step']:,} bytes/step)")
+    if "pipeline" in report:
+        out.append(pipeline_line(report["pipeline"]))
     out.append(format_table(report.get("rows", [])))
     return "\n".join(out)
 
@@ -366,7 +415,7 @@ def cmd_merge(args):
         train = {"status": args.train_status, **train_summary(_read(args.train_metrics))}
     report = merge(bench, _junit_or_none(args.junit), sanitizer, steps, train,
                    device=args.device, commit=args.commit, date=args.date,
-                   twogpu=_json_or_none(args.twogpu))
+                   twogpu=_json_or_none(args.twogpu), pipeline=_json_or_none(args.pipeline))
     write_json(args.out, report)
     if args.copy_to:
         os.makedirs(args.copy_to, exist_ok=True)
@@ -383,6 +432,7 @@ def main(argv=None):
     m.add_argument("--out", required=True)
     m.add_argument("--bench")
     m.add_argument("--twogpu", help="bench_twogpu.py's JSON")
+    m.add_argument("--pipeline", help="bench_pipeline.py's JSON")
     m.add_argument("--junit")
     for tool in ("memcheck", "racecheck"):
         m.add_argument(f"--{tool}-log")

@@ -335,6 +335,87 @@ def test_report_cli_merges_files_and_copies(tmp_path):
     assert "alexnet-conv1" in proc.stdout and "memcheck" in proc.stdout
 
 
+TWOGPU = {"device": "NVIDIA H100 80GB HBM3", "date": "2026-11-23", "gpus": [0, 0],
+          "gpu_count": 1, "mini": 128, "peer_access": None, "one_gpu_step_ms": 20.0,
+          "two_tower_step_ms": 23.0, "two_tower_vs_one_gpu": 1.15, "copy_ms": 1.5,
+          "compute_ms": 21.5, "copy_fraction": 0.065, "copy_bytes_per_step": 137_000_000,
+          "copy_gbps": 91.3, "edges": []}
+
+# bench_pipeline.py --simulate --gpu --json, as written (worker counts are JSON strings)
+PIPELINE = {"machine": {"cores": 16, "cpu": "x86_64", "load_average_at_start": [0.1, 0.2, 0.3],
+                        "python": "3.12.3"},
+            "batch": 128, "inner_size": 224, "prepare_images_per_s_all_cores": 1057.0,
+            "decoders": {"simplejpeg": {"one_core": 1950.4,
+                                        "pipeline_uint8_threads": {"1": 1800.0, "16": 8200.0},
+                                        "pipeline_uint8_processes": {"1": 1700.0, "16": 14200.0},
+                                        "pipeline_float_cpu": 3000.0},
+                         "pillow": {"one_core": 1651.0,
+                                    "pipeline_uint8_threads": {"1": 1600.0, "16": 1700.0},
+                                    "pipeline_uint8_processes": {"1": 1500.0, "16": 900.0},
+                                    "pipeline_float_cpu": 1200.0}},
+            "feed": {"net_images_per_s": 9249, "cores_needed_at_one_core_rate": 5.0},
+            "simulated_training": [
+                {"step_ms": 13.84, "wait_fraction": 0.1234, "wait_fraction_within_epochs": 0.0987,
+                 "batches_per_epoch": 15, "epochs": 20, "images_per_s": 7500.0,
+                 "target_images_per_s": 9249},
+                {"step_ms": 138.39, "wait_fraction": 0.016, "wait_fraction_within_epochs": 0.002,
+                 "batches_per_epoch": 15, "epochs": 3, "images_per_s": 910.0,
+                 "target_images_per_s": 925}]}
+
+
+def test_merge_carries_twogpu_and_pipeline_and_summarises_them():
+    merged = report.merge(bench_doc(), twogpu=TWOGPU, pipeline=PIPELINE)
+    assert merged["twogpu"] == TWOGPU and merged["pipeline"] == PIPELINE
+    assert DESIGN_KEYS <= merged.keys()
+    lines = report.format_summary(merged).splitlines()
+    two = [line for line in lines if line.startswith("twogpu")]
+    assert two == ["twogpu (--gpu 0,0, batch 128): two towers 23.00 ms/step vs one GPU 20.00; "
+                   "copies 1.50 ms alone (137,000,000 bytes/step)"]
+    pipe = [line for line in lines if line.startswith("pipeline")]
+    assert len(pipe) == 1
+    assert pipe[0].startswith("pipeline (16 cores, batch 128, 224 crops): ")
+    # per decoder: the one-core rate, then the best all-cores rate (processes beat threads for
+    # simplejpeg, threads beat processes for pillow)
+    assert "simplejpeg one core 1,950 img/s, 16 processes 14,200 img/s" in pipe[0]
+    assert "pillow one core 1,651 img/s, 16 threads 1,700 img/s" in pipe[0]
+    assert "9,249 img/s step waits 12.3% (9.9% within epochs), reached 7,500" in pipe[0]
+    assert "925 img/s step waits 1.6% (0.2% within epochs), reached 910" in pipe[0]
+    json.dumps(merged)
+
+    bare = report.merge(bench_doc())  # neither step ran: no keys, no summary lines
+    assert "twogpu" not in bare and "pipeline" not in bare
+    assert not [line for line in report.format_summary(bare).splitlines()
+                if line.startswith(("twogpu", "pipeline"))]
+
+
+def test_pipeline_line_without_a_simulation_or_decoders():
+    doc = {key: value for key, value in PIPELINE.items() if key != "simulated_training"}
+    line = report.pipeline_line(doc)
+    assert "simulated" not in line and "simplejpeg one core 1,950 img/s" in line
+    assert report.pipeline_line({}) == ("pipeline (? cores, batch None, None crops): "
+                                        "no decoder measured")
+
+
+def test_report_cli_merges_twogpu_and_pipeline(tmp_path):
+    (tmp_path / "twogpu.json").write_text(json.dumps(TWOGPU))
+    (tmp_path / "pipeline.json").write_text(json.dumps(PIPELINE))
+    out = tmp_path / "report.json"
+    args = [sys.executable, str(BENCH / "report.py"), "merge", "--out", str(out),
+            "--twogpu", str(tmp_path / "twogpu.json")]
+    proc = subprocess.run(args + ["--pipeline", str(tmp_path / "pipeline.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads(out.read_text())
+    assert merged["twogpu"] == TWOGPU and merged["pipeline"] == PIPELINE
+    assert "twogpu (--gpu 0,0" in proc.stdout and "pipeline (16 cores" in proc.stdout
+    # gpu_run.sh always passes the path; a step that did not run leaves no file: no key
+    proc = subprocess.run(args + ["--pipeline", str(tmp_path / "absent.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads(out.read_text())
+    assert "pipeline" not in merged and merged["twogpu"] == TWOGPU
+
+
 def test_device_slug_names_report_files():
     assert report.device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     assert report.device_slug("  ") == "unknown-gpu"

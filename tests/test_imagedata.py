@@ -1,7 +1,8 @@
 """The image provider on folders made by convnet-prepare from real photographs: exact crops and
 mirrors, mean and PCA lighting, determinism and exact resume, the prefetching pipeline, test
 views, bad folders; convnet-train on it with --multiview-test and --test-out; the CUDA staging
-path against the CPU path (on a GPU)."""
+path against the CPU path, and convnet-prepare + convnet-train --backend cuda end to end against
+the numpy backend (on a GPU)."""
 import io
 import json
 import os
@@ -535,3 +536,65 @@ def test_image_cuda_staging_matches_cpu(photos64, parallel):
     assert float(cp.abs(first).sum()) > 0
     cpu.close()
     gpu.close()
+
+
+# NET_CFG with a wider fc3 init: the first step's cost then depends on the data and weights well
+# beyond log(10), so comparing it between backends means something
+E2E_CFG = NET_CFG.replace("outputs=10\ninitW=0.01", "outputs=10\ninitW=0.1")
+
+
+def _train_records(run):
+    return [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+
+
+@pytest.mark.cuda
+def test_image_cuda_train_e2e_multiview_matches_numpy(tmp_path, capsys):
+    """convnet-prepare on a photo tree, then convnet-train --backend cuda --data-provider image
+    (GPU staging) for a few steps with a save path, then --test-only --multiview-test
+    --load-file: exit 0, finite costs, the first step's cost the numpy backend's on the same
+    data and seed (1e-4 relative; the second's, after one update, 1e-3), and the 10-view
+    probabilities of the saved net the numpy backend's on the same checkpoint. Named e2e: the
+    sanitizer runs skip it."""
+    import convnet
+    from convnet.cli import main
+    from convnet.prepare import main as prepare_main
+
+    if not convnet.cuda_available():
+        pytest.skip("needs a GPU, CuPy and convnet._C built with CUDA")
+    src = build_photo_tree(str(tmp_path / "src"), 4, 16)
+    data = str(tmp_path / "data")
+    assert prepare_main([src, data, "--size", "32", "--images-per-batch", "16",
+                         "--test-fraction", "0.25", "--workers", "2", "--progress", "0"]) == 0
+    assert E2E_CFG != NET_CFG
+    (tmp_path / "net.cfg").write_text(E2E_CFG)
+    (tmp_path / "params.cfg").write_text(PARAMS_CFG)
+    files = [str(tmp_path / "net.cfg"), str(tmp_path / "params.cfg")]
+    common = ["--data-provider", "image", "--data-path", data, "--inner-size", "28",
+              "--mini", "16", "--seed", "3", "--test-freq", "1"]
+
+    runs = {}
+    for backend, epochs in (("cuda", 2), ("numpy", 1)):
+        runs[backend] = str(tmp_path / f"run-{backend}")
+        assert main(files + common + ["--backend", backend, "--epochs", str(epochs),
+                                      "--save-path", runs[backend]]) == 0, backend
+    cuda, ref = _train_records(runs["cuda"]), _train_records(runs["numpy"])
+    assert len(cuda) == 6 and len(ref) == 3  # 48 training images, 16 a step, a test each step
+    for record in cuda:
+        assert np.isfinite(record["train_cost"]) and np.isfinite(record["test_cost"]), record
+    assert cuda[0]["step"] == ref[0]["step"] == 1
+    assert cuda[0]["train_cost"] == pytest.approx(ref[0]["train_cost"], rel=1e-4)
+    # the second step's cost follows one update (backward, momentum, weight decay): close too
+    assert cuda[1]["train_cost"] == pytest.approx(ref[1]["train_cost"], rel=1e-3)
+    capsys.readouterr()
+
+    probs = {}
+    for backend in ("cuda", "numpy"):
+        out = str(tmp_path / f"probs-{backend}.npy")
+        assert main(["--load-file", runs["cuda"], "--test-only", "--multiview-test",
+                     "--test-out", out, "--backend", backend] + common) == 0, backend
+        printed = capsys.readouterr().out
+        cost = float(printed.split("test cost ")[1].split()[0])
+        assert np.isfinite(cost), printed
+        probs[backend] = np.load(out)
+    assert probs["cuda"].shape == (16, 10) and np.isfinite(probs["cuda"]).all()
+    assert np.allclose(probs["cuda"], probs["numpy"], atol=1e-4)
