@@ -78,6 +78,15 @@ def local_weights(rng, case):
     return rng.standard_normal((out_h, out_w, filters, channels // groups, fs, fs))
 
 
+def memory_orders(a):
+    """The NCHW array `a` in each memory order a caller may pass: C-contiguous, an NCHW view of
+    (C, H, W, N) memory (what conv and pooling return), and a strided slice of a larger array."""
+    chwn = np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    larger = np.zeros((a.shape[0], 2 * a.shape[1], *a.shape[2:]), dtype=a.dtype)
+    larger[:, 1::2] = a
+    return {"nchw": np.ascontiguousarray(a), "chwn": chwn, "strided": larger[:, 1::2]}
+
+
 # ---------------------------------------------------------------------------------------------
 # sizes
 
@@ -200,9 +209,9 @@ def test_local_with_equal_filters_everywhere_equals_conv(rng, case):
                                rtol=1e-11, atol=1e-11)
 
 
-def test_conv_and_local_batch_slicing_changes_nothing(rng, monkeypatch):
-    """The ops work on slices of the batch sized by WORKING_SET_BYTES; one image per slice must
-    give the same results as the whole batch at once."""
+def test_conv_and_local_row_bands_change_nothing(rng, monkeypatch):
+    """The ops work on bands of output rows sized by WORKING_SET_BYTES; one row per band must
+    give the same results as all rows at once."""
     x, w, stride, padding, groups = conv_inputs(rng, (5, 4, 7, 6, 6, 3, 2, 1, 2))
     w_local = local_weights(rng, (5, 4, 7, 6, 6, 3, 2, 1, 2))
     dy = rng.standard_normal(conv_forward(x, w, stride, padding, groups).shape)
@@ -218,9 +227,35 @@ def test_conv_and_local_batch_slicing_changes_nothing(rng, monkeypatch):
 
     whole = everything()
     monkeypatch.setattr(numpy_conv, "WORKING_SET_BYTES", 1)
-    assert len(numpy_conv._batch_slices(5, 10, 2, (3, 3), 8)) == 5
+    assert len(numpy_conv._row_bands(5, 10, 2, (4, 3), 8)) == 4
     for sliced, ref in zip(everything(), whole):
         np.testing.assert_allclose(sliced, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
+def test_conv_and_local_give_the_same_results_for_every_memory_order(rng, case):
+    """Results are NCHW views of (C, H, W, N) memory, and callers pass them on: x and dy in any
+    memory order give exactly the results of C-contiguous arrays."""
+    x, w, stride, padding, groups = conv_inputs(rng, case)
+    w_local = local_weights(rng, case)
+    y = conv_forward(x, w, stride, padding, groups)
+    assert y.transpose(1, 2, 3, 0).flags.c_contiguous
+    dy = rng.standard_normal(y.shape)
+    size, fs = x.shape[2:], w.shape[2]
+
+    def everything(x, dy):
+        return [conv_forward(x, w, stride, padding, groups),
+                conv_backward_data(dy, w, size, stride, padding, groups),
+                conv_backward_filter(x, dy, fs, stride, padding, groups),
+                local_forward(x, w_local, stride, padding, groups),
+                local_backward_data(dy, w_local, size, stride, padding, groups),
+                local_backward_filter(x, dy, fs, stride, padding, groups)]
+
+    whole = everything(x, dy)
+    for x_order in memory_orders(x).values():
+        for dy_order in memory_orders(dy).values():
+            for result, ref in zip(everything(x_order, dy_order), whole):
+                np.testing.assert_array_equal(result, ref)
 
 
 def test_fc_forward_hand_case():

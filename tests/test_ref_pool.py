@@ -1,10 +1,13 @@
 """The NumPy reference for max and average pooling against direct definitions and gradients."""
+import itertools
+
 import numpy as np
 import pytest
 
 from convnet.backend.numpy_pool import (
     avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward, pool_output_size)
 from gradcheck import check_op_grads
+from test_ref_conv import memory_orders
 
 
 def window_bounds(o, img, size, stride, start):
@@ -143,6 +146,28 @@ def test_pooling_keeps_dtype(rng, dtype):
     outs = [y, maxpool_backward(x, y, y, 3, 2, 0), avgpool_forward(x, 3, 2, 0, (3, 3)),
             avgpool_backward(y, (7, 7), 3, 2, 0)]
     assert [o.dtype for o in outs] == [np.dtype(dtype)] * 4
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=CASE_IDS)
+def test_pooling_gives_the_same_results_for_every_memory_order(rng, case):
+    """Results are NCHW views of (C, H, W, N) memory, and callers pass them on (as they do conv
+    outputs): x, y and dy in any memory order give exactly the results of C-contiguous arrays."""
+    shape, size, stride, start, out_size = pool_case(case)
+    x = np.round(rng.standard_normal(shape))                  # ties, whose gradient is shared
+    y = maxpool_forward(x, size, stride, start, out_size)
+    assert y.transpose(1, 2, 3, 0).flags.c_contiguous
+    dy = rng.standard_normal(y.shape)
+    whole = [y, maxpool_backward(x, y, dy, size, stride, start),
+             avgpool_forward(x, size, stride, start, out_size),
+             avgpool_backward(dy, shape[2:], size, stride, start)]
+    for x_order, y_order, dy_order in itertools.product(
+            *(memory_orders(a).values() for a in (x, y, dy))):
+        results = [maxpool_forward(x_order, size, stride, start, out_size),
+                   maxpool_backward(x_order, y_order, dy_order, size, stride, start),
+                   avgpool_forward(x_order, size, stride, start, out_size),
+                   avgpool_backward(dy_order, shape[2:], size, stride, start)]
+        for result, ref in zip(results, whole):
+            np.testing.assert_array_equal(result, ref)
 
 
 # ---------------------------------------------------------------------------------------------
