@@ -4,7 +4,6 @@ batch ranges, deterministic shuffles, crops, flips and multiview patches."""
 import gzip
 import os
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -133,15 +132,11 @@ def test_fashion_real_holdout_batch_6_as_validation():
 
 
 @needs_fashion
-def test_fashion_real_epoch_generation_is_fast(fashion):
-    start = time.perf_counter()
+def test_fashion_real_epoch_yields_all_60000_images(fashion):
     seen = 0
     for x, labels, _ in fashion.train_batches(1, 128):
         seen += len(labels)
-    elapsed = time.perf_counter() - start
-    print(f"fashion inner_size=24 batch 128: one epoch of batches in {elapsed:.2f} s")
-    assert seen == 60000
-    assert elapsed < 10.0
+    assert seen == 60000  # its speed belongs to benchmarks, not to a timed test
 
 
 # ----------------------------------------------------------------------------- ranges
