@@ -47,10 +47,15 @@ def relative(a, b):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_two_gpu_alexnet_equals_the_grouped_one_gpu_net(backend, rng):
+def test_two_gpu_alexnet_equals_the_grouped_one_gpu_net(backend):
     one, two = build("alexnet", backend), build("alexnet-2gpu", backend)
     two.set_params(split_weights(one.get_params()))
     assert set(two.get_params()) == set(split_weights(one.get_params()))
+    # A fixed batch: the towers sum their convs in another order than the grouped net, and in
+    # float32 that can flip a kink (which input wins a max-pool window, or a ReLU at zero) and
+    # send a gradient elsewhere. With random batches 2 in 16 gave gradient differences of 6.5e-3
+    # and 8.6e-3 (forward outputs still equal), so random data would make this test flaky.
+    rng = np.random.default_rng(0)
     data = {0: (rng.standard_normal((2, 3, 224, 224)) * 50).astype(np.float32),
             1: rng.integers(0, 1000, 2)}
     p1 = one.B.to_numpy(one.forward(data, train=False)["probs"]).copy()
