@@ -159,6 +159,29 @@ __device__ __forceinline__ void sandwich(const float* L, int rows, int cols,
         }
 }
 
+// t[a][b] = src[(y0 + a) * width + x0 + b] for a, b < size inside the height x width image; else 0.
+template <int ALPHA>
+__device__ __forceinline__ void load_tile(const float* __restrict__ src, int y0, int x0, int size,
+                                          int height, int width, float (&t)[ALPHA][ALPHA]) {
+#pragma unroll
+    for (int a = 0; a < ALPHA; ++a)
+#pragma unroll
+        for (int b = 0; b < ALPHA; ++b)
+            t[a][b] = a < size && b < size && convgemm::inside(y0 + a, x0 + b, height, width)
+                          ? __ldg(src + (y0 + a) * width + x0 + b)
+                          : 0.0f;
+}
+
+// dst[(a * ALPHA + b) * step] = v[a][b]: the ALPHA x ALPHA points of one tile, one per plane.
+template <int ALPHA>
+__device__ __forceinline__ void store_points(float* dst, size_t step,
+                                             const float (&v)[ALPHA][ALPHA]) {
+#pragma unroll
+    for (int a = 0; a < ALPHA; ++a)
+#pragma unroll
+        for (int b = 0; b < ALPHA; ++b) dst[(a * ALPHA + b) * step] = v[a][b];
+}
+
 // ------------------------------------------------------------------------------------------------
 // transforms
 
@@ -176,20 +199,10 @@ __global__ void input_transform_kernel(const float* __restrict__ x, float* __res
         y0 -= s.padding, x0 -= s.padding;
         const float* src = x + (static_cast<size_t>(n) * s.C + c) * s.HW;
         float d[ALPHA][ALPHA], v[ALPHA][ALPHA];
-#pragma unroll
-        for (int a = 0; a < ALPHA; ++a)
-#pragma unroll
-            for (int b = 0; b < ALPHA; ++b)
-                d[a][b] = convgemm::inside(y0 + a, x0 + b, s.H, s.W)
-                              ? __ldg(src + (y0 + a) * s.W + x0 + b)
-                              : 0.0f;
+        load_tile<ALPHA>(src, y0, x0, ALPHA, s.H, s.W, d);
         sandwich<ALPHA>(mt.BT, ALPHA, ALPHA, d, v);
-        float* dst = plane + static_cast<size_t>(c) * w.NT + nt;
-        const size_t step = static_cast<size_t>(s.C) * w.NT;
-#pragma unroll
-        for (int a = 0; a < ALPHA; ++a)
-#pragma unroll
-            for (int b = 0; b < ALPHA; ++b) dst[(a * ALPHA + b) * step] = v[a][b];
+        store_points<ALPHA>(plane + static_cast<size_t>(c) * w.NT + nt,
+                            static_cast<size_t>(s.C) * w.NT, v);
     }
 }
 
@@ -202,17 +215,9 @@ __global__ void filter_transform_kernel(const float* __restrict__ wt, float* __r
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
         const float* src = wt + static_cast<size_t>(i) * s.taps;
         float g[ALPHA][ALPHA], v[ALPHA][ALPHA];
-#pragma unroll
-        for (int a = 0; a < ALPHA; ++a)
-#pragma unroll
-            for (int b = 0; b < ALPHA; ++b)
-                g[a][b] = a < s.fs && b < s.fs ? __ldg(src + a * s.fs + b) : 0.0f;
+        load_tile<ALPHA>(src, 0, 0, s.fs, s.fs, s.fs, g);
         sandwich<ALPHA>(mt.G, ALPHA, s.fs, g, v);
-        const size_t step = static_cast<size_t>(s.F) * s.Cg;
-#pragma unroll
-        for (int a = 0; a < ALPHA; ++a)
-#pragma unroll
-            for (int b = 0; b < ALPHA; ++b) u[(a * ALPHA + b) * step + i] = v[a][b];
+        store_points<ALPHA>(u + i, static_cast<size_t>(s.F) * s.Cg, v);
     }
 }
 
@@ -228,20 +233,10 @@ __global__ void grad_transform_kernel(const float* __restrict__ dy, float* __res
         tile_origin(w, nt, n, y0, x0);
         const float* src = dy + (static_cast<size_t>(n) * s.F + f) * s.P;
         float g[ALPHA][ALPHA], v[ALPHA][ALPHA];
-#pragma unroll
-        for (int a = 0; a < ALPHA; ++a)
-#pragma unroll
-            for (int b = 0; b < ALPHA; ++b)
-                g[a][b] = a < w.m && b < w.m && convgemm::inside(y0 + a, x0 + b, s.OH, s.OW)
-                              ? __ldg(src + (y0 + a) * s.OW + x0 + b)
-                              : 0.0f;
+        load_tile<ALPHA>(src, y0, x0, w.m, s.OH, s.OW, g);
         sandwich<ALPHA>(mt.G, ALPHA, w.m, g, v);
-        float* dst = plane + static_cast<size_t>(f) * w.NT + nt;
-        const size_t step = static_cast<size_t>(s.F) * w.NT;
-#pragma unroll
-        for (int a = 0; a < ALPHA; ++a)
-#pragma unroll
-            for (int b = 0; b < ALPHA; ++b) dst[(a * ALPHA + b) * step] = v[a][b];
+        store_points<ALPHA>(plane + static_cast<size_t>(f) * w.NT + nt,
+                            static_cast<size_t>(s.F) * w.NT, v);
     }
 }
 
