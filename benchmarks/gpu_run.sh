@@ -49,7 +49,7 @@
 #                         "--simulate 5000 925" for other step rates)
 #   CONVNET_TRAIN_ARGS    the net and options of the train step (default "layers/fashion.cfg
 #                         layers/fashion-params.cfg"; the full recipe: "layers/fashion-full.cfg
-#                         layers/fashion-full-params.cfg --epochs 30"); --backend cuda,
+#                         layers/fashion-full-params.cfg --epochs 24"); --backend cuda,
 #                         --data-path and --save-path are added
 #   CONVNET_TRAIN_LIMIT_S time box of the train step (default 150; capped by the budget)
 #   PYTHON                the interpreter (default python3)
