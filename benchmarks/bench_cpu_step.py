@@ -78,13 +78,16 @@ def main():
     p.add_argument("--cfg", default="layers/fashion")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--mini", type=int, default=128)
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS threads of both (default: all cores)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="BLAS threads of both (default: all cores)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    blas_threads = {k: str(args.threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    blas_threads = {k: str(args.threads)
+                    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     if any(os.environ.get(k) != v for k, v in blas_threads.items()):
         # NumPy's BLAS reads its thread count once, at import: start again with it set
-        os.execve(sys.executable, [sys.executable, __file__] + sys.argv[1:], {**os.environ, **blas_threads})
+        os.execve(sys.executable, [sys.executable, __file__] + sys.argv[1:],
+                  {**os.environ, **blas_threads})
     import torch
 
     torch.set_num_threads(args.threads)
