@@ -3,6 +3,7 @@
 Pure Python (no GPU, no third-party packages), so tests/test_bench_report.py runs it anywhere.
 
     finalize_row(raw, peak)       one benchmark row: ms -> TFLOP/s or GB/s, frac_peak, ratio
+    refinalize(report)            a finished report with the rules of finalize_row applied again
     junit_counts(xml_text)        passed / failed / skipped, and per_op (test_<op>_... names)
     sanitizer_status(log, ...)    "clean" | "N errors" | "incomplete: ..."
     train_summary(metrics_text)   the final test error of a training run's metrics.jsonl
@@ -31,6 +32,8 @@ import xml.etree.ElementTree as ET
 # ---- benchmark rows ---------------------------------------------------------------------------
 
 ROW_KEYS = ("op", "pass", "layer", "shape")
+# Figures finalize_row derives: a finished row fed back in (refinalize) gets them afresh.
+DERIVED_KEYS = ("ratio_vs_cudnn", "twin_outside_tol", "twin_note")
 
 
 def _sig(x, digits=4):
@@ -48,14 +51,19 @@ def finalize_row(raw, peak):
     ms and what it was), plus free-form extras (rel_err, tol, iters, notes ...), kept as they are.
     peak: {"fp32_tflops": ..., "copy_gbps": ...} (either may be missing).
 
-    A row that is not "ok" keeps its status and carries no timing figures.
+    A row that is not "ok" keeps its status and carries no timing figures. A twin whose own
+    error against the reference is outside our tolerance (twin_rel_err > tol) did not meet the
+    accuracy we are held to (a Winograd/FFT-style algorithm, TF32), so its time is no fair
+    yardstick: the row keeps twin_ms but gets no ratio_vs_cudnn, and says why in
+    twin_outside_tol / twin_note.
     """
     row = {k: raw.get(k) for k in ROW_KEYS}
     row["status"] = raw.get("status", "error: no status")
     ms = raw.get("ms")
     extras = {k: v for k, v in raw.items()
               if k not in ROW_KEYS and k not in ("status", "ms", "work", "work_kind", "twin_ms",
-                                                 "index", "type", "id")}
+                                                 "index", "type", "id")
+              and k not in DERIVED_KEYS}
     if row["status"] != "ok" or not isinstance(ms, (int, float)) or not ms > 0:
         if row["status"] == "ok":
             row["status"] = f"error: no valid time (ms={ms!r})"
@@ -76,12 +84,35 @@ def finalize_row(raw, peak):
             row["frac_peak"] = _sig(gbps / peak["copy_gbps"], 3)
     twin_ms = raw.get("twin_ms")
     if isinstance(twin_ms, (int, float)) and twin_ms > 0:
-        row["ratio_vs_cudnn"] = _sig(ms / twin_ms, 3)
+        if twin_outside_tol(raw):
+            row["twin_outside_tol"] = True
+            row["twin_note"] = (f"twin_rel_err {raw['twin_rel_err']:.3g} > tol {raw['tol']:.3g}: "
+                                f"no ratio (the twin is less accurate than we must be)")
+        else:
+            row["ratio_vs_cudnn"] = _sig(ms / twin_ms, 3)
         row["twin_ms"] = _sig(twin_ms)
     else:
         extras.pop("twin", None)
     row.update(extras)
     return row
+
+
+def twin_outside_tol(row):
+    """True when the row's twin missed our own tolerance: twin_rel_err > tol (or is NaN)."""
+    err, tol = row.get("twin_rel_err"), row.get("tol")
+    if not (isinstance(err, (int, float)) and isinstance(tol, (int, float))):
+        return False
+    return not err <= tol
+
+
+def refinalize(report):
+    """The report with every row run through finalize_row again (a copy; the input is kept).
+
+    Committed reports hold finished rows, without the raw work / work_kind: their tflops, gbps
+    and frac_peak pass through as they are, while the derived twin fields (ratio_vs_cudnn,
+    twin_outside_tol, twin_note) are worked out anew from ms, twin_ms, twin_rel_err and tol."""
+    peak = report.get("peak") or {}
+    return {**report, "rows": [finalize_row(row, peak) for row in report.get("rows") or []]}
 
 
 def rows_from_events(lines):
@@ -287,7 +318,7 @@ def merge(bench=None, tests=None, sanitizer=None, steps=None, train=None, device
     details = {tool: sanitizer[tool][1] for tool in sanitizer if sanitizer[tool][1]}
     if details:
         report["sanitizer_detail"] = details
-    report["rows"] = bench.get("rows") or []
+    report["rows"] = refinalize(bench)["rows"]
     for key in ("cudnn", "torch_precision", "bench"):
         if key in bench:
             report[key] = bench[key]
@@ -316,7 +347,8 @@ def format_table(rows):
         ms = f"{r['ms']:.4g}" if isinstance(r.get("ms"), (int, float)) else "-"
         frac = f"{r['frac_peak']:.2f}" if isinstance(r.get("frac_peak"), (int, float)) else "-"
         ratio = (f"{r['ratio_vs_cudnn']:.2f}"
-                 if isinstance(r.get("ratio_vs_cudnn"), (int, float)) else "-")
+                 if isinstance(r.get("ratio_vs_cudnn"), (int, float))
+                 else "twin>tol" if r.get("twin_outside_tol") else "-")
         status = str(r.get("status", ""))
         lines.append((str(r.get("op")), str(r.get("pass")), str(r.get("layer")), ms, rate, frac,
                       ratio, status[:60]))
@@ -348,6 +380,11 @@ def format_summary(report):
                    f"({t['copy_bytes_per_step']:,} bytes/step)")
     if "pipeline" in report:
         out.append(pipeline_line(report["pipeline"]))
+    outside = [f"{r.get('op')}.{r.get('pass')}.{r.get('layer')}"
+               for r in report.get("rows", []) if r.get("twin_outside_tol")]
+    if outside:
+        out.append("no x-cuDNN ratio where the twin is outside our tolerance: "
+                   + ", ".join(outside))
     out.append(format_table(report.get("rows", [])))
     return "\n".join(out)
 
@@ -451,7 +488,7 @@ def main(argv=None):
     if args.command == "merge":
         return cmd_merge(args)
     with open(args.file, encoding="utf-8") as f:
-        report = json.load(f)
+        report = refinalize(json.load(f))
     print(format_summary(report) if "sanitizer" in report else format_table(report["rows"]))
     return 0
 

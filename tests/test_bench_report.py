@@ -182,6 +182,62 @@ def test_rows_from_events_last_row_wins_and_cut_lines_are_skipped():
     assert [r["index"] for r in raws] == [0, 2] and raws[0]["ms"] == 2.0
 
 
+def test_finalize_row_leaves_out_the_ratio_of_a_twin_outside_our_tolerance():
+    peak = {"fp32_tflops": 50.0}
+    outside = report.finalize_row(raw_row(twin_ms=0.4, twin_rel_err=9.6e-3, tol=2e-4), peak)
+    assert "ratio_vs_cudnn" not in outside and outside["twin_ms"] == 0.4
+    assert outside["twin_outside_tol"] is True and "0.0096 > tol 0.0002" in outside["twin_note"]
+    assert "tflops" in outside                      # our own figures stay
+    at_tol = report.finalize_row(raw_row(twin_ms=1.6, twin_rel_err=2e-4, tol=2e-4), peak)
+    assert at_tol["ratio_vs_cudnn"] == 1.25 and "twin_outside_tol" not in at_tol
+    nan = report.finalize_row(raw_row(twin_ms=1.6, twin_rel_err=float("nan"), tol=2e-4), peak)
+    assert nan["twin_outside_tol"] is True and "ratio_vs_cudnn" not in nan
+    unmeasured = report.finalize_row(raw_row(twin_ms=1.6, tol=2e-4), peak)  # no twin_rel_err
+    assert unmeasured["ratio_vs_cudnn"] == 1.25
+
+
+H100_REPORT = BENCH / "results" / "2026-11-22-nvidia-h100-80gb-hbm3.json"
+
+
+def test_refinalize_the_committed_h100_report_drops_inaccurate_twins_ratios():
+    committed = json.loads(H100_REPORT.read_text())
+    key = lambda r: (r["op"], r["pass"], r["layer"])  # noqa: E731
+    before = {key(r): r for r in committed["rows"]}
+    conv2 = before[("conv", "bwd_filter", "alexnet-conv2")]
+    assert conv2["ratio_vs_cudnn"] == 5.46 and conv2["twin_rel_err"] > conv2["tol"]
+    fixed = report.refinalize(committed)
+    assert committed["rows"][4]["ratio_vs_cudnn"] == 5.46          # the input is not changed
+    after = {key(r): r for r in fixed["rows"]}
+    assert after.keys() == before.keys()
+    marked = {k for k, r in after.items() if r.get("twin_outside_tol")}
+    assert marked == {("conv", "bwd_filter", "alexnet-conv2"),
+                      ("conv", "bwd_filter", "fashion-conv2")}  # 9.62e-3 and 5.2e-3 > 2e-4
+    row = after[("conv", "bwd_filter", "alexnet-conv2")]
+    assert "ratio_vs_cudnn" not in row and row["twin_ms"] == 0.4052
+    assert row["tflops"] == 25.91 and row["frac_peak"] == 0.397 and row["ms"] == 2.213
+    kept = [k for k in before if "ratio_vs_cudnn" in before[k] and k not in marked]
+    assert len(kept) == 28                      # 32 rows: one failed, sgd has no twin
+    for k in kept:  # accurate twins keep the committed ratio, our figures unchanged
+        assert after[k]["ratio_vs_cudnn"] == before[k]["ratio_vs_cudnn"], k
+        assert after[k].get("tflops", after[k].get("gbps")) == before[k].get(
+            "tflops", before[k].get("gbps")), k
+    assert report.refinalize(fixed) == fixed                       # applying it twice is a no-op
+    text = report.format_summary(fixed)
+    line = next(ln for ln in text.splitlines() if "bwd_filter  alexnet-conv2" in ln)
+    assert "5.46" not in text and "twin>tol" in line
+    assert "outside our tolerance: conv.bwd_filter.alexnet-conv2" in text
+
+
+def test_report_cli_table_applies_the_twin_rule_to_an_old_report():
+    out = subprocess.run([sys.executable, str(BENCH / "report.py"), "table", str(H100_REPORT)],
+                         capture_output=True, text=True, check=True).stdout
+    lines = {ln.split()[2]: ln for ln in out.splitlines() if ln.startswith("conv  ")
+             and ln.split()[1] == "bwd_filter"}
+    assert "5.46" not in out and "twin>tol" in lines["alexnet-conv2"]
+    assert "2.05" not in lines["fashion-conv2"] and "twin>tol" in lines["fashion-conv2"]
+    assert "3.17" in lines["alexnet-conv3"]                       # an accurate twin keeps it
+
+
 # ---- junit, sanitizer, training ----------------------------------------------------------------
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
