@@ -1,4 +1,6 @@
-// The emulator's scheduler, guarded memory and the extern "C" entry points that emulator.py calls.
+// The emulator's scheduler: blocks in shuffled order, each block's threads as ucontext fibers
+// resumed in forward, reverse or shuffled order between barriers; warp collectives with a
+// per-warp rendezvous; cp.async groups; guarded memory; the extern "C" controls emulator.py uses.
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -10,40 +12,60 @@
 #include <unordered_map>
 #include <vector>
 
-#include "conv.h"
 #include "conv_gemm.cuh"
 
 namespace emu {
 uint3 thread_idx, block_idx;
 dim3 block_dim, grid_dim;
 cudaError_t last_error = cudaSuccess;
-int sm_count = 2, occupancy = 2;
+int sm_count = 2, occupancy = 2, device_count = 2;
 long live_allocations = 0;
-int order_mode = 0;  // 0 forward, 1 reverse, 2 shuffled
+int order_mode = 2;  // 0 forward, 1 reverse, 2 shuffled
 std::mt19937 order_rng(1);
 long launches_run = 0, blocks_run = 0;
 
-[[noreturn]] void unsupported(const char* what) {
-    fprintf(stderr, "emu: %s is not emulated\n", what);
-    abort();
-}
-
 namespace {
 constexpr size_t kStack = 128 << 10;
+enum class State { Ready, Barrier, Warp, Done };
+struct Copy {
+    char* dst;
+    std::vector<char> data;
+};
 struct Fiber {
     ucontext_t ctx;
     std::vector<char> stack;
-    bool done;
+    State state;
     uint3 tid;
+    LaneOp* op;  // while state == Warp
+    Exchange exchange;
+    std::vector<Copy> open;                  // cp.async copies not yet committed
+    std::vector<std::vector<Copy>> groups;   // committed, oldest first
 };
 std::vector<Fiber> fibers;
 ucontext_t scheduler;
 Fiber* current = nullptr;
 const std::function<void()>* body = nullptr;
+std::string failure;  // set by fail() inside a fiber; the launch throws it
+
+std::string block_text() {
+    char text[64];
+    snprintf(text, sizeof text, "block (%u,%u,%u)", block_idx.x, block_idx.y, block_idx.z);
+    return text;
+}
+
+std::string where(const uint3& t) {
+    char text[64];
+    snprintf(text, sizeof text, " thread (%u,%u,%u)", t.x, t.y, t.z);
+    return block_text() + text;
+}
 
 void trampoline() {
-    (*body)();
-    current->done = true;
+    try {
+        (*body)();
+    } catch (std::exception& e) {
+        failure = e.what();
+    }
+    current->state = State::Done;
     swapcontext(&current->ctx, &scheduler);
 }
 
@@ -77,73 +99,198 @@ struct FaultTrap {
     }
 };
 
-std::string where() {
-    char text[160];
-    snprintf(text, sizeof text, "block (%u,%u,%u) thread (%u,%u,%u)", block_idx.x, block_idx.y,
-             block_idx.z, thread_idx.x, thread_idx.y, thread_idx.z);
+[[noreturn]] void stop(const std::string& what) {
+    throw std::runtime_error("emu: " + what);
+}
+
+// The warp of thread t is complete when every lane of its mask waits at a collective: check that
+// they all wait at the same one, run the exchange and let them go on.
+void try_complete(unsigned t, unsigned threads) {
+    const unsigned first = t / 32 * 32, lane = t % 32;
+    const LaneOp& op = *fibers[t].op;
+    if (!(op.mask >> lane & 1u))
+        stop(std::string(op.name) + ": the calling lane " + std::to_string(lane) +
+             " is not in its mask, in " + where(fibers[t].tid));
+    LaneOp* lanes[32] = {};
+    for (unsigned l = 0; l < 32; ++l) {
+        if (!(op.mask >> l & 1u)) continue;
+        const unsigned g = first + l;
+        if (g >= threads)
+            stop(std::string(op.name) + ": the mask names lane " + std::to_string(l) +
+                 " but this warp has " + std::to_string(threads - first) + " threads, in " +
+                 where(fibers[t].tid));
+        const Fiber& f = fibers[g];
+        if (f.state == State::Done)
+            stop(std::string(op.name) + ": lane " + std::to_string(l) +
+                 " of the mask exited without reaching it, in " + where(fibers[t].tid));
+        if (f.state != State::Warp) return;  // not there yet
+        if (strcmp(f.op->name, op.name) != 0 || f.op->mask != op.mask) {
+            char masks[64];
+            snprintf(masks, sizeof masks, " (mask %08x) while lane %u waits at ", f.op->mask, lane);
+            stop(std::string("warp collectives disagree: lane ") + std::to_string(l) + " waits at " +
+                 f.op->name + masks + op.name + ", in " + where(fibers[t].tid));
+        }
+        lanes[l] = f.op;
+    }
+    fibers[t].exchange(lanes, op.mask);
+    for (unsigned l = 0; l < 32; ++l)
+        if (lanes[l]) fibers[first + l].state = State::Ready;
+}
+
+std::string waiting_summary(unsigned threads) {
+    std::string text;
+    for (unsigned t = 0; t < threads && text.size() < 300; ++t)
+        if (fibers[t].state == State::Warp)
+            text += " lane " + std::to_string(t % 32) + " of warp " + std::to_string(t / 32) +
+                    " at " + fibers[t].op->name + ";";
     return text;
+}
+
+void run_block(unsigned threads, std::vector<unsigned>& order) {
+    for (unsigned t = 0; t < threads; ++t) {
+        Fiber& f = fibers[t];
+        f.stack.resize(kStack);
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = f.stack.data();
+        f.ctx.uc_stack.ss_size = kStack;
+        f.ctx.uc_link = nullptr;
+        makecontext(&f.ctx, trampoline, 0);
+        f.state = State::Ready;
+        f.tid = {t % block_dim.x, (t / block_dim.x) % block_dim.y, t / (block_dim.x * block_dim.y)};
+        f.open.clear();
+        f.groups.clear();
+    }
+    std::vector<unsigned> ready;
+    for (;;) {
+        ready.clear();
+        if (order_mode == 1) std::reverse(order.begin(), order.end());
+        if (order_mode == 2) std::shuffle(order.begin(), order.end(), order_rng);
+        for (unsigned t : order)
+            if (fibers[t].state == State::Ready) ready.push_back(t);
+        if (ready.empty()) {
+            unsigned done = 0, at_barrier = 0;
+            for (unsigned t = 0; t < threads; ++t) {
+                done += fibers[t].state == State::Done;
+                at_barrier += fibers[t].state == State::Barrier;
+            }
+            if (done == threads) return;
+            if (done + at_barrier != threads)
+                stop("warp collectives wait for lanes that are at __syncthreads or exited:" +
+                     waiting_summary(threads) + " in " + block_text());
+            if (done != 0)
+                stop("__syncthreads reached by " + std::to_string(at_barrier) + " threads while " +
+                     std::to_string(done) + " exited, in " + where(fibers[order[0]].tid));
+            for (unsigned t = 0; t < threads; ++t) fibers[t].state = State::Ready;
+            continue;
+        }
+        for (unsigned t : ready) {
+            if (fibers[t].state != State::Ready) continue;  // (released, then caught, this round)
+            current = &fibers[t];
+            thread_idx = current->tid;
+            swapcontext(&scheduler, &current->ctx);
+            current = nullptr;
+            if (!failure.empty()) {
+                const std::string what = failure;
+                failure.clear();
+                stop(what + ", in " + where(fibers[t].tid));
+            }
+            if (fibers[t].state == State::Warp) try_complete(t, threads);
+        }
+    }
 }
 }  // namespace
 
-void sync() { swapcontext(&current->ctx, &scheduler); }
+void sync() {
+    if (!current) stop("__syncthreads outside a kernel");
+    current->state = State::Barrier;
+    swapcontext(&current->ctx, &scheduler);
+}
+
+void fail(const char* what) {
+    if (!current) stop(what);
+    failure = what;
+    current->state = State::Done;
+    swapcontext(&current->ctx, &scheduler);
+    abort();  // never resumed
+}
+
+[[noreturn]] void unsupported(const char* what) {
+    fail((std::string(what) + " is not emulated").c_str());
+}
+
+void warp_collective(LaneOp& op, Exchange exchange) {
+    if (!current) stop(std::string(op.name) + " outside a kernel");
+    current->op = &op;
+    current->exchange = exchange;
+    current->state = State::Warp;
+    swapcontext(&current->ctx, &scheduler);
+}
+
+void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+    if (!current) stop("cp.async outside a kernel");
+    if (src_bytes < 0 || src_bytes > bytes) fail("cp.async: src-size outside 0..cp-size");
+    if (((uintptr_t)dst | (uintptr_t)src) % bytes) fail("cp.async: address not aligned to its size");
+    Copy c{static_cast<char*>(dst), std::vector<char>(bytes, 0)};
+    memcpy(c.data.data(), src, src_bytes);  // read now: a bad source faults at the issuing line
+    memset(c.dst, 0xff, bytes);  // NaN (float, bf16) until a wait completes the copy
+    current->open.push_back(std::move(c));
+}
+
+void cp_async_commit() {
+    if (!current) stop("cp.async.commit_group outside a kernel");
+    current->groups.push_back(std::move(current->open));
+    current->open.clear();
+}
+
+void cp_async_wait(int pending_groups) {
+    if (!current) stop("cp.async.wait_group outside a kernel");
+    auto& groups = current->groups;
+    while ((int)groups.size() > pending_groups) {
+        for (const Copy& c : groups.front()) memcpy(c.dst, c.data.data(), c.data.size());
+        groups.erase(groups.begin());
+    }
+}
 
 void Launch::operator()(const std::function<void()>& kernel) const {
     const unsigned threads = block.x * block.y * block.z;
-    if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
-        grid.y > 65535 || grid.z > 65535) {
+    if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+        grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
         last_error = cudaErrorInvalidConfiguration;
         return;
     }
+    if (current) stop("a kernel launched from inside a kernel");
     ++launches_run;
     body = &kernel;
     block_dim = block;
     grid_dim = grid;
     fibers.resize(threads);
     std::vector<unsigned> order(threads);
+    for (unsigned t = 0; t < threads; ++t) order[t] = t;
+    std::vector<uint3> blocks;
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) blocks.push_back({x, y, z});
+    if (order_mode == 1) std::reverse(blocks.begin(), blocks.end());
+    if (order_mode == 2) std::shuffle(blocks.begin(), blocks.end(), order_rng);
     FaultTrap trap;
     if (sigsetjmp(fault_jump, 1)) {
         char address[32];
         snprintf(address, sizeof address, "%p", fault_address);
-        throw std::runtime_error(std::string("emu: memory fault at ") + address + " in " + where());
+        const uint3 tid = current ? current->tid : thread_idx;
+        current = nullptr;
+        stop(std::string("memory fault at ") + address + " in " + where(tid));
     }
-    for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) {
-                ++blocks_run;
-                for (unsigned t = 0; t < threads; ++t) {
-                    Fiber& f = fibers[t];
-                    f.stack.resize(kStack);
-                    getcontext(&f.ctx);
-                    f.ctx.uc_stack.ss_sp = f.stack.data();
-                    f.ctx.uc_stack.ss_size = kStack;
-                    f.ctx.uc_link = nullptr;
-                    makecontext(&f.ctx, trampoline, 0);
-                    f.done = false;
-                    f.tid = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-                    order[t] = t;
-                }
-                // One round resumes every live thread until it exits or reaches a barrier.
-                for (;;) {
-                    if (order_mode == 1) std::reverse(order.begin(), order.end());
-                    if (order_mode == 2) std::shuffle(order.begin(), order.end(), order_rng);
-                    unsigned done = 0;
-                    for (unsigned t : order) {
-                        Fiber& f = fibers[t];
-                        if (!f.done) {
-                            current = &f;
-                            thread_idx = f.tid;
-                            block_idx = {x, y, z};
-                            swapcontext(&scheduler, &f.ctx);
-                        }
-                        done += f.done;
-                    }
-                    if (done == threads) break;
-                    if (done != 0)
-                        throw std::runtime_error("emu: __syncthreads reached by " +
-                                                 std::to_string(threads - done) + " threads while " +
-                                                 std::to_string(done) + " exited, in " + where());
-                }
-            }
+    try {
+        for (const uint3& b : blocks) {
+            ++blocks_run;
+            block_idx = b;
+            run_block(threads, order);
+        }
+    } catch (...) {
+        current = nullptr;
+        failure.clear();
+        throw;
+    }
 }
 
 // Allocations end exactly at a protected page (mode 0) or start just after one (mode 1), filled
@@ -165,17 +312,31 @@ void* guarded_alloc(size_t bytes, int mode) {
 }
 void guarded_free(void* p) {
     auto it = guarded.find(p);
-    if (it == guarded.end()) unsupported("freeing an unknown pointer");
+    if (it == guarded.end()) stop("cudaFree of a pointer cudaMalloc did not return");
     munmap(it->second.first, it->second.second);
     guarded.erase(it);
 }
 }  // namespace emu
 
-static std::string g_error;
+const char* cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+        case cudaSuccess: return "cudaSuccess";
+        case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+        case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+        case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+        case cudaErrorNoDevice: return "cudaErrorNoDevice";
+        default: return "cudaErrorLaunchFailure";
+    }
+}
+const char* cudaGetErrorString(cudaError_t e) {
+    return e == cudaSuccess ? "no error" : "an error in the emulated CUDA runtime";
+}
 
+// The controls stay visible when the module is built with -fvisibility=hidden (pybind11's).
+#pragma GCC visibility push(default)
 extern "C" {
-const char* emu_error() { return g_error.c_str(); }
-// order: 0 forward, 1 reverse, 2 shuffled (seeded); sms: what the SM-count query answers.
+// order: 0 forward, 1 reverse, 2 shuffled (seeded; blocks and threads); sms: what the
+// SM-count query answers.
 void emu_config(int order, int seed, int sms) {
     emu::order_mode = order;
     emu::order_rng.seed(seed);
@@ -184,6 +345,7 @@ void emu_config(int order, int seed, int sms) {
 // Blocks per SM the occupancy query answers (< 1: it fails). Set it before the first launch:
 // the kernels cache the first answer.
 void emu_set_occupancy(int n) { emu::occupancy = n; }
+void emu_set_device_count(int n) { emu::device_count = n; }
 long emu_live_allocations() { return emu::live_allocations; }
 long emu_launches_run() { return emu::launches_run; }
 long emu_blocks_run() { return emu::blocks_run; }
@@ -200,27 +362,5 @@ long emu_fastdiv_check(int d, int n0, int count) {
     }
     return -1;
 }
-
-// 0: done; 1: std::invalid_argument (a bad shape or setting); 2: another error (emu_error()).
-#define OP(name)                                                                              \
-    int emu_##name(const float* a, const float* b, float* out, int N, int C, int H, int W,     \
-                   int F, int fs, int OH, int OW, int stride, int padding, int groups) {      \
-        try {                                                                                 \
-            name(a, b, out, ConvShape{N, C, H, W, F, fs, OH, OW, stride, padding, groups},    \
-                 nullptr);                                                                    \
-            return 0;                                                                         \
-        } catch (std::invalid_argument& e) {                                                  \
-            g_error = e.what();                                                               \
-            return 1;                                                                         \
-        } catch (std::exception& e) {                                                         \
-            g_error = e.what();                                                               \
-            return 2;                                                                         \
-        }                                                                                     \
-    }
-OP(conv_forward)
-OP(conv_backward_data)
-OP(conv_backward_filter)
-OP(local_forward)
-OP(local_backward_data)
-OP(local_backward_filter)
 }
+#pragma GCC visibility pop

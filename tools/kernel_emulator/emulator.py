@@ -1,125 +1,158 @@
-"""Build csrc/conv.cu and csrc/local.cu for the CPU emulator (libemu.so) and call them.
+"""Build convnet._C for the CPU emulator: every kernel in csrc/ and the same pybind11 bindings.
 
-    python tools/kernel_emulator/emulator.py CSRC OUT_DIR     # builds OUT_DIR/libemu.so
+    python tools/kernel_emulator/emulator.py [--out DIR]     # prints the module's path
 
-build() copies the conv sources into OUT_DIR/src, rewrites every kernel launch
-`kernel<<<grid, block, smem, stream>>>(args);` into `emu::launch(grid, block, smem, stream)([&] {
-kernel(args); });` and compiles them with g++ against include/cuda_runtime.h and emu.cpp.
-Emulator wraps the library with ctypes; see README.md.
+build() copies csrc into OUT/src, rewrites every kernel launch
+`kernel<<<grid, block, smem, stream>>>(args);` into
+`emu::launch(grid, block, smem, stream)([&] { kernel(args); });`, and compiles each unit with g++
+against include/ (the CUDA stand-in) and emu.cpp (the scheduler). Objects are cached by the
+hash of their text, so a rebuild after one change (or a planted bug) recompiles one unit.
+Controls(path) reaches the emulator's knobs in the built module through ctypes. See README.md.
 """
 import argparse
 import ctypes
+import hashlib
+import importlib.util
 import re
-import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
-UNITS = ("conv.cu", "local.cu")
+ROOT = HERE.parents[1]
+DEFAULT_OUT = ROOT / "build" / "emulator"
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;]*>)?)\s*<<<(.+?)>>>\((.*?)\);", re.S)
-OPS = tuple(f"{kind}_{pass_}" for kind in ("conv", "local")
-            for pass_ in ("forward", "backward_data", "backward_filter"))
 ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
-GUARDS = {"after": 0, "before": 1}  # where an allocation's protected page is
 
 
-def build(csrc, out_dir, cxx="g++", opt="-O1", jobs=2):
-    """Build out_dir/libemu.so from the kernels in csrc; returns its path."""
+def rewrite(text, name="source"):
+    """`text` with every `kernel<<<...>>>(args);` turned into an emulator launch."""
+    text = LAUNCH.sub(r"emu::launch(\2)([&] { \1(\3); });", text)
+    if "<<<" in text:
+        raise RuntimeError(f"{name}: a kernel launch the emulator could not rewrite")
+    return text
+
+
+def _flags(src, opt):
+    return [*opt.split(), "-std=c++17", "-fPIC", f"-I{HERE / 'include'}", f"-I{src}", "-Wall",
+            "-Wno-unknown-pragmas", "-Wno-unused-function", "-Wno-unused-variable"]
+
+
+def _module_flags():
+    import pybind11
+
+    return [f"-I{pybind11.get_include()}", f"-I{sysconfig.get_paths()['include']}",
+            "-fvisibility=hidden", "-DCONVNET_WITH_CUDA", '-DCONVNET_CUDA_ARCHITECTURES="emulated"']
+
+
+def build(csrc=ROOT / "csrc", out_dir=DEFAULT_OUT, units=None, module=True, cxx="g++",
+          opt="-O1", jobs=2, cache=None):
+    """Build the emulated convnet._C from csrc (module=True: csrc/*.cu and bindings.cpp), or a
+    shared library of `units` (.cu files, e.g. tools' test kernels) with emu.cpp. Returns its
+    path. `cache` (default out_dir/obj) holds objects by content hash."""
     csrc, out_dir = Path(csrc), Path(out_dir)
     src = out_dir / "src"
-    shutil.rmtree(src, ignore_errors=True)
-    src.mkdir(parents=True)
-    for path in [csrc / "conv.h", *csrc.glob("*.cuh"), *(csrc / unit for unit in UNITS)]:
-        text = LAUNCH.sub(r"emu::launch(\2)([&] { \1(\3); });", path.read_text())
-        if "<<<" in text:
-            raise RuntimeError(f"{path}: a kernel launch the emulator could not rewrite")
-        (src / path.name).write_text(text)
-    flags = [*opt.split(), "-std=c++17", "-fPIC", f"-I{HERE / 'include'}", f"-I{src}", "-Wall",
-             "-Wno-unknown-pragmas", "-Wno-unused-function"]
-    compiles = [([*flags, "-x", "c++", "-c", str(src / unit)], out_dir / f"{unit}.o")
-                for unit in UNITS] + [([*flags, "-c", str(HERE / "emu.cpp")], out_dir / "emu.o")]
+    src.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache) if cache else out_dir / "obj"
+    cache.mkdir(parents=True, exist_ok=True)
+    headers = sorted([*csrc.glob("*.h"), *csrc.glob("*.cuh")])
+    units = sorted(csrc.glob("*.cu")) if units is None else [Path(u) for u in units]
+    for path in [*headers, *units]:
+        text = rewrite(path.read_text(), str(path))
+        target = src / path.name
+        if not target.exists() or target.read_text() != text:
+            target.write_text(text)
+    flags = _flags(src, opt) + (_module_flags() if module else [])
+    shared = "".join(p.read_text() for p in [*headers, *sorted((HERE / "include").glob("*.h"))])
+    compiles = [(src / u.name, ["-x", "c++"]) for u in units]
+    compiles.append((HERE / "emu.cpp", []))
+    if module:
+        compiles.append((csrc / "bindings.cpp", []))
+    objects, pending = [], []
+    for path, lang in compiles:
+        key = hashlib.sha256("\0".join([cxx, *flags, *lang, path.read_text(), shared])
+                             .encode()).hexdigest()[:20]
+        obj = cache / f"{path.stem}-{key}.o"
+        objects.append(obj)
+        if not obj.exists():
+            pending.append(([cxx, *flags, *lang, "-c", str(path), "-o", f"{obj}.tmp"], obj))
     running = []
-    for args, obj in compiles:  # at most `jobs` compilers at a time
-        if len(running) >= jobs:
-            _wait(running.pop(0))
-        running.append(subprocess.Popen([cxx, *args, "-o", str(obj)], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True))
-    for proc in running:
-        _wait(proc)
-    library = out_dir / "libemu.so"
-    _wait(subprocess.Popen([cxx, "-shared", "-o", str(library), *(str(o) for _, o in compiles)],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        for args, obj in pending:  # at most `jobs` compilers at a time
+            if len(running) >= jobs:
+                _finish(*running.pop(0))
+            running.append((subprocess.Popen(args, stdout=subprocess.PIPE,
+                                             stderr=subprocess.STDOUT, text=True), obj))
+        while running:
+            _finish(*running.pop(0))
+    finally:
+        for proc, _ in running:  # after a failure: let the others end before raising
+            proc.communicate()
+    name = "_C" + sysconfig.get_config_var("EXT_SUFFIX") if module else "libemu.so"
+    library = out_dir / name
+    _finish(subprocess.Popen([cxx, "-shared", "-o", f"{library}.tmp", *map(str, objects)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+            library)
     return library
 
 
-def _wait(proc):
+def _finish(proc, target):
     output = proc.communicate()[0]
     if proc.returncode:
         raise RuntimeError(f"{' '.join(proc.args)} failed:\n{output}")
+    Path(f"{target}.tmp").replace(target)  # never a half-written object or library
 
 
-class Emulator:
-    """libemu.so through ctypes. Each op takes NumPy float32 arrays and returns a new array."""
+def load(path, name="convnet._C"):
+    """Import the emulated module at `path` under `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def __init__(self, library):
-        lib = self.lib = ctypes.CDLL(str(library))
+
+class Controls:
+    """The emulator's knobs inside a built module or library (the same loaded copy)."""
+
+    def __init__(self, path):
+        lib = self.lib = ctypes.CDLL(str(path))
+        lib.emu_config.argtypes = [ctypes.c_int] * 3
+        for name in ("emu_set_occupancy", "emu_set_device_count"):
+            getattr(lib, name).argtypes = [ctypes.c_int]
+        for name in ("emu_live_allocations", "emu_launches_run", "emu_blocks_run"):
+            getattr(lib, name).restype = ctypes.c_long
+        lib.emu_fastdiv_check.restype = ctypes.c_long
+        lib.emu_fastdiv_check.argtypes = [ctypes.c_int] * 3
         lib.emu_alloc.restype = ctypes.c_void_p
         lib.emu_alloc.argtypes = [ctypes.c_size_t, ctypes.c_int]
         lib.emu_free.argtypes = [ctypes.c_void_p]
-        lib.emu_error.restype = ctypes.c_char_p
-        lib.emu_config.argtypes = [ctypes.c_int] * 3
-        lib.emu_set_occupancy.argtypes = [ctypes.c_int]
-        lib.emu_live_allocations.restype = ctypes.c_long
-        lib.emu_launches_run.restype = ctypes.c_long
-        lib.emu_blocks_run.restype = ctypes.c_long
-        lib.emu_fastdiv_check.restype = ctypes.c_long
-        lib.emu_fastdiv_check.argtypes = [ctypes.c_int] * 3
-        for op in OPS:
-            getattr(lib, f"emu_{op}").argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 11
 
     def configure(self, order="shuffled", seed=0, sms=2):
-        """Thread order within a block, its seed, and the SM count the kernels see."""
+        """Block and thread order (forward, reverse, shuffled), its seed, the SM count."""
         self.lib.emu_config(ORDERS[order], seed, sms)
 
-    def run(self, op, a, b, out_shape, dims, guard="after"):
-        """op(a, b) -> out for ConvShape dims (N, C, H, W, F, fs, OH, OW, stride, padding, groups).
-        Every buffer sits against a protected page (guard "after" or "before" it); `out` starts as
-        NaN. Raises ValueError for a rejected shape or setting, RuntimeError for other errors."""
-        buffers = []
-        try:
-            for shape in (a.shape, b.shape, out_shape):
-                buffers.append(self._buffer(shape, GUARDS[guard]))
-            buffers[0][1][...] = a
-            buffers[1][1][...] = b
-            rc = getattr(self.lib, f"emu_{op}")(*(ptr for ptr, _ in buffers), *dims)
-            if rc:
-                raise (ValueError if rc == 1 else RuntimeError)(self.lib.emu_error().decode())
-            return buffers[2][1].copy()
-        finally:
-            for ptr, _ in buffers:
-                self.lib.emu_free(ptr)
+    def set_occupancy(self, blocks_per_sm):
+        """What the occupancy query answers (< 1: it fails); before the first conv launch."""
+        self.lib.emu_set_occupancy(blocks_per_sm)
 
-    def _buffer(self, shape, guard):
-        """(address, float32 view) of NaN-filled memory against a protected page."""
-        size = int(np.prod(shape))
-        ptr = self.lib.emu_alloc(max(size, 1) * 4, guard)
-        if not ptr:
-            raise MemoryError(f"emu_alloc of {size} floats failed")
-        view = np.ctypeslib.as_array((ctypes.c_float * max(size, 1)).from_address(ptr))
-        return ptr, view[:size].reshape(shape)
+    def launches(self):
+        return self.lib.emu_launches_run()
+
+    def blocks(self):
+        return self.lib.emu_blocks_run()
+
+    def live_allocations(self):
+        """cudaMalloc'd workspaces not yet freed."""
+        return self.lib.emu_live_allocations()
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("csrc", help="the csrc folder with conv.cu, local.cu, conv.h and *.cuh")
-    parser.add_argument("out_dir", help="where src/, the objects and libemu.so are written")
-    parser.add_argument("--cxx", default="g++", help="the C++ compiler (default g++)")
-    parser.add_argument("--opt", default="-O1", help="optimisation flag (default -O1)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help="build folder")
+    parser.add_argument("--opt", default="-O1", help="g++ optimisation flags (default -O1)")
     args = parser.parse_args(argv)
-    print(build(args.csrc, args.out_dir, args.cxx, args.opt))
+    print(build(out_dir=args.out, opt=args.opt))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
-// A CPU stand-in for the small part of CUDA that csrc/conv.cu and csrc/local.cu use, so that g++
-// can build them (after emulator.py rewrites each `kernel<<<grid, block, smem, stream>>>(args);`
-// into `emu::launch(grid, block, smem, stream)([&] { kernel(args); });`).
+// A CPU stand-in for the part of CUDA that csrc/ uses, so that g++ can build every kernel (after
+// emulator.py rewrites each `kernel<<<grid, block, smem, stream>>>(args);` into
+// `emu::launch(grid, block, smem, stream)([&] { kernel(args); });`).
 //
-// Each block's threads run as ucontext fibers; __syncthreads switches back to a scheduler that
-// resumes every thread of the block in turn, in forward, reverse or shuffled order, to expose
-// races between barriers. __shared__ variables are function statics: one copy, shared by the
-// block (blocks run one after another). Device memory is host memory; cudaMalloc ends each
-// allocation at a protected page and fills it with NaN.
+// Each block's threads run as fibers (emu.cpp); __syncthreads and every warp-level operation
+// switch back to a scheduler that resumes the threads in forward, reverse or shuffled order.
+// Warp operations (__shfl*_sync, votes, __syncwarp, warp reductions, and the mma/ldmatrix twins
+// of csrc/mma.cuh) are collectives: each lane deposits its operands and waits until every lane
+// named in the mask has arrived at its own collective; then one exchange computes every lane's
+// result. __shared__ variables are function statics (blocks run one after another). Device
+// memory is host memory; cudaMalloc ends each allocation at a protected page, filled with NaN.
 #pragma once
 #include <ucontext.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -18,10 +21,12 @@
 #include <functional>
 #include <stdexcept>
 
+#define CONVNET_EMULATOR 1
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__
 #define __launch_bounds__(...)
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
@@ -33,13 +38,22 @@ struct dim3 {
 };
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) float2 { float x, y; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(4) uchar4 { unsigned char x, y, z, w; };
 inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+inline float2 make_float2(float a, float b) { return {a, b}; }
+inline uchar4 make_uchar4(unsigned char a, unsigned char b, unsigned char c, unsigned char d) {
+    return {a, b, c, d};
+}
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
 
 namespace emu {
 extern uint3 thread_idx, block_idx;
 extern dim3 block_dim, grid_dim;
 void sync();
+// Stops the kernel (from inside a fiber: the launch throws std::runtime_error(what)).
+[[noreturn]] void fail(const char* what);
 [[noreturn]] void unsupported(const char* what);
 // Runs the kernel body once per thread of every block of `grid` (emu.cpp).
 struct Launch {
@@ -47,36 +61,89 @@ struct Launch {
     void operator()(const std::function<void()>& body) const;
 };
 inline Launch launch(dim3 grid, dim3 block, size_t = 0, void* = nullptr) { return {grid, block}; }
+
+// ---- warp collectives
+// One lane's part in a collective: what it brings and what it gets back (32-bit words).
+struct LaneOp {
+    const char* name;  // the operation, e.g. "__shfl_xor_sync": every lane must name the same
+    unsigned mask;
+    uint32_t in[16];
+    uint32_t out[16];
+};
+// Called once, when every lane of the mask has arrived: lanes[l] is lane l's LaneOp (nullptr
+// for lanes outside the mask); it fills each participant's `out`.
+using Exchange = void (*)(LaneOp* const lanes[32], unsigned mask);
+// Deposits `op` (name, mask, in), waits for the warp, and returns with op.out filled.
+void warp_collective(LaneOp& op, Exchange exchange);
+// The value an undefined read gets (e.g. a shuffle from a lane outside the mask): a NaN.
+constexpr uint32_t kPoison = 0x7fc00000u;
+
+// ---- cp.async: copies wait in the issuing thread's current group until a wait completes them;
+// the destination holds NaN until then.
+void cp_async(void* dst, const void* src, int bytes, int src_bytes);
+void cp_async_commit();
+void cp_async_wait(int pending_groups);
 }  // namespace emu
 
 #define threadIdx (emu::thread_idx)
 #define blockIdx (emu::block_idx)
 #define blockDim (emu::block_dim)
 #define gridDim (emu::grid_dim)
+#define warpSize 32
 #define __syncthreads() emu::sync()
+inline void __threadfence() {}
+inline void __threadfence_block() {}
 
 template <class T> inline T __ldg(const T* p) { return *p; }
 inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((uint64_t)a * b) >> 32); }
-// Warps are not emulated: a kernel that exchanges values across lanes stops the run.
-template <class T> inline T __shfl_xor_sync(unsigned, T, int) { emu::unsupported("__shfl_xor_sync"); }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __int_as_float(int v) { float f; memcpy(&f, &v, 4); return f; }
+inline int __float_as_int(float f) { int v; memcpy(&v, &f, 4); return v; }
+inline float __uint_as_float(unsigned v) { float f; memcpy(&f, &v, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned v; memcpy(&v, &f, 4); return v; }
+inline int __popc(unsigned v) { return __builtin_popcount(v); }
+inline int __ffs(int v) { return __builtin_ffs(v); }
+inline int __clz(int v) { return v ? __builtin_clz((unsigned)v) : 32; }
+// CUDA's integer min/max overloads (std::min would refuse mixed int widths just as nvcc warns).
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline unsigned long min(unsigned long a, unsigned long b) { return a < b ? a : b; }
+inline unsigned long max(unsigned long a, unsigned long b) { return a > b ? a : b; }
+inline float min(float a, float b) { return fminf(a, b); }
+inline float max(float a, float b) { return fmaxf(a, b); }
+
+#include "emu_warp.h"
+#include "emu_atomic.h"
 
 // ---- runtime API
 typedef void* cudaStream_t;
 typedef void* cudaMemPool_t;
-enum cudaError_t { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidConfiguration = 9 };
+enum cudaError_t {
+    cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9, cudaErrorNoDevice = 100, cudaErrorLaunchFailure = 719
+};
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrMemoryPoolsSupported = 115 };
 enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold = 4 };
 namespace emu {
 extern cudaError_t last_error;
-extern int sm_count, occupancy;
+extern int sm_count, occupancy, device_count;
 extern long live_allocations;
 void* guarded_alloc(size_t bytes, int mode);  // mode 0: ends at a protected page; 1: starts after one
 void guarded_free(void* p);
 }  // namespace emu
-inline const char* cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "cudaErrorEmulated"; }
-inline const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated error"; }
+const char* cudaGetErrorName(cudaError_t e);
+const char* cudaGetErrorString(cudaError_t e);
 inline cudaError_t cudaGetLastError() { cudaError_t e = emu::last_error; emu::last_error = cudaSuccess; return e; }
+inline cudaError_t cudaPeekAtLastError() { return emu::last_error; }
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
+inline cudaError_t cudaGetDeviceCount(int* n) { *n = emu::device_count; return cudaSuccess; }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
     *v = a == cudaDevAttrMultiProcessorCount ? emu::sm_count : 1;
     return cudaSuccess;
@@ -86,13 +153,19 @@ inline cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t, cudaMemPoolAttr, void*
 inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void*) { return cudaSuccess; }
 inline cudaError_t cudaMalloc(void** p, size_t n) {
     *p = emu::guarded_alloc(n, 0);
+    if (!*p) return cudaErrorMemoryAllocation;
     ++emu::live_allocations;
     return cudaSuccess;
 }
 inline cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
 inline cudaError_t cudaFree(void* p) { emu::guarded_free(p); --emu::live_allocations; return cudaSuccess; }
 inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
+inline cudaError_t cudaMemsetAsync(void* p, int value, size_t n, cudaStream_t = nullptr) {
+    memset(p, value, n);
+    return cudaSuccess;
+}
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 
 // Blocks per SM: emu::occupancy (below 1: the query fails, so the caller's fallback is used).
 // conv_gemm.cuh caches the answer for the life of the process.
