@@ -862,7 +862,8 @@ def to_float(crops, mean, shift=None):
 
 class CudaStager:
     """uint8 RGBX crops -> float32 NCHW on the GPU: pinned host buffers, an asynchronous copy on
-    a stream of its own, then HWC -> CHW, mean and lighting in one kernel on the current stream.
+    a stream of its own, then HWC -> CHW, mean and lighting in one kernel on the current stream
+    (cuda_ops.crops_to_float, csrc/stage.cu).
 
     ``run`` keeps one batch ahead: while the consumer trains on batch n (current stream), the
     copy of batch n+1 runs on the copy stream. Two device slots alternate; a slot is written
@@ -872,15 +873,11 @@ class CudaStager:
     def __init__(self, mean):
         import cupy as cp
 
+        from convnet.backend import cuda_ops
+
         self.cp = cp
+        self.to_float = cuda_ops.crops_to_float
         self.mean = cp.asarray(mean, dtype=cp.float32)
-        self.kernel = cp.ElementwiseKernel(
-            "raw uint8 src, raw float32 mean, raw float32 shift, int32 h, int32 w", "float32 x",
-            """
-            const int col = i % w, row = (i / w) % h, c = (i / (w * h)) % 3, n = i / (w * h * 3);
-            x = (float)src[((n * h + row) * w + col) * 4 + c] - mean[(c * h + row) * w + col]
-                + shift[n * 3 + c];
-            """, "convnet_crops_to_float")
 
     def host_buffer(self, shape):
         import cupyx
@@ -933,11 +930,10 @@ class CudaStager:
         slot, device, buffer, job, copied = ahead
         current = cp.cuda.get_current_stream()
         current.wait_event(copied)
-        rows, h, w, _ = device.shape
+        rows = device.shape[0]
         shift = np.zeros((rows, 3), np.float32) if job.shift is None else job.shift
         shift = cp.asarray(np.ascontiguousarray(shift, dtype=np.float32))
-        x = cp.empty((rows, 3, h, w), cp.float32)
-        self.kernel(device, self.mean, shift, np.int32(h), np.int32(w), x)
+        x = self.to_float(device, self.mean, shift)
         free[slot] = current.record()
         copied.synchronize()  # the host buffer may be reused once its copy is done
         buffer.release()

@@ -318,6 +318,18 @@ void bind_softmax(py::module_& m) {
         py::arg("N"), py::arg("K"), py::arg("scale"), py::arg("stream"), release_gil());
 }
 
+void bind_stage(py::module_& m) {
+    m.def(
+        "crops_to_float",
+        [](ptr crops, ptr mean, ptr shift, ptr x, int N, int h, int w, ptr stream) {
+            crops_to_float(dev<const uint8_t>(crops), dev(mean), dev(shift), dev(x), N, h, w,
+                           as_stream(stream));
+        },
+        "x (N, 3, h, w) = RGB of uint8 RGBX crops (N, h, w, 4) - mean (3, h, w) + shift (N, 3)",
+        py::arg("crops"), py::arg("mean"), py::arg("shift"), py::arg("x"), py::arg("N"),
+        py::arg("h"), py::arg("w"), py::arg("stream"), release_gil());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -345,4 +357,5 @@ PYBIND11_MODULE(_C, m) {
     bind_pool(m);
     bind_norm(m);
     bind_softmax(m);
+    bind_stage(m);
 }

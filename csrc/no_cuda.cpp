@@ -122,3 +122,8 @@ void sgd_update(float*, float*, const float*, size_t, float, float, float, cudaS
 }
 size_t maxnorm_workspace_floats(size_t, size_t, size_t) { no_cuda("maxnorm_workspace_floats"); }
 void maxnorm(float*, float*, size_t, size_t, size_t, float, cudaStream_t) { no_cuda("maxnorm"); }
+
+void crops_to_float(const uint8_t*, const float*, const float*, float*, int, int, int,
+                    cudaStream_t) {
+    no_cuda("crops_to_float");
+}

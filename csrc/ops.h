@@ -105,3 +105,8 @@ void sgd_update(float* w, float* v, const float* g, size_t n, float eps, float m
 size_t maxnorm_workspace_floats(size_t outer, size_t units, size_t inner);
 void maxnorm(float* w, float* workspace, size_t outer, size_t units, size_t inner, float wball,
              cudaStream_t stream);
+
+// ---- image staging (stage.cu) ------------------------------------------------------------------
+// x (N, 3, h, w) = crops[..., :3] (uint8 RGBX (N, h, w, 4)) as NCHW - mean (3, h, w) + shift (N, 3).
+void crops_to_float(const uint8_t* crops, const float* mean, const float* shift, float* x,
+                    int N, int h, int w, cudaStream_t stream);

@@ -1,5 +1,21 @@
+import os
+
 import numpy as np
 import pytest
+
+# Set by the emulated GPU run (tools/kernel_emulator/run.py) and the compute-sanitizer runs of
+# benchmarks/gpu_run.sh: tests and cases marked `big` (AlexNet-sized shapes) are skipped there.
+SMALL_SHAPES = bool(os.environ.get("CONVNET_SMALL_SHAPES"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if not SMALL_SHAPES:
+        return
+    skip = pytest.mark.skip(reason="CONVNET_SMALL_SHAPES is set: a shape too large for the "
+                                   "emulator or a sanitizer")
+    for item in items:
+        if "big" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

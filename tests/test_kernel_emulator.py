@@ -1,14 +1,13 @@
-"""The conv and local CUDA kernels (csrc/conv.cu, csrc/local.cu), built with g++ for the CPU
-emulator in tools/kernel_emulator, against the float64 NumPy reference (convnet.backend.numpy_conv):
-no GPU needed, so CI checks the kernels' results on every run.
+"""The kernel emulator itself (tools/kernel_emulator): warp collectives against the CUDA
+programming guide's definitions, atomics, the misuses it must stop with a message, guard pages,
+and what the emulated GPU run (the cuda tests through run.py) cannot set per call: the SM count
+that sizes the split reductions and which conv algorithm ran (its launches).
 
-Every block's threads run in a freshly shuffled order between barriers (a missing __syncthreads
-shows as a wrong result), every buffer sits against a protected page, before it or after it (an
-out-of-bounds access raises), and every output starts as NaN (an element never written fails).
-Inputs are standard-normal draws from the seeded `rng` fixture; the bound is on the relative error
-max|got - ref| / max|ref|. What the emulator cannot check (warp-level code, timing, the GPU's
-compiler): tools/kernel_emulator/README.md.
+tests/test_mma_emulation.py covers the mma, ldmatrix and cp.async twins and the planted bugs;
+what only a real GPU can catch is listed in tools/kernel_emulator/README.md. Needs g++ and
+pybind11 (the `test` extra); skipped without them.
 """
+import ctypes
 import importlib.util
 import shutil
 from pathlib import Path
@@ -19,129 +18,202 @@ import pytest
 from convnet.backend import numpy_conv
 
 ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / "tools" / "kernel_emulator"
+POISON = 0x7FC00000  # what a read from a lane outside the mask gets
 REL_TOL = 1e-4
 
-# (N, C, H, W, F, fs, stride, padding, groups), for conv and local
-CASES = {
-    "groups2_stride2_odd": (3, 4, 9, 8, 6, 3, 2, 1, 2),
-    "groups3_rectangular": (5, 6, 10, 9, 9, 3, 1, 1, 3),
-    "stride3_last_window_past_edge": (2, 3, 13, 11, 5, 5, 3, 0, 1),
-    "11x11_stride4": (1, 2, 12, 12, 3, 11, 4, 0, 1),
-    "channels17_padding2": (2, 17, 6, 5, 7, 3, 1, 2, 1),
-    "65_filters_per_group_1x1": (1, 6, 5, 5, 130, 1, 1, 0, 2),
-    "stride_above_filter_padding3": (2, 2, 4, 4, 3, 4, 5, 3, 1),
-}
-# and larger ones for conv only (the local kernels take far longer to emulate)
-CONV_CASES = {**CASES,
-              "100_filters_per_group_padding3": (3, 6, 15, 15, 300, 3, 2, 3, 3),
-              "batch4_split_reduction": (4, 3, 32, 32, 64, 5, 1, 2, 1)}
-# conv_backward_filter variants: tiles clamped at 120 filters per group; a long reduction.
-BWDF_CASES = {"120_filters_per_group": (6, 4, 23, 23, 240, 3, 1, 1, 2),
-              "long_reduction": (16, 2, 12, 12, 8, 5, 1, 2, 2)}
-# Winograd (stride 1): partial output tiles, groups, a split reduction, and 5x5 filters (m = 2
-# runs Winograd; m = 4 would need alpha 8 > 6 and stays direct).
-WINOGRAD_CASES = {"partial_tiles": (2, 3, 7, 7, 4, 3, 1, 1, 1),
-                  "groups2_13x13": (3, 6, 13, 13, 10, 3, 1, 1, 2),
-                  "split_reduction": (12, 2, 14, 14, 3, 3, 1, 1, 1),
-                  "5x5": (2, 3, 10, 12, 5, 5, 1, 2, 1)}
+
+def load_emulator():
+    if shutil.which("g++") is None:
+        pytest.skip("g++ not found: the kernel emulator is built with g++")
+    pytest.importorskip("pybind11", reason="the emulated convnet._C is built with pybind11")
+    spec = importlib.util.spec_from_file_location("kernel_emulator", TOOLS / "emulator.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
-def emu(tmp_path_factory):
-    """tools/kernel_emulator's Emulator over a libemu.so built from csrc, once for this module."""
-    if shutil.which("g++") is None:
-        pytest.skip("g++ not found: the kernel emulator is built with g++")
-    spec = importlib.util.spec_from_file_location(
-        "kernel_emulator", ROOT / "tools" / "kernel_emulator" / "emulator.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    emulator = module.Emulator(module.build(ROOT / "csrc", tmp_path_factory.mktemp("emu")))
-    emulator.lib.emu_set_occupancy(2)  # before the first launch: the kernels cache the answer
-    return emulator
+def emulator():
+    return load_emulator()
 
 
-def check(emu, rng, op, case, guard="after", sms=2):
-    """Run op (e.g. conv_forward) on the emulator, shuffled, and compare with numpy_conv."""
+@pytest.fixture(scope="module")
+def warp_lib(emulator, tmp_path_factory):
+    path = emulator.build(units=[TOOLS / "test_kernels" / "warp_ops.cu"], module=False,
+                          out_dir=tmp_path_factory.mktemp("warp"))
+    return ctypes.CDLL(str(path)), emulator.Controls(path)
+
+
+@pytest.fixture(scope="module")
+def module(emulator):
+    """The emulated convnet._C under a private name, and its controls."""
+    path = emulator.build()
+    controls = emulator.Controls(path)
+    controls.set_occupancy(2)  # before the first conv launch: the kernels cache the answer
+    return emulator.load(path, "emulated._C"), controls
+
+
+def call(lib, name, *args):
+    error = ctypes.create_string_buffer(1024)
+    rc = getattr(lib, name)(*args, error, len(error))
+    return error.value.decode() if rc else None
+
+
+def ptr(a):
+    return a.ctypes.data_as(ctypes.c_void_p)
+
+
+# ----------------------------------------------------------------------------------------------
+# warp collectives
+
+
+def expected_warp_ops(threads):
+    """Each thread's 12 results by the guide's definitions; POISON where the source lane is not
+    in the mask (undefined on the GPU)."""
+    rows = []
+    for t in range(threads):
+        lane, first = t % 32, t // 32 * 32
+        lanes = min(32, threads - first)
+        own = lambda src: 100 + src if src < lanes else POISON  # noqa: E731
+        mask = (1 << lanes) - 1
+        ballot = sum(1 << l for l in range(lanes) if l % 3 == 0) & mask
+        half = [l for l in range(lanes) if (l < 16) == (lane < 16)]
+        rows.append([
+            own((lane * 7 + 3) % lanes),
+            own(lane - 3) if lane >= 3 else 100 + lane,
+            own(lane + 5) if lane % 16 + 5 < 16 else 100 + lane,
+            own(lane ^ (9 % lanes)),
+            ballot - (1 << 32) if ballot >= 1 << 31 else ballot,
+            int(lanes > 17), 1, 0,
+            lanes * (lanes - 1) // 2,
+            max(l * 5 % 11 for l in range(lanes)),
+            1 + 2 * (lanes - 1 - lane),
+            len(half),
+        ])
+    return np.array(rows, dtype=np.int64).astype(np.uint32).view(np.int32)
+
+
+@pytest.mark.parametrize("threads", [64, 52, 7])
+@pytest.mark.parametrize("order", ["forward", "reverse", "shuffled"])
+def test_warp_ops_follow_the_cuda_definitions(warp_lib, threads, order):
+    lib, controls = warp_lib
+    controls.configure(order, seed=threads)
+    out = np.full((threads, 12), -1, np.int32)
+    assert call(lib, "test_warp_ops", ptr(out), threads) is None
+    want = expected_warp_ops(threads)
+    bad = np.argwhere(out != want)
+    assert not len(bad), (f"{len(bad)} results differ; first: thread {bad[0][0]} result "
+                          f"{bad[0][1]}: {out[tuple(bad[0])]} != {want[tuple(bad[0])]}")
+
+
+def test_atomics_count_every_thread_of_every_block(warp_lib):
+    lib, controls = warp_lib
+    controls.configure("shuffled", seed=5)
+    counter, total, top = np.zeros(1, np.int32), np.zeros(1, np.float32), np.zeros(1, np.uint32)
+    assert call(lib, "test_atomics", ptr(counter), ptr(total), ptr(top), 9) is None
+    assert counter[0] == 9 * 64 and total[0] == 9 * 64 * 0.5 and top[0] == 9 * 64 - 1
+
+
+@pytest.mark.parametrize("which, message", [
+    (0, "lane 3 of the mask exited without reaching it"),
+    (1, "mask"),
+    (2, "__syncthreads reached by 63 threads while 1 exited"),
+    (3, "the mask names lane 20 but this warp has 20 threads"),
+    (4, "wait for lanes that are at __syncthreads"),
+])
+def test_warp_misuse_stops_the_kernel_with_a_message(warp_lib, which, message):
+    lib, controls = warp_lib
+    controls.configure("shuffled", seed=which)
+    out = np.zeros(64, np.int32)
+    error = call(lib, "test_misuse", which, ptr(out))
+    assert error is not None and message in error, error
+
+
+# ----------------------------------------------------------------------------------------------
+# conv through the emulated module: guard pages, SM counts, which algorithm ran
+
+
+def run_conv(module, op, case, rng, sms=2, guard=0):
+    """op on guarded, NaN-filled emulator buffers; (got, want) against numpy_conv in float64."""
+    C, controls = module
     n, c, h, w, f, fs, stride, padding, groups = case
-    oh, ow = (numpy_conv.conv_output_size(size, fs, stride, padding) for size in (h, w))
-    kind, pass_ = op.split("_", 1)
-    w_shape = (f, c // groups, fs, fs) if kind == "conv" else (oh, ow, f, c // groups, fs, fs)
-    x, weights, dy = (rng.standard_normal(shape, dtype=np.float32)
-                      for shape in ((n, c, h, w), w_shape, (n, f, oh, ow)))
+    oh, ow = (numpy_conv.conv_output_size(s, fs, stride, padding) for s in (h, w))
+    x, weights, dy = (rng.standard_normal(s, dtype=np.float32)
+                      for s in ((n, c, h, w), (f, c // groups, fs, fs), (n, f, oh, ow)))
+    pass_ = op.split("_", 1)[1]
     arrays, size_arg, out_shape = {"forward": ((x, weights), (), dy.shape),
-                                   "backward_data": ((dy, weights), ((h, w),), x.shape),
-                                   "backward_filter": ((x, dy), (fs,), w_shape)}[pass_]
+                                   "backward_filter": ((x, dy), (fs,), weights.shape)}[pass_]
     want = getattr(numpy_conv, op)(*(a.astype(np.float64) for a in arrays), *size_arg, stride,
                                    padding, groups)
-    emu.configure("shuffled", seed=int(rng.integers(1 << 31)), sms=sms)
-    got = emu.run(op, *arrays, out_shape, (n, c, h, w, f, fs, oh, ow, stride, padding, groups),
-                  guard)
-    assert got.shape == want.shape
-    unwritten = int(np.isnan(got).sum())
-    assert unwritten == 0, f"{op} {case}: {unwritten} of {got.size} outputs never written"
-    scale = float(np.max(np.abs(want), initial=0.0)) or 1.0
-    err = float(np.max(np.abs(got - want), initial=0.0)) / scale
-    assert err < REL_TOL, f"{op} {case} ({guard} guard, {sms} SMs): relative error {err:.3g}"
-    assert emu.lib.emu_live_allocations() == 0, f"{op} {case}: workspace not freed"
+    buffers = []
+    try:
+        for a in (*arrays, np.empty(out_shape, np.float32)):
+            address = controls.lib.emu_alloc(a.nbytes, guard)
+            view = np.ctypeslib.as_array((ctypes.c_float * a.size).from_address(address))
+            view[...] = a.ravel() if len(buffers) < 2 else np.nan
+            buffers.append((address, view))
+        controls.configure("shuffled", seed=int(rng.integers(1 << 31)), sms=sms)
+        getattr(C, op)(*(b[0] for b in buffers), n, c, h, w, f, fs, oh, ow, stride, padding,
+                       groups, 0)
+        got = buffers[2][1].reshape(out_shape).copy()
+    finally:
+        for address, _ in buffers:
+            controls.lib.emu_free(address)
+    assert not np.isnan(got).any(), f"{op} {case}: outputs never written"
+    err = np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)
+    assert err < REL_TOL, f"{op} {case} ({sms} SMs): relative error {err:.3g}"
+    assert controls.live_allocations() == 0, f"{op} {case}: workspace not freed"
 
 
-@pytest.mark.parametrize("kind, case", [
-    pytest.param(kind, case, id=f"{kind}-{name}")
-    for kind, cases in (("conv", CONV_CASES), ("local", CASES)) for name, case in cases.items()])
-def test_against_reference(emu, rng, kind, case):
-    for pass_ in ("forward", "backward_data", "backward_filter"):
-        for guard in ("after", "before"):
-            check(emu, rng, f"{kind}_{pass_}", case, guard)
-
-
-@pytest.mark.parametrize("case", BWDF_CASES.values(), ids=BWDF_CASES.keys())
+@pytest.mark.parametrize("case", [(6, 4, 23, 23, 240, 3, 1, 1, 2), (16, 2, 12, 12, 8, 5, 1, 2, 2)],
+                         ids=["120_filters_per_group", "long_reduction"])
 @pytest.mark.parametrize("variant", ["new", "old", "waves"])
-def test_backward_filter_variants(emu, rng, monkeypatch, variant, case):
+def test_backward_filter_variants_at_any_sm_count(module, rng, monkeypatch, variant, case):
     monkeypatch.setenv("CONVNET_CONV_BWDF", variant)
     for sms in (1, 20):  # few SMs: few splits of the reduction; many: more
-        check(emu, rng, "conv_backward_filter", case, sms=sms)
+        run_conv(module, "conv_backward_filter", case, rng, sms=sms)
 
 
-@pytest.mark.parametrize("case", WINOGRAD_CASES.values(), ids=WINOGRAD_CASES.keys())
+@pytest.mark.parametrize("case", [(2, 3, 7, 7, 4, 3, 1, 1, 1), (2, 3, 10, 12, 5, 5, 1, 2, 1)],
+                         ids=["3x3", "5x5"])
 @pytest.mark.parametrize("m", ["2", "4"])
-def test_winograd(emu, rng, monkeypatch, m, case):
+def test_winograd_runs_where_it_should(module, rng, monkeypatch, m, case):
+    """Winograd is several launches (transforms, products, the transform back), direct is one:
+    m=4 with 5x5 filters (alpha 8 > 6) stays direct."""
     monkeypatch.setenv("CONVNET_CONV_WINOGRAD", m)
-    winograd = not (m == "4" and case[5] == 5)
+    controls = module[1]
     for op in ("conv_forward", "conv_backward_filter"):
-        launches = emu.lib.emu_launches_run()
-        check(emu, rng, op, case, sms=3)
-        # Winograd transforms, multiplies and transforms back: several launches, direct one.
-        direct = emu.lib.emu_launches_run() - launches == 1
-        assert direct is not winograd, f"{op} m={m} {case}: Winograd ran: {not direct}"
+        before = controls.launches()
+        run_conv(module, op, case, rng, sms=3)
+        winograd = controls.launches() - before > 1
+        assert winograd is not (m == "4" and case[5] == 5), f"{op} m={m} {case}"
 
 
-@pytest.mark.parametrize("env, dims, message", [
-    ({}, (2, 3, 7, 7, 4, 3, 6, 5, 1, 0, 1), "output size 6x5 does not match"),
-    ({}, (2, 3, 7, 7, 4, 3, 5, 5, 1, 0, 2), "divisible by groups"),
-    ({"CONVNET_CONV_WINOGRAD": "3"}, (2, 3, 7, 7, 4, 3, 5, 5, 1, 0, 1), "must be off, 2 or 4"),
-    ({"CONVNET_CONV_BWDF": "fast"}, (2, 3, 7, 7, 4, 3, 5, 5, 1, 0, 1), "must be new, old or waves"),
-])
-def test_rejects_bad_arguments(emu, monkeypatch, env, dims, message):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    op = "conv_backward_filter" if "CONVNET_CONV_BWDF" in env else "conv_forward"
-    a = np.zeros(dims[:4], np.float32)
-    with pytest.raises(ValueError, match=message):
-        emu.run(op, a, a, (1,), dims)
+@pytest.mark.parametrize("guard", [0, 1], ids=["after", "before"])
+def test_guard_page_catches_an_overrun(module, guard):
+    """A 2x3x7x7 input one element short: the read of its last pixel hits the guard page (or,
+    against the page before it, the input shifted one element down reads the one before its
+    start)."""
+    C, controls = module
+    size = 2 * 3 * 7 * 7 - 1
+    x = controls.lib.emu_alloc(size * 4, guard)
+    w = controls.lib.emu_alloc(4 * 3 * 3 * 3 * 4, 0)
+    y = controls.lib.emu_alloc(2 * 4 * 5 * 5 * 4, 0)
+    base = x if guard == 0 else x - 4
+    try:
+        with pytest.raises(RuntimeError, match="memory fault"):
+            C.conv_forward(base, w, y, 2, 3, 7, 7, 4, 3, 5, 5, 1, 0, 1, 0)
+    finally:
+        for address in (x, w, y):
+            controls.lib.emu_free(address)
 
 
-def test_guard_page_catches_an_overrun(emu):
-    """An input one element short: the kernel's read of the last pixel hits the guard page."""
-    x = np.ones(2 * 3 * 7 * 7 - 1, np.float32)
-    w = np.ones((4, 3, 3, 3), np.float32)
-    with pytest.raises(RuntimeError, match="memory fault"):
-        emu.run("conv_forward", x, w, (2, 4, 5, 5), (2, 3, 7, 7, 4, 3, 5, 5, 1, 0, 1))
-
-
-def test_fastdiv(emu, rng):
+def test_fastdiv(module, rng):
     """convgemm::FastDiv, the kernels' index division, against / and % near 0 and 2^31."""
+    lib = module[1].lib
     divisors = [*range(1, 100), *(1 << k for k in range(31)), *((1 << k) - 1 for k in range(2, 31)),
                 *(int(d) for d in rng.integers(100, 1 << 30, 20))]
     for d in divisors:
         for start in (0, (1 << 31) - 20000):
-            assert emu.lib.emu_fastdiv_check(d, start, 20000) == -1, f"FastDiv({d}) from {start}"
+            assert lib.emu_fastdiv_check(d, start, 20000) == -1, f"FastDiv({d}) from {start}"

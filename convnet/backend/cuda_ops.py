@@ -40,7 +40,7 @@ __all__ = [
     "dropout_mask", "random_normal", "dropout_forward", "dropout_backward",
     "softmax_forward", "softmax_backward", "logreg_forward", "logreg_backward",
     "softmax_logreg_backward", "sum2_forward", "sum2_backward",
-    "sgd_update", "maxnorm",
+    "sgd_update", "maxnorm", "crops_to_float",
 ]
 
 _F32 = np.dtype(np.float32)
@@ -541,3 +541,26 @@ def maxnorm(w, wball, axis):
     outer, units, inner = _prod(w.shape[:axis]), w.shape[axis], _prod(w.shape[axis + 1:])
     ws = _workspace(_C.maxnorm_workspace_floats(outer, units, inner))
     _C.maxnorm(w.data.ptr, ws.data.ptr, outer, units, inner, float(wball), _stream())
+
+
+# ----------------------------------------------------------------------------------------------
+# image staging
+
+
+def crops_to_float(crops, mean, shift, out=None):
+    """float32 (N, 3, h, w) = RGB of crops (uint8 RGBX (N, h, w, 4)) - mean (3, h, w) + shift
+    (N, 3): the GPU twin of convnet.imagedata.to_float, equal to it bit for bit."""
+    op = "crops_to_float"
+    _array(op, "crops", crops, dtype=np.uint8, ndim=4)
+    n, h, w, channels = crops.shape
+    if channels != 4:
+        raise ValueError(f"{op}: crops must be RGBX (N, h, w, 4), got shape {crops.shape}")
+    _array(op, "mean", mean)
+    _array(op, "shift", shift)
+    if mean.shape != (3, h, w) or shift.shape != (n, 3):
+        raise ValueError(f"{op}: mean {mean.shape} and shift {shift.shape} must be (3, {h}, {w}) "
+                         f"and ({n}, 3) for crops of shape {crops.shape}")
+    x = _output(op, out, (n, 3, h, w), (crops, mean, shift))
+    _C.crops_to_float(crops.data.ptr, mean.data.ptr, shift.data.ptr, x.data.ptr, n, h, w,
+                      _stream())
+    return x

@@ -13,6 +13,7 @@ import argparse
 import ctypes
 import hashlib
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -64,15 +65,14 @@ def build(csrc=ROOT / "csrc", out_dir=DEFAULT_OUT, units=None, module=True, cxx=
         if not target.exists() or target.read_text() != text:
             target.write_text(text)
     flags = _flags(src, opt) + (_module_flags() if module else [])
-    shared = "".join(p.read_text() for p in [*headers, *sorted((HERE / "include").glob("*.h"))])
     compiles = [(src / u.name, ["-x", "c++"]) for u in units]
     compiles.append((HERE / "emu.cpp", []))
     if module:
         compiles.append((csrc / "bindings.cpp", []))
     objects, pending = [], []
     for path, lang in compiles:
-        key = hashlib.sha256("\0".join([cxx, *flags, *lang, path.read_text(), shared])
-                             .encode()).hexdigest()[:20]
+        texts = [path.read_text(), *(h.read_text() for h in _headers(path, [src, HERE / "include"]))]
+        key = hashlib.sha256("\0".join([cxx, *flags, *lang, *texts]).encode()).hexdigest()[:20]
         obj = cache / f"{path.stem}-{key}.o"
         objects.append(obj)
         if not obj.exists():
@@ -97,6 +97,23 @@ def build(csrc=ROOT / "csrc", out_dir=DEFAULT_OUT, units=None, module=True, cxx=
     return library
 
 
+INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
+
+
+def _headers(path, dirs, seen=None):
+    """The project headers `path` includes, directly or not (sorted): what its object's key
+    covers, so a change to one header rebuilds only the units that include it."""
+    seen = set() if seen is None else seen
+    for name in INCLUDE.findall(path.read_text()):
+        for d in dirs:
+            header = d / name
+            if header.is_file() and header not in seen:
+                seen.add(header)
+                _headers(header, dirs, seen)
+                break
+    return sorted(seen)
+
+
 def _finish(proc, target):
     output = proc.communicate()[0]
     if proc.returncode:
@@ -109,6 +126,21 @@ def load(path, name="convnet._C"):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def install(path):
+    """The emulated module at `path` as convnet._C (before convnet is imported), configured from
+    CONVNET_EMU_ORDER (shuffled), CONVNET_EMU_SEED (0), CONVNET_EMU_SMS (2) and
+    CONVNET_EMU_DEVICES (2, the logical devices)."""
+    if "convnet" in sys.modules:
+        raise RuntimeError("emulator.install must run before convnet is imported")
+    sys.modules["convnet._C"] = module = load(path)
+    controls = Controls(path)
+    controls.configure(os.environ.get("CONVNET_EMU_ORDER", "shuffled"),
+                       int(os.environ.get("CONVNET_EMU_SEED", "0")),
+                       int(os.environ.get("CONVNET_EMU_SMS", "2")))
+    controls.lib.emu_set_device_count(int(os.environ.get("CONVNET_EMU_DEVICES", "2")))
     return module
 
 
