@@ -6,7 +6,8 @@ registers; the emulator's twins compute with them and the kernels load fragments
 Here they are compared, element by element, with what CuTe's
 MMA_Traits<SM80_16x8x8_F32TF32TF32F32_TN>, MMA_Traits<SM80_16x8x16_F32BF16BF16F32_TN> (ALayout,
 BLayout, CLayout) and the ldmatrix copy atoms Copy_Traits<SM75_U32x{1,2,4}_LDSM_N> and
-Copy_Traits<SM75_U16x{2,4,8}_LDSM_T> (SrcLayout, DstLayout) imply, and each table is checked to own every element of its tile exactly once.
+Copy_Traits<SM75_U16x{2,4,8}_LDSM_T> (SrcLayout, DstLayout) imply, and each table is checked
+to own every element of its tile exactly once.
 
 Both sides are small host programs in tools/kernel_emulator/cute_layouts/ that print JSON:
 dump_layouts.cpp includes CuTe (the headers of PyPI's nvidia-cutlass, plus the CUDA toolkit's
