@@ -22,6 +22,7 @@ if not convnet.cuda_available():
 import cupy  # noqa: E402
 
 from convnet.backend import cuda_conv, numpy_conv  # noqa: E402
+from conftest import SMALL_SHAPES  # noqa: E402
 
 REL_TOL = 1e-3
 PASSES = ("forward", "backward_data", "backward_filter")
@@ -43,6 +44,12 @@ class Case(NamedTuple):
                 numpy_conv.conv_output_size(self.w, self.fs, self.stride, self.padding))
 
 
+def emulator_batch(cases, n=4):
+    """The same layers at batch n under CONVNET_SMALL_SHAPES (the emulator): the tiles over
+    the output positions still run partly full; only the batch is smaller."""
+    return {k: c._replace(n=min(c.n, n)) for k, c in cases.items()} if SMALL_SHAPES else cases
+
+
 # AlexNet's five conv layers at batch 128 (227x227 input, two towers as groups=2).
 ALEXNET = {
     "conv1": Case(128, 3, 227, 227, 96, 11, 4, 0, 1),
@@ -62,6 +69,8 @@ LOCAL_NETS = {
     "cifar_local3": Case(128, 64, 8, 8, 64, 3, 1, 1, 1),
     "cifar_local4": Case(128, 64, 8, 8, 32, 3, 1, 1, 1),
 }
+SMALL_NETS, LOCAL_NETS = emulator_batch(SMALL_NETS), emulator_batch(LOCAL_NETS)
+LONG_REDUCTION = Case(16 if SMALL_SHAPES else 64, 8, 20, 20, 240, 3, 1, 1, 2)
 
 # Shapes that miss every tile boundary and exercise every edge rule (conv and local alike).
 AWKWARD = {
@@ -137,6 +146,7 @@ def check_against_reference(rng, kind, pass_, case, ref_dtype=np.float64):
 # against the reference
 
 
+@pytest.mark.big
 @pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("layer", sorted(ALEXNET))
 def test_conv_alexnet_layers(rng, layer, pass_):
@@ -206,7 +216,7 @@ def test_conv_backward_filter_is_deterministic(rng):
 BWDF_VARIANT_CASES = {**SMALL_NETS, "groups2_5x5": AWKWARD["groups2_5x5"],
                       "filters_65_per_group": AWKWARD["filters_65_per_group"],
                       "channels3_11x11_stride4_ceil": AWKWARD["channels3_11x11_stride4_ceil"],
-                      "long_reduction_groups2": Case(64, 8, 20, 20, 240, 3, 1, 1, 2)}
+                      "long_reduction_groups2": LONG_REDUCTION}
 
 
 @pytest.mark.parametrize("variant", ["new", "old", "waves"])
@@ -226,12 +236,14 @@ WINOGRAD_CASES = {**SMALL_NETS, "alexnet_conv3_batch8": ALEXNET["conv3"]._replac
                   "filters_65_per_group": AWKWARD["filters_65_per_group"],
                   "filter_covers_image": AWKWARD["filter_covers_image"],
                   "stride2_stays_direct": AWKWARD["padding2"],
-                  "long_reduction_groups2": Case(64, 8, 20, 20, 240, 3, 1, 1, 2)}
+                  "long_reduction_groups2": LONG_REDUCTION}
 
 
 @pytest.mark.parametrize("tile", ["2", "4"])
 @pytest.mark.parametrize("pass_", ["forward", "backward_filter"])
-@pytest.mark.parametrize("shape", sorted(WINOGRAD_CASES))
+@pytest.mark.parametrize("shape", [pytest.param(name, marks=pytest.mark.big)
+                                   if name.startswith("alexnet") else name
+                                   for name in sorted(WINOGRAD_CASES)])
 def test_conv_winograd(rng, monkeypatch, tile, pass_, shape):
     """CONVNET_CONV_WINOGRAD=2|4 (stride-1 forward and backward filter where alpha = m + fs - 1
     <= 6; the rest stays direct) against the reference, within the same bound."""

@@ -36,14 +36,22 @@ from convnet.backend import numpy_norm, numpy_pool, numpy_update, philox  # noqa
 # helpers
 
 
+def _offset_view(base, size, misaligned):
+    """A C-contiguous slice of `size` elements of `base` (which holds size + 2) that starts off a
+    16-byte boundary when `misaligned` (whatever the alignment of base itself)."""
+    start = 0
+    if misaligned:
+        start = 1 if (base.data.ptr + base.itemsize) % 16 else 2
+    return base[start:start + size]
+
+
 def to_device(a, misaligned=False):
     """A float32 (or the given dtype) C-contiguous device copy; misaligned puts its first element
-    4 bytes past a 16-byte boundary (a C-contiguous slice of a larger buffer)."""
+    off a 16-byte boundary (a C-contiguous slice of a larger buffer)."""
     a = np.ascontiguousarray(a)
     if not misaligned:
         return cupy.asarray(a)
-    base = cupy.empty(a.size + 1, dtype=a.dtype)
-    view = base[1:].reshape(a.shape)
+    view = _offset_view(cupy.empty(a.size + 2, dtype=a.dtype), a.size, True).reshape(a.shape)
     view[...] = cupy.asarray(a)
     assert view.data.ptr % 16 != 0 and view.flags.c_contiguous
     return view
@@ -52,9 +60,9 @@ def to_device(a, misaligned=False):
 def poisoned(shape, dtype=np.float32, misaligned=False):
     """An output buffer full of NaN (0xAB for integer dtypes)."""
     size = int(np.prod(shape))
-    base = cupy.empty(size + 1, dtype=dtype)
+    base = cupy.empty(size + 2, dtype=dtype)
     base.fill(np.nan if np.dtype(dtype).kind == "f" else 0xAB)
-    return (base[1:] if misaligned else base[:size]).reshape(shape)
+    return _offset_view(base, size, misaligned).reshape(shape)
 
 
 def host(a):
@@ -184,7 +192,8 @@ def test_neuron_rejects_bad_arguments():
 # ----------------------------------------------------------------------------------------------
 # bias and fc
 
-BIAS_CASES = [((128, 96, 55, 55), 1), ((5, 7, 3, 3), 3), ((129, 10), 1), ((1, 17, 5, 5), 1),
+BIAS_CASES = [pytest.param((128, 96, 55, 55), 1, marks=pytest.mark.big), ((5, 7, 3, 3), 3),
+              ((129, 10), 1), ((1, 17, 5, 5), 1),
               ((3, 13, 6, 1), 1), ((2, 4096), 1), ((6, 5, 2, 2), 3)]
 
 
@@ -219,7 +228,8 @@ def test_bias_rejects_mismatched_shapes():
         cu.bias_backward(y, 4)
 
 
-@pytest.mark.parametrize("n,k,m", [(128, 9216, 4096), (1, 3, 5), (129, 37, 10)])
+@pytest.mark.parametrize("n,k,m", [pytest.param(128, 9216, 4096, marks=pytest.mark.big),
+                                   (1, 3, 5), (129, 37, 10)])
 def test_fc_ops_match_reference(n, k, m, rng):
     x, w, dy = normal(rng, (n, k)), normal(rng, (k, m), 0.01), normal(rng, (n, m))
     x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
@@ -241,7 +251,7 @@ def test_fc_ops_match_reference(n, k, m, rng):
 # pooling
 
 POOL_CASES = [  # shape, size, stride, start
-    ((128, 96, 55, 55), 3, 2, 0),   # AlexNet pool1
+    pytest.param((128, 96, 55, 55), 3, 2, 0, marks=pytest.mark.big),   # AlexNet pool1
     ((1, 3, 7, 9), 3, 2, 0),
     ((3, 17, 13, 13), 3, 3, -1),
     ((129, 5, 6, 6), 2, 1, 0),
@@ -313,7 +323,9 @@ def test_pool_rejects_windows_off_the_image():
 # response normalization
 
 NORM_CASES = [  # shape, size, alpha, beta, k
-    ((128, 96, 55, 55), 5, 1e-4 / 5, 0.75, 2.0),   # AlexNet's LRN after conv1
+    pytest.param((128, 96, 55, 55), 5, 1e-4 / 5, 0.75, 2.0,
+                 marks=pytest.mark.big),           # AlexNet's LRN after conv1
+    ((4, 24, 9, 7), 5, 1e-4 / 5, 0.75, 2.0),       # the same at a size the emulator runs
     ((1, 3, 5, 7), 5, 0.02, 0.75, 1.0),            # window wider than the channels
     ((3, 17, 4, 6), 4, 0.01, 0.5, 1.5),            # even size
     ((129, 10, 3, 3), 3, 0.05, 0.9, 1.0),

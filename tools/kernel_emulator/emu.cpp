@@ -1,4 +1,4 @@
-// The emulator's scheduler: blocks in shuffled order, each block's threads as ucontext fibers
+// The emulator's scheduler: blocks in shuffled order, each block's threads as fibers
 // resumed in forward, reverse or shuffled order between barriers; warp collectives with a
 // per-warp rendezvous; cp.async groups; guarded memory; the extern "C" controls emulator.py uses.
 #include <setjmp.h>
@@ -32,7 +32,8 @@ struct Copy {
     std::vector<char> data;
 };
 struct Fiber {
-    ucontext_t ctx;
+    void* sp;         // the saved stack pointer while suspended (x86-64)
+    ucontext_t ctx;   // elsewhere
     std::vector<char> stack;
     State state;
     uint3 tid;
@@ -42,6 +43,7 @@ struct Fiber {
     std::vector<std::vector<Copy>> groups;   // committed, oldest first
 };
 std::vector<Fiber> fibers;
+void* scheduler_sp;
 ucontext_t scheduler;
 Fiber* current = nullptr;
 const std::function<void()>* body = nullptr;
@@ -59,6 +61,60 @@ std::string where(const uint3& t) {
     return block_text() + text;
 }
 
+void trampoline();
+
+// Switching between the scheduler and a fiber. On x86-64 a few instructions that save the
+// callee-saved registers and the stack pointer (swapcontext also saves the signal mask, a system
+// call per switch, which made switching most of the emulator's time); ucontext elsewhere.
+#if defined(__x86_64__)
+extern "C" void emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .globl emu_switch
+    .type emu_switch, @function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch, .-emu_switch
+)");
+
+void start_fiber(Fiber& f) {
+    // popped by emu_switch: six registers, then trampoline as the return address; the slot above
+    // it stands for trampoline's own return address, so rsp is 8 mod 16 at its entry (the ABI's)
+    auto top = reinterpret_cast<uintptr_t>(f.stack.data() + f.stack.size()) & ~uintptr_t(15);
+    void** sp = reinterpret_cast<void**>(top) - 8;
+    for (int i = 0; i < 6; ++i) sp[i] = nullptr;
+    sp[6] = reinterpret_cast<void*>(&trampoline);
+    sp[7] = nullptr;
+    f.sp = sp;
+}
+void resume(Fiber& f) { emu_switch(&scheduler_sp, f.sp); }
+void suspend(Fiber& f) { emu_switch(&f.sp, scheduler_sp); }
+#else
+void start_fiber(Fiber& f) {
+    getcontext(&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack.data();
+    f.ctx.uc_stack.ss_size = f.stack.size();
+    f.ctx.uc_link = nullptr;
+    makecontext(&f.ctx, trampoline, 0);
+}
+void resume(Fiber& f) { swapcontext(&scheduler, &f.ctx); }
+void suspend(Fiber& f) { swapcontext(&f.ctx, &scheduler); }
+#endif
+
 void trampoline() {
     try {
         (*body)();
@@ -66,7 +122,8 @@ void trampoline() {
         failure = e.what();
     }
     current->state = State::Done;
-    swapcontext(&current->ctx, &scheduler);
+    suspend(*current);
+    abort();  // a finished fiber is never resumed
 }
 
 // A fault inside a kernel (a guard page) jumps back to the launch, which throws: the caller gets
@@ -150,11 +207,7 @@ void run_block(unsigned threads, std::vector<unsigned>& order) {
     for (unsigned t = 0; t < threads; ++t) {
         Fiber& f = fibers[t];
         f.stack.resize(kStack);
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack.data();
-        f.ctx.uc_stack.ss_size = kStack;
-        f.ctx.uc_link = nullptr;
-        makecontext(&f.ctx, trampoline, 0);
+        start_fiber(f);
         f.state = State::Ready;
         f.tid = {t % block_dim.x, (t / block_dim.x) % block_dim.y, t / (block_dim.x * block_dim.y)};
         f.open.clear();
@@ -187,7 +240,7 @@ void run_block(unsigned threads, std::vector<unsigned>& order) {
             if (fibers[t].state != State::Ready) continue;  // (released, then caught, this round)
             current = &fibers[t];
             thread_idx = current->tid;
-            swapcontext(&scheduler, &current->ctx);
+            resume(*current);
             current = nullptr;
             if (!failure.empty()) {
                 const std::string what = failure;
@@ -203,14 +256,14 @@ void run_block(unsigned threads, std::vector<unsigned>& order) {
 void sync() {
     if (!current) stop("__syncthreads outside a kernel");
     current->state = State::Barrier;
-    swapcontext(&current->ctx, &scheduler);
+    suspend(*current);
 }
 
 void fail(const char* what) {
     if (!current) stop(what);
     failure = what;
     current->state = State::Done;
-    swapcontext(&current->ctx, &scheduler);
+    suspend(*current);
     abort();  // never resumed
 }
 
@@ -223,7 +276,7 @@ void warp_collective(LaneOp& op, Exchange exchange) {
     current->op = &op;
     current->exchange = exchange;
     current->state = State::Warp;
-    swapcontext(&current->ctx, &scheduler);
+    suspend(*current);
 }
 
 void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
