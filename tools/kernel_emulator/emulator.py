@@ -72,7 +72,9 @@ def build(csrc=ROOT / "csrc", out_dir=DEFAULT_OUT, units=None, module=True, cxx=
     objects, pending = [], []
     for path, lang in compiles:
         texts = [path.read_text(), *(h.read_text() for h in _headers(path, [src, HERE / "include"]))]
-        key = hashlib.sha256("\0".join([cxx, *flags, *lang, *texts]).encode()).hexdigest()[:20]
+        # the key leaves out where the sources were copied: builds of other trees share objects
+        args = [a.replace(str(src), "SRC") for a in flags]
+        key = hashlib.sha256("\0".join([cxx, *args, *lang, *texts]).encode()).hexdigest()[:20]
         obj = cache / f"{path.stem}-{key}.o"
         objects.append(obj)
         if not obj.exists():
