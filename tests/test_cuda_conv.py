@@ -1,5 +1,7 @@
 """The CUDA conv and local kernels (csrc/conv.cu, csrc/local.cu through convnet.backend.cuda_conv)
-against the NumPy reference (convnet.backend.numpy_conv).
+against the NumPy reference (convnet.backend.numpy_conv), on a GPU or on the CPU emulator
+(batch 4 for the small nets, AlexNet's layers skipped there; what it cannot show: the top of
+tests/test_cuda_ops.py).
 
 Inputs are fresh standard-normal draws every run. Every output is poisoned with NaN before the
 call (through `out=`), so an element the kernel never writes fails the test. The bound is on the

@@ -1,4 +1,9 @@
-"""CUDA ops (cuda_ops.py -> convnet._C) against the NumPy reference, on a GPU.
+"""CUDA ops (cuda_ops.py -> convnet._C) against the NumPy reference, on a GPU, or on the CPU
+emulator (tools/kernel_emulator/run.py; CI): the same tests, with `big` cases skipped there.
+What the emulator cannot show, so only a GPU run of these tests can: timing; the GPU compiler's
+own output (tools/sass_lint.py guards one known miscompile and spills); races between blocks or
+warps running at once; stream and event ordering (streams are no-ops there); real peer copies,
+pinned memory and the driver; the GPU's own rounding in expf, tanhf and the like.
 
 Inputs are random (the `rng` fixture: a fresh seed per run) over AlexNet's shapes and awkward
 ones (batch 1 and 129, odd sizes, channels not a multiple of 16, rectangular images, pointers
