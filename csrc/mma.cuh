@@ -190,32 +190,26 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 #endif
     return r;
 }
+// Both shapes take the same operands (A 4 registers, B 2, C and D 4 floats); only the
+// instruction differs.
+#if __CUDA_ARCH__ >= 800
+#define CONVNET_MMA_M16N8(instruction)                                                           \
+    asm volatile(instruction " {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"        \
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                  \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]),    \
+                   "f"(c[1]), "f"(c[2]), "f"(c[3]))
+#else
+#define CONVNET_MMA_M16N8(instruction) __trap()
+#endif
 __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4],
                                          const uint32_t (&b)[2], const float (&c)[4]) {
-#if __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%10,%11,%12,%13};"
-        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]),
-          "f"(c[1]), "f"(c[2]), "f"(c[3]));
-#else
-    __trap();
-#endif
+    CONVNET_MMA_M16N8("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32");
 }
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4],
                                          const uint32_t (&b)[2], const float (&c)[4]) {
-#if __CUDA_ARCH__ >= 800
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%10,%11,%12,%13};"
-        : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]),
-          "f"(c[1]), "f"(c[2]), "f"(c[3]));
-#else
-    __trap();
-#endif
+    CONVNET_MMA_M16N8("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32");
 }
+#undef CONVNET_MMA_M16N8
 template <int N, bool Trans = false>
 __device__ __forceinline__ void ldmatrix(uint32_t (&r)[N], const void* row) {
     static_assert(N == 1 || N == 2 || N == 4, "ldmatrix loads 1, 2 or 4 matrices");

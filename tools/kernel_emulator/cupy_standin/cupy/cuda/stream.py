@@ -42,7 +42,21 @@ def _check_stream_device(stream):
     return device
 
 
-class _BaseStream:
+class _Finished:
+    """Streams and events: everything queued has already run (the emulator runs it at once)."""
+
+    @property
+    def done(self):
+        return True
+
+    def query(self):
+        return True
+
+    def synchronize(self):
+        pass
+
+
+class _BaseStream(_Finished):
     def __init__(self, ptr, device_id):
         self.ptr, self.device_id = ptr, device_id
 
@@ -58,16 +72,6 @@ class _BaseStream:
     def use(self):
         _stack(_check_stream_device(self))[-1] = self
         return self
-
-    @property
-    def done(self):
-        return True
-
-    def query(self):
-        return True
-
-    def synchronize(self):
-        pass
 
     def record(self, event=None):
         if event is None:
@@ -124,7 +128,7 @@ Stream.null = Stream(null=True)
 Stream.ptds = Stream(ptds=True)
 
 
-class Event:
+class Event(_Finished):
     """Event(block=False, disable_timing=False, interprocess=False), of the current device."""
 
     def __init__(self, block=False, disable_timing=False, interprocess=False):
@@ -143,16 +147,6 @@ class Event:
                 runtime.errorInvalidResourceHandle,
                 f"event of device {self.device_id} recorded on a stream of device {device}")
         self.recorded = True
-
-    @property
-    def done(self):
-        return True
-
-    def query(self):
-        return True
-
-    def synchronize(self):
-        pass
 
     def __repr__(self):
         return f"<Event {self.ptr} (device {self.device_id})>"
