@@ -210,7 +210,8 @@ struct ResidueBlock {
     int m_end;          // N * rows * cols of this class
     int iy0, ix0;       // the class's first image row / column
     int qy0, qx0;       // and its output-grid coordinates (iy0 + pad - ry) / stride
-    int ry, rx, ntx;    // taps ky = ry + stride*jy (jy < nty), kx = rx + stride*jx (jx < ntx)
+    int ntx;            // taps ky = ry + stride*jy (jy < nty), kx = rx + stride*jx (jx < ntx)
+    int tap0;           // ry * fs + rx: the class's first tap
     FastDiv div_plane;  // rows * cols of the class
     FastDiv div_cols;   // cols of the class
     FastDiv div_taps;   // nty * ntx
@@ -265,7 +266,7 @@ struct ResidueFilters {
         int f, jy;
         const int t = b.div_taps.divmod(k, f);
         const int jx = b.div_ntx.divmod(t, jy);
-        return {f * s.K + (b.ry + s.stride * jy) * s.fs + b.rx + s.stride * jx};
+        return {f * s.K + b.tap0 + s.stride * (jy * s.fs + jx)};
     }
     __device__ float load(const Row& r, const Col& c) const {
         return c.off >= 0 ? __ldg(w + r.base + c.off) : 0.0f;
@@ -293,6 +294,7 @@ struct ResidueOutput {
 };
 
 struct ResidueOp {
+    static constexpr bool WIDE_GATHER = true;  // see convgemm::built_min_blocks
     using Block = ResidueBlock;
     using A = ResidueTaps;
     using B = ResidueFilters;
@@ -307,15 +309,15 @@ struct ResidueOp {
         const int cls = z / s.groups;
         ResidueBlock blk;
         blk.g = z - cls * s.groups;
-        blk.ry = cls / s.stride;
-        blk.rx = cls - blk.ry * s.stride;
+        const int ry = cls / s.stride, rx = cls - ry * s.stride;
+        blk.tap0 = ry * s.fs + rx;
         int rows, cols;
-        residue_span(blk.ry, s.padding, s.stride, s.H, blk.iy0, rows);
-        residue_span(blk.rx, s.padding, s.stride, s.W, blk.ix0, cols);
-        blk.qy0 = (blk.iy0 + s.padding - blk.ry) / s.stride;
-        blk.qx0 = (blk.ix0 + s.padding - blk.rx) / s.stride;
-        const int nty = blk.ry < s.fs ? (s.fs - blk.ry + s.stride - 1) / s.stride : 0;
-        blk.ntx = blk.rx < s.fs ? (s.fs - blk.rx + s.stride - 1) / s.stride : 0;
+        residue_span(ry, s.padding, s.stride, s.H, blk.iy0, rows);
+        residue_span(rx, s.padding, s.stride, s.W, blk.ix0, cols);
+        blk.qy0 = (blk.iy0 + s.padding - ry) / s.stride;
+        blk.qx0 = (blk.ix0 + s.padding - rx) / s.stride;
+        const int nty = ry < s.fs ? (s.fs - ry + s.stride - 1) / s.stride : 0;
+        blk.ntx = rx < s.fs ? (s.fs - rx + s.stride - 1) / s.stride : 0;
         blk.m_end = s.N * rows * cols;
         blk.k_begin = 0;
         blk.k_end = s.Fg * nty * blk.ntx;

@@ -136,8 +136,36 @@ struct TileLoader {
     }
 };
 
+// Blocks per SM the kernel is built for (__launch_bounds__ caps registers at
+// 65536 / (THREADS x blocks)). Cfg::MIN_BLOCKS fits every op in sm_90's registers; where
+// tools/sass_lint.py found ptxas spilling at that cap instead, the kernel gives up one block
+// (the host asks the runtime how many fit, so tile choice follows):
+//   sm_75-89  ops with Op::WIDE_GATHER (the stride > 1 backward data: three coordinates per row
+//             of A) on the 128x128 and 256x16 tiles: 24-44 bytes spilled at 128 registers
+//   sm_100+   (the compute_100 PTX every Blackwell GPU JITs) every op on the 128x128 tile: up to
+//             36 bytes spilled (conv's forward, residue and filter ops, Winograd's on sm_120)
+template <class Op, class = void>
+struct wide_gather { static constexpr bool value = false; };
+template <class Op>
+struct wide_gather<Op, decltype(void(Op::WIDE_GATHER))> {
+    static constexpr bool value = Op::WIDE_GATHER;
+};
+
 template <class Cfg, class Op>
-__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
+constexpr int built_min_blocks() {
+    constexpr bool large = Cfg::BM == 128 && Cfg::BN == 128;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
+    if (large) return Cfg::MIN_BLOCKS - 1;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    constexpr bool narrow = Cfg::BM == 256 && Cfg::BN == 16;
+    if (wide_gather<Op>::value && (large || narrow)) return Cfg::MIN_BLOCKS - 1;
+#endif
+    (void)large;
+    return Cfg::MIN_BLOCKS;
+}
+
+template <class Cfg, class Op>
+__global__ void __launch_bounds__(Cfg::THREADS, (built_min_blocks<Cfg, Op>()))
     implicit_gemm_kernel(const Op op, int z_base) {
     constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
     constexpr int THREADS = Cfg::THREADS;

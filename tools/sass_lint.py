@@ -6,9 +6,10 @@ BINARY: convnet/_C*.so (default: the one `import convnet._C` finds), a fatbin or
 Exit 0: clean; 1: a miscompile, a spill or an unanswered question; 2: cannot lint. Tools:
 cuobjdump and nvdisasm from the PyPI wheels nvidia-cuda-cuobjdump / nvidia-cuda-nvdisasm
 (site-packages/nvidia/cu13/bin/, else PATH), ptxas beside nvcc. Linted: every embedded cubin
-(sm_75/80/86/89/90), and the embedded compute_90 PTX compiled by nvcc's ptxas for each newer
-architecture `nvcc --list-gpu-arch` names (sm_100/103/110/120/121 for CUDA 13.0): those GPUs
-JIT it (with the driver's ptxas; nvcc's is the nearest stand-in CI has).
+(sm_75/80/86/89/90), and the embedded PTX (compute_100) compiled by nvcc's ptxas for each
+architecture `nvcc --list-gpu-arch` names above the newest cubin, from the PTX's own up
+(sm_100/103/110/120/121 for CUDA 13.0): those GPUs JIT it (with the driver's ptxas; nvcc's is
+the nearest stand-in CI has).
 
 The miscompile (ptxas V13.0.88, sm_90; the same for sm_100 and 103): maxpool_backward's
 unrolled trip count max(~lo, -OW, ~hi) came out as
@@ -86,10 +87,11 @@ def run(cmd, cwd=None):
     return p.stdout + p.stderr
 
 
-def jit_archs():
-    """sm_N for every compute_N above 90 that nvcc lists: GPUs that JIT our compute_90 PTX."""
+def jit_archs(above):
+    """sm_N for every compute_N above `above` (the newest shipped cubin) that nvcc lists: the
+    GPUs that JIT our PTX."""
     out = run([shutil.which("nvcc") or "nvcc", "--list-gpu-arch"])
-    return sorted({int(n) for n in re.findall(r"compute_(\d+)", out) if int(n) > 90})
+    return sorted({int(n) for n in re.findall(r"compute_(\d+)", out) if int(n) > above})
 
 
 def demangle(names):
@@ -303,13 +305,14 @@ def extract(binary, workdir):
 
 def lint(binary, jit=None, source_dir=ROOT, jobs=2, allow_spill=()):
     """The report of one binary (a JSON-ready dict; format_summary prints it). jit: the PTX-JIT
-    architectures (None: those above 90 that nvcc lists); source_dir: the tree of csrc/."""
+    architectures (None: those nvcc lists above the newest cubin; each PTX is compiled for those
+    at or above its own); source_dir: the tree of csrc/."""
     cuobjdump, nvdisasm, ptxas = (find_tool(t) for t in ("cuobjdump", "nvdisasm", "ptxas"))
-    jit = jit_archs() if jit is None else list(jit)
     kernels, sass, problems, start = {}, {}, [], time.monotonic()
     with tempfile.TemporaryDirectory() as tmp, \
             concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         cubins, ptxs = extract(binary, tmp)
+        jit = jit_archs(max(a for a, _ in cubins)) if jit is None else list(jit)
 
         def shipped(arch, cubin):
             usage = parse_res_usage(run([cuobjdump, "-res-usage", str(cubin)]))
@@ -324,7 +327,8 @@ def lint(binary, jit=None, source_dir=ROOT, jobs=2, allow_spill=()):
                           if u.get("regs") is not None}, parse_sass(run([nvdisasm, "-c", str(out)]))
 
         tasks = [pool.submit(shipped, a, c) for a, c in cubins]
-        tasks += [pool.submit(jitted, a, p, i) for a in jit for i, (_, p) in enumerate(ptxs)]
+        tasks += [pool.submit(jitted, a, p, i) for a in jit for i, (pa, p) in enumerate(ptxs)
+                  if a >= pa]
         for task in tasks:
             arch, usage, code = task.result()
             kernels.update({(arch, f): u for f, u in usage.items()})
@@ -427,7 +431,8 @@ def main(argv=None):
     p.add_argument("binary", nargs="?", help="convnet/_C*.so, a fatbin or a *.sm_NN.cubin")
     p.add_argument("--json", help="also write the report here")
     p.add_argument("--jit-archs", help="comma-separated, e.g. 100,120 ('' for none); default: "
-                                       "every arch above 90 that nvcc --list-gpu-arch names")
+                                       "every arch nvcc --list-gpu-arch names above the newest "
+                                       "shipped cubin")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))  # CI has 2 cores
     p.add_argument("--source-dir", default=str(ROOT), help="the tree holding CMakeLists.txt")
     p.add_argument("--allow-spill", action="append", default=[], metavar="REGEX",
