@@ -167,6 +167,7 @@ class ConvBench(Bench):
         self.pass_ = case.pass_
         self.set_bytes = 4 * (numel(L.x_shape) + numel(L.w_shape) + numel(L.y_shape))
         self.args = (L.stride, L.padding, L.groups)
+        self.algo = self.p.get("algo")  # None: the one convnet.backend.algos chooses
         if case.pass_ == "bwd_filter":
             self.tol = TOL_REDUCTION
         self.twin_name = {"fwd": "torch.nn.functional.conv2d (cuDNN)",
@@ -194,11 +195,12 @@ class ConvBench(Bench):
     def ours(self, s):
         L, cb = self.L, self.cb
         if self.pass_ == "fwd":
-            return call(cb.conv_forward, s["x"], s["w"], *self.args, out=s["y"])
+            return call(cb.conv_forward, s["x"], s["w"], *self.args, out=s["y"], algo=self.algo)
         if self.pass_ == "bwd_data":
             return call(cb.conv_backward_data, s["dy"], s["w"], (L.H, L.W), *self.args,
-                        out=s["dx"])
-        return call(cb.conv_backward_filter, s["x"], s["dy"], L.fs, *self.args, out=s["dw"])
+                        out=s["dx"], algo=self.algo)
+        return call(cb.conv_backward_filter, s["x"], s["dy"], L.fs, *self.args, out=s["dw"],
+                    algo=self.algo)
 
     def validate(self, s):
         L, c, ref = self.L, self.ctx, self.ref

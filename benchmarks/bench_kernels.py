@@ -6,10 +6,10 @@ shapes, against the device's measured peaks and cuDNN (through PyTorch) in the s
 Writes DESIGN.md's JSON ("Reports from a GPU": device, commit, date, torch, cudnn_tf32, peak,
 rows) and prints a short aligned table last. See benchmarks/README.md for what each figure means.
 
---ab times kernel variants side by side in the same run: after a conv row, the same case again
-under each variant that applies to it (CONVNET_CONV_BWDF, CONVNET_CONV_WINOGRAD: see csrc/conv.cu
-and ab_variants below), as rows whose layer reads `<layer>@<variant>` and whose `variant` names
-the setting. The plain row runs the default (or whatever the environment sets).
+--ab times kernel algorithms side by side in the same run: after a conv row, the same case again
+under each other algorithm the kernels can run it with (csrc/conv.h's list, asked through
+convnet.backend.algos.supported), as rows whose layer reads `<layer>@<algo>` and whose `variant`
+names it. The plain row runs the algorithm convnet.backend.algos chooses.
 
 Robustness: the GPU work runs in a worker process; this (parent) process never touches the GPU.
 A worker reports each case as one JSON line as soon as it is done. When a case crashes the
@@ -35,6 +35,7 @@ sys.path.insert(0, HERE)
 
 import report  # noqa: E402
 import workloads  # noqa: E402
+from convnet.backend import algos  # noqa: E402
 
 EXIT_CONTEXT_LOST = 3
 
@@ -172,23 +173,14 @@ def worker(args, cases):
             emit(type="out_of_time", index=index)
             return 0
         emit(type="start", index=index, id=case.id)
-        env = case.params.get("env", {})
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
         try:
             raw = run_case(case, ctx)
         except Exception as e:  # run_case catches its own; this is a last resort
             traceback.print_exc()
             raw = {"op": case.op, "pass": case.pass_, "layer": case.layer, "shape": case.shape,
                    "status": f"error: {type(e).__name__}: {e}"[:400]}
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-        if env:
-            raw["variant"] = " ".join(f"{k}={v}" for k, v in env.items())
+        if case.params.get("algo"):
+            raw["variant"] = f"algo={case.params['algo']}"
         emit(type="row", index=index, id=case.id, **raw)
         if raw.get("status", "").startswith("error"):
             if not context_alive(cupy):
@@ -446,9 +438,9 @@ def parse_args(argv=None):
                    help="comma-separated case-id patterns (op.pass.layer; fnmatch or substring)")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
     p.add_argument("--ab", action="store_true",
-                   help="also time conv cases under other kernel variants, as extra rows "
-                        "<layer>@<variant> (CONVNET_CONV_BWDF=old|waves on bwd_filter, "
-                        "CONVNET_CONV_WINOGRAD=2|4 on stride-1 fwd and bwd_filter)")
+                   help="also time conv cases under every other algorithm that can run them, as "
+                        "extra rows <layer>@<algo> (the dy-along-f GEMMs on bwd_filter, "
+                        "Winograd on stride-1 fwd and bwd_filter)")
     p.add_argument("--time-budget", type=float, default=600.0,
                    help="seconds for the whole benchmark; cases left over are 'not run'")
     p.add_argument("--case-timeout", type=float, default=120.0,
@@ -462,50 +454,27 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-# Kernel variants that --ab times beside the default (csrc/conv.cu reads both variables at every
-# call, so one worker process can switch between cases):
-#   CONVNET_CONV_BWDF=old    the backward-filter kernel of the 2026-11-22 H100 report
-#   CONVNET_CONV_BWDF=waves  that kernel with only the new split rule
-#   CONVNET_CONV_WINOGRAD=m  Winograd F(m x m, fs x fs) for stride-1 forward and backward filter,
-#                            where alpha = m + fs - 1 <= 6 and the transformed planes take at most
-#                            1 GiB (winograd_tile in conv.cu; other layers run the direct kernels)
-WINOGRAD_TILES = (2, 4)
-WINOGRAD_MAX_ALPHA = 6
-WINOGRAD_MAX_FLOATS = 256 << 20
-
-
-def winograd_applies(layer, m):
-    alpha = m + layer.fs - 1
-    if layer.stride != 1 or layer.fs < 2 or alpha > WINOGRAD_MAX_ALPHA:
-        return False
-    tiles = layer.N * -(-layer.OH // m) * -(-layer.OW // m)
-    planes = alpha * alpha * ((layer.C + layer.F) * tiles + layer.F * (layer.C // layer.groups))
-    return planes <= WINOGRAD_MAX_FLOATS
-
-
 def ab_variants(case):
-    """[(suffix, environment)] of the variants --ab adds after `case`."""
-    if case.op != "conv":
-        return []
-    out = []
-    if case.pass_ == "bwd_filter":
-        out += [(v, {"CONVNET_CONV_BWDF": v}) for v in ("old", "waves")]
+    """The algorithms --ab adds after `case`: every one the kernels can run it with, but the one
+    the plain row runs."""
     layer = case.params.get("layer")
-    if case.pass_ in ("fwd", "bwd_filter") and layer is not None:
-        out += [(f"wino{m}", {"CONVNET_CONV_WINOGRAD": str(m)}) for m in WINOGRAD_TILES
-                if winograd_applies(layer, m)]
-    return out
+    if case.op != "conv" or layer is None:
+        return []
+    if not algos.names_of_algorithms():
+        return []
+    op = workloads.CONV_PASS_OPS[case.pass_]
+    chosen = algos.choose(op, layer.conv_shape)
+    return [a for a in algos.supported(op, layer.conv_shape) if a != chosen]
 
 
 def with_variants(cases):
-    """cases, each followed by one copy per variant of ab_variants (layer `<layer>@<suffix>`, run
-    with the variant's environment set in the worker for that case only)."""
+    """cases, each followed by one copy per algorithm of ab_variants (layer `<layer>@<algo>`)."""
     out = []
     for case in cases:
         out.append(case)
-        for suffix, env in ab_variants(case):
-            out.append(dataclasses.replace(case, layer=f"{case.layer}@{suffix}",
-                                           params={**case.params, "env": env}))
+        for algo in ab_variants(case):
+            out.append(dataclasses.replace(case, layer=f"{case.layer}@{algo}",
+                                           params={**case.params, "algo": algo}))
     return out
 
 

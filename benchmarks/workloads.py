@@ -72,6 +72,12 @@ class ConvLayer:
         return conv_output_size(self.W, self.fs, self.stride, self.padding)
 
     @property
+    def conv_shape(self):
+        """csrc/conv.h's ConvShape fields in order (convnet.backend.algos.SHAPE_FIELDS)."""
+        return (self.N, self.C, self.H, self.W, self.F, self.fs, self.OH, self.OW, self.stride,
+                self.padding, self.groups)
+
+    @property
     def x_shape(self):
         return (self.N, self.C, self.H, self.W)
 
@@ -114,6 +120,8 @@ CIFAR_CONVS = (
     ConvLayer("cifar", "conv1", 128, 3, 32, 32, 64, 5, padding=2, first=True),
 )
 CONV_LAYERS = ALEXNET_CONVS + FASHION_CONVS + CIFAR_CONVS
+CONV_PASS_OPS = {"fwd": "conv_forward", "bwd_data": "conv_backward_data",
+                 "bwd_filter": "conv_backward_filter"}  # the report's pass -> the backend's op
 
 # AlexNet's conv1 output: where ReLU, LRN and the first max-pool run.
 ALEXNET_CONV1_OUT = ALEXNET_CONVS[0].y_shape  # (128, 96, 55, 55)

@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <string>
 
 #include "conv.h"
 #include "ops.h"
@@ -30,23 +31,39 @@ ConvShape conv_shape(int N, int C, int H, int W, int F, int fs, int OH, int OW, 
 }
 
 void bind_conv(py::module_& m) {
+    py::tuple algos(static_cast<size_t>(kConvAlgos));
+    for (int a = 0; a < kConvAlgos; ++a) algos[a] = py::str(kConvAlgoNames[a]);
+    m.attr("conv_algorithms") = algos;
+    m.def(
+        "conv_algo_unsupported",
+        [](const std::string& op, int algo, int N, int C, int H, int W, int F, int fs, int OH,
+           int OW, int stride, int padding, int groups) {
+            const char* why = conv_algo_unsupported(
+                op.c_str(), algo, conv_shape(N, C, H, W, F, fs, OH, OW, stride, padding, groups));
+            return std::string(why == nullptr ? "" : why);
+        },
+        "why `op` cannot run algorithm `algo` (an index of conv_algorithms) on this shape; '' "
+        "when it can",
+        py::arg("op"), py::arg("algo"), py::arg("N"), py::arg("C"), py::arg("H"), py::arg("W"),
+        py::arg("F"), py::arg("fs"), py::arg("OH"), py::arg("OW"), py::arg("stride"),
+        py::arg("padding"), py::arg("groups"));
     // conv.h's launchers: (a, b) are (x, w) forward, (dy, w) backward-data, (x, dy)
-    // backward-filter; ConvShape's fields follow in order, then the stream.
+    // backward-filter; ConvShape's fields follow in order, then the algo, then the stream.
 #define CONVNET_BIND_CONV(name, doc)                                                               \
     m.def(                                                                                         \
         #name,                                                                                     \
         [](ptr a, ptr b, ptr out, int N, int C, int H, int W, int F, int fs, int OH, int OW,      \
-           int stride, int padding, int groups, ptr stream) {                                      \
+           int stride, int padding, int groups, int algo, ptr stream) {                            \
             name(dev(a), dev(b), dev(out),                                                         \
-                 conv_shape(N, C, H, W, F, fs, OH, OW, stride, padding, groups),                  \
+                 conv_shape(N, C, H, W, F, fs, OH, OW, stride, padding, groups), algo,            \
                  as_stream(stream));                                                               \
         },                                                                                         \
         doc, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("N"), py::arg("C"),              \
         py::arg("H"), py::arg("W"), py::arg("F"), py::arg("fs"), py::arg("OH"), py::arg("OW"),    \
-        py::arg("stride"), py::arg("padding"), py::arg("groups"), py::arg("stream"),              \
-        release_gil())
+        py::arg("stride"), py::arg("padding"), py::arg("groups"), py::arg("algo"),                \
+        py::arg("stream"), release_gil())
     CONVNET_BIND_CONV(conv_forward, "conv_forward(x, w, y, N, C, H, W, F, fs, OH, OW, stride, "
-                                    "padding, groups, stream): y = conv(x, w)");
+                                    "padding, groups, algo, stream): y = conv(x, w)");
     CONVNET_BIND_CONV(conv_backward_data, "conv_backward_data(dy, w, dx, ...): dx");
     CONVNET_BIND_CONV(conv_backward_filter, "conv_backward_filter(x, dy, dw, ...): dw");
     CONVNET_BIND_CONV(local_forward, "local_forward(x, w, y, ...): y = local(x, w)");

@@ -14,17 +14,15 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <mutex>
 #include <string>
-#include <type_traits>
 
 #include "common.cuh"
 #include "conv.h"
 #include "conv_gemm.cuh"
 #include "conv_geometry.cuh"
-#include "conv_winograd.cuh"
+#include "conv_split.cuh"
+#include "conv_winograd_run.cuh"
+#include "conv_workspace.cuh"
 
 namespace {
 
@@ -32,6 +30,7 @@ using convgemm::ConvGeometry;
 using convgemm::FastDiv;
 using convgemm::inside;
 using convgemm::kFarAway;
+using convgemm::make_op;
 
 // ------------------------------------------------------------------------------------------------
 // forward: M = N*OH*OW, N = F/groups, K = C/groups * fs * fs
@@ -442,29 +441,7 @@ __global__ void sum_splits_kernel(const float* __restrict__ partial, float* __re
 }
 
 // ------------------------------------------------------------------------------------------------
-// backward filter: the variant, the tile, the split of the reduction
-
-// CONVNET_CONV_BWDF picks the backward-filter kernel; read at every call, so that a benchmark can
-// time both in one process (benchmarks/bench_kernels.py --ab):
-//   new (default)  dy loaded along r (coalesced), splits by whole waves (split_by_waves)
-//   old            dy loaded along f, splits for ~4 blocks per SM (split_by_fill): the kernel
-//                  of the 2026-11-22 H100 report
-//   waves          dy loaded along f, splits by whole waves (the two changes apart)
-enum class FilterVariant { New, Old, Waves };
-
-FilterVariant filter_variant(const char* op) {
-    const char* v = std::getenv("CONVNET_CONV_BWDF");
-    if (v == nullptr || *v == '\0' || std::strcmp(v, "new") == 0) return FilterVariant::New;
-    if (std::strcmp(v, "old") == 0) return FilterVariant::Old;
-    if (std::strcmp(v, "waves") == 0) return FilterVariant::Waves;
-    convnet::require(false, op,
-                     std::string("CONVNET_CONV_BWDF must be new, old or waves, got '") + v + "'");
-    return FilterVariant::New;
-}
-
-constexpr int kMinChunk = 512;    // reduction elements per split, at least
-constexpr int kMaxSplits = 256;
-constexpr size_t kMaxWorkspaceFloats = size_t(64) << 20;  // 256 MiB
+// backward filter: the tile and the split of the reduction
 
 // The tile of the backward-filter GEMM (M = K, N = F/groups): split-K fills the device, so the
 // tile is chosen on padded work alone.
@@ -473,297 +450,59 @@ convgemm::Tile filter_tile(const ConvGeometry& s) {
                                  false);
 }
 
-// The reduction [0, N*OH*OW) in `splits` slices of `chunk` elements (a multiple of BK; the last
-// slice may be shorter).
-struct FilterSplit {
-    int splits, chunk;
-};
-
-FilterSplit split_of(int reduction, size_t splits) {
-    const int bk = convgemm::TileLarge::BK;
-    const int chunk = static_cast<int>(
-        convnet::ceil_div(convnet::ceil_div(reduction, splits < 1 ? 1 : splits), bk) * bk);
-    return {static_cast<int>(convnet::ceil_div(reduction, chunk)), chunk};
+convsplit::Split filter_split(const ConvGeometry& s, convgemm::Tile tile, ConvAlgo algo) {
+    const int reduction = s.N * s.P;
+    const size_t tiles = convnet::ceil_div(s.K, convgemm::tile_rows(tile)) *
+                         convnet::ceil_div(s.Fg, convgemm::tile_cols(tile)) * s.groups;
+    const size_t out_floats = static_cast<size_t>(s.F) * s.K;
+    if (algo == ConvAlgo::GemmDyAlongFFill)
+        return convsplit::split_by_fill(tiles, reduction, out_floats);
+    const int per_sm = algo == ConvAlgo::Gemm
+                           ? convgemm::resident_blocks_per_sm<FilterOp<true>>(tile)
+                           : convgemm::resident_blocks_per_sm<FilterOp<false>>(tile);
+    return convsplit::split_by_waves({tiles, reduction, out_floats, tile,
+                                      convnet::sm_count() * per_sm});
 }
 
-// The most splits allowed: none shorter than kMinChunk, the workspace (`out_floats` per split)
-// within kMaxWorkspaceFloats.
-size_t max_splits(int reduction, size_t out_floats) {
-    size_t most = convnet::ceil_div(reduction, kMinChunk);
-    const size_t by_memory = kMaxWorkspaceFloats / (out_floats > 0 ? out_floats : 1);
-    if (most > by_memory) most = by_memory;
-    if (most > static_cast<size_t>(kMaxSplits)) most = kMaxSplits;
-    return most < 1 ? 1 : most;
-}
-
-size_t filter_tiles(const ConvGeometry& s, convgemm::Tile tile) {
-    return convnet::ceil_div(s.K, convgemm::tile_rows(tile)) *
-           convnet::ceil_div(s.Fg, convgemm::tile_cols(tile)) * s.groups;
-}
-
-// The old rule: enough splits that the grid holds about four blocks per SM.
-FilterSplit split_by_fill(const ConvGeometry& s, int reduction) {
-    const size_t target_blocks = 4 * static_cast<size_t>(convnet::sm_count());
-    size_t splits = convnet::ceil_div(target_blocks, filter_tiles(s, filter_tile(s)));
-    const size_t most = max_splits(reduction, static_cast<size_t>(s.F) * s.K);
-    return split_of(reduction, splits < most ? splits : most);
-}
-
-// A split-K GEMM to size: `tiles` output tiles of `tile` (all grid z's together), a reduction of
-// `reduction` elements, a result of `out_floats` floats per split, `resident` blocks at once.
-struct SplitProblem {
-    size_t tiles;
-    int reduction;
-    size_t out_floats;
-    convgemm::Tile tile;
-    int resident;
-};
-
-// Whole waves. Every block of the split-K grid does the same work (one BM x BN tile over one
-// chunk of the reduction), so the grid runs in waves of `resident` blocks (SMs x the blocks that
-// fit on one), and a wave that is only partly full takes nearly as long as a full one (its
-// blocks run a little faster with an SM to themselves, far from proportionally). The old
-// rule's ~4 blocks per SM gave AlexNet conv2 and conv3 540 blocks on an H100's 264 slots: 2.05
-// waves of work in 3 waves of time. So among the allowed split counts s, take the one with the
-// least estimated time, in units of one BK step of one block:
-//
-//     ceil(tiles * s / resident) * (chunk(s) / BK + kBlockOverheadSteps)  +  s * split_cost
-//
-// split_cost: the split sum's traffic (each split writes out_floats, the sum reads them back)
-// as GEMM steps: 8*out_floats bytes at kFlopPerByte (the GEMM's FLOP rate over DRAM bandwidth,
-// H100: ~30 TFLOP/s / ~2.5 TB/s), over the FLOPs of one step of the whole device,
-// resident * 2*BM*BN*BK. On an H100 (264 slots of the 128x128 and 128x64 tiles) this picks
-// 13 splits for conv2 (260 blocks, 1 wave), 19 for conv3 (1026 blocks, 3.9 waves), 3 for conv4
-// (252 blocks), 9 for conv5 (252) and 37 for Fashion conv2 (259).
-constexpr double kBlockOverheadSteps = 2.0;  // a block's prologue and epilogue, in BK steps
-constexpr double kFlopPerByte = 12.0;
-
-FilterSplit split_by_waves(const SplitProblem& p) {
-    const int bk = convgemm::TileLarge::BK;
-    const double step_flops = 2.0 * p.resident * convgemm::tile_rows(p.tile) *
-                              convgemm::tile_cols(p.tile) * bk;
-    const double split_cost = 8.0 * static_cast<double>(p.out_floats) * kFlopPerByte / step_flops;
-    FilterSplit best = split_of(p.reduction, 1);
-    double best_cost = -1;
-    const size_t most = max_splits(p.reduction, p.out_floats);
-    for (size_t n = 1; n <= most; ++n) {
-        const FilterSplit split = split_of(p.reduction, n);
-        if (static_cast<size_t>(split.splits) != n) continue;  // same chunk as a smaller count
-        const size_t waves = convnet::ceil_div(p.tiles * n, static_cast<size_t>(p.resident));
-        const double cost = static_cast<double>(waves) * (split.chunk / bk + kBlockOverheadSteps) +
-                            (n > 1 ? static_cast<double>(n) * split_cost : 0.0);
-        if (best_cost < 0 || cost < best_cost) best = split, best_cost = cost;
-    }
-    return best;
-}
-
-// A stream-ordered scratch buffer: cudaMallocAsync where the device has memory pools (the pool
-// keeps up to kPoolKeepBytes cached across synchronizations, so repeated calls do not go back
-// to the driver: enough for the largest split-K workspace and the Winograd planes, which are
-// capped at 256 MiB and 1 GiB; only what was used is kept), else a plain cudaMalloc freed after
-// the stream drains.
-class Workspace {
-public:
-    Workspace(size_t bytes, cudaStream_t stream, const char* op) : stream_(stream) {
-        int device = 0;
-        convnet::check_cuda(cudaGetDevice(&device), op, "cudaGetDevice");
-        async_ = pools_supported(device);
-        if (async_) {
-            convnet::check_cuda(cudaMallocAsync(&ptr_, bytes, stream), op, "cudaMallocAsync");
-        } else {
-            convnet::check_cuda(cudaMalloc(&ptr_, bytes), op, "cudaMalloc");
-        }
-    }
-    ~Workspace() {
-        if (async_) {
-            cudaFreeAsync(ptr_, stream_);
-        } else {
-            cudaStreamSynchronize(stream_);
-            cudaFree(ptr_);
-        }
-    }
-    Workspace(const Workspace&) = delete;
-    Workspace& operator=(const Workspace&) = delete;
-    float* get() const { return static_cast<float*>(ptr_); }
-
-private:
-    static constexpr uint64_t kPoolKeepBytes = uint64_t(1280) << 20;
-
-    static bool pools_supported(int device) {
-        static std::mutex mutex;
-        static int known[64] = {};  // 0 unknown, 1 yes, 2 no
-        std::lock_guard<std::mutex> lock(mutex);
-        if (device < 0 || device >= 64) return false;
-        if (known[device] == 0) {
-            int supported = 0;
-            cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device);
-            known[device] = supported ? 1 : 2;
-            cudaMemPool_t pool;
-            if (supported && cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
-                uint64_t keep = 0;
-                cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
-                if (keep < kPoolKeepBytes) {
-                    keep = kPoolKeepBytes;
-                    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
-                }
-            }
-            cudaGetLastError();  // an unsupported attribute query must not poison later checks
-        }
-        return known[device] == 1;
-    }
-
-    void* ptr_ = nullptr;
-    cudaStream_t stream_;
-    bool async_ = false;
-};
-
-template <class Op>
-Op make_op(int M, int N, typename Op::A a, typename Op::B b,
-           typename Op::Out c) {
-    Op op{};
-    op.M = M, op.N = N, op.a = a, op.b = b, op.c = c;
-    return op;
-}
-
-// ------------------------------------------------------------------------------------------------
-// Winograd (conv_winograd.cuh)
-
-// The transformed planes of one Winograd call, at most (1 GiB; more would cost more traffic than
-// the multiplications it saves, e.g. AlexNet conv2's 5x5 at alpha 6: 1.3 GB).
-constexpr size_t kMaxWinogradFloats = size_t(256) << 20;
-
-// CONVNET_CONV_WINOGRAD, read at every call like CONVNET_CONV_BWDF: off (default) runs the direct
-// kernels; 2 or 4 runs stride-1 forward and backward-filter passes as Winograd F(m x m, fs x fs)
-// with m x m tiles, where alpha = m + fs - 1 <= 6 (3x3 filters: m = 2 or 4; 5x5: m = 2), the
-// transformed planes fit 31-bit offsets and kMaxWinogradFloats; other convolutions stay direct.
-// Returns m, or 0.
-int winograd_tile(const ConvGeometry& s, const char* op) {
-    const char* v = std::getenv("CONVNET_CONV_WINOGRAD");
-    if (v == nullptr || *v == '\0' || std::strcmp(v, "off") == 0 || std::strcmp(v, "0") == 0)
-        return 0;
-    int m = 0;
-    if (std::strcmp(v, "2") == 0) m = 2;
-    if (std::strcmp(v, "4") == 0) m = 4;
-    convnet::require(m != 0, op,
-                     std::string("CONVNET_CONV_WINOGRAD must be off, 2 or 4, got '") + v + "'");
-    const int alpha = m + s.fs - 1;
-    if (s.stride != 1 || s.fs < 2 || alpha > convwino::kMaxAlpha) return 0;
-    const size_t tiles = static_cast<size_t>(s.N) * convnet::ceil_div(s.OH, m) *
-                         convnet::ceil_div(s.OW, m);
-    const size_t a2 = static_cast<size_t>(alpha) * alpha;
-    const size_t widest = static_cast<size_t>(s.C > s.F ? s.C : s.F);
-    if (a2 * widest * tiles >= (size_t(1) << 31)) return 0;
-    const size_t planes = a2 * ((static_cast<size_t>(s.C) + s.F) * tiles +
-                                static_cast<size_t>(s.F) * s.Cg);
-    return planes <= kMaxWinogradFloats ? m : 0;
-}
-
-template <int ALPHA>
-void winograd_forward(const float* x, const float* w, float* y, const ConvGeometry& s, int m,
-                      cudaStream_t stream, const char* name) {
-    using namespace convwino;
-    const Tiling t = make_tiling(s, m);
-    const Matrices mt = make_matrices(m, s.fs);
-    const size_t a2 = ALPHA * ALPHA;
-    const size_t v_size = a2 * s.C * t.NT, u_size = a2 * s.F * s.Cg, mo_size = a2 * s.F * t.NT;
-    Workspace ws((v_size + u_size + mo_size) * sizeof(float), stream, name);
-    float* planes = ws.get();
-    float* u = planes + v_size;
-    float* mo = u + u_size;
-    const int threads = convnet::kThreads;
-    const unsigned in_grid = convnet::grid_for(static_cast<size_t>(s.C) * t.NT);
-    input_transform_kernel<ALPHA><<<in_grid, threads, 0, stream>>>(x, planes, t, mt);
-    convnet::check_launch(name);
-    const unsigned w_grid = convnet::grid_for(static_cast<size_t>(s.F) * s.Cg);
-    filter_transform_kernel<ALPHA><<<w_grid, threads, 0, stream>>>(w, u, t, mt);
-    convnet::check_launch(name);
-    const FwdOp op = make_op<FwdOp>(t.NT, s.Fg, {planes, t}, {u, t}, {mo, t});
-    convgemm::launch_gemm_auto(op, static_cast<int>(a2) * s.groups, stream, name);
-    const unsigned out_grid = convnet::grid_for(static_cast<size_t>(s.F) * t.NT);
-    output_transform_kernel<ALPHA><<<out_grid, threads, 0, stream>>>(mo, y, t, mt);
-    convnet::check_launch(name);
-}
-
-template <int ALPHA>
-void winograd_backward_filter(const float* x, const float* dy, float* dw, const ConvGeometry& s,
-                              int m, cudaStream_t stream, const char* name) {
-    using namespace convwino;
-    const Tiling t = make_tiling(s, m);
-    const Matrices mt = make_matrices(s.fs, m);
-    const size_t a2 = ALPHA * ALPHA;
-    const size_t x_size = a2 * s.C * t.NT, d_size = a2 * s.F * t.NT;
-    const size_t out_floats = a2 * s.F * s.Cg;  // one split's partial M[xi][f][c]
-    const convgemm::Tile tile =
-        convgemm::choose_tile(s.Cg, s.Fg, static_cast<int>(a2) * s.groups, false, false);
-    const size_t tiles = convnet::ceil_div(s.Cg, convgemm::tile_rows(tile)) *
-                         convnet::ceil_div(s.Fg, convgemm::tile_cols(tile)) * s.groups * a2;
-    const int resident =
-        convnet::sm_count() * convgemm::resident_blocks_per_sm<convwino::FilterOp>(tile);
-    const FilterSplit split = split_by_waves({tiles, t.NT, out_floats, tile, resident});
-    const size_t p_size = static_cast<size_t>(split.splits) * out_floats;
-    Workspace ws((x_size + d_size + p_size) * sizeof(float), stream, name);
-    float* planes = ws.get();
-    float* grads = planes + x_size;
-    float* partial = grads + d_size;
-    const int threads = convnet::kThreads;
-    const unsigned in_grid = convnet::grid_for(static_cast<size_t>(s.C) * t.NT);
-    input_transform_kernel<ALPHA><<<in_grid, threads, 0, stream>>>(x, planes, t, mt);
-    convnet::check_launch(name);
-    const unsigned dy_grid = convnet::grid_for(static_cast<size_t>(s.F) * t.NT);
-    grad_transform_kernel<ALPHA><<<dy_grid, threads, 0, stream>>>(dy, grads, t, mt);
-    convnet::check_launch(name);
-    convwino::FilterOp op =
-        make_op<convwino::FilterOp>(s.Cg, s.Fg, {planes, t}, {grads, t}, {partial, t});
-    op.chunk = split.chunk;
-    convgemm::launch_gemm_with(tile, op, split.splits * static_cast<int>(a2) * s.groups, stream,
-                               name);
-    const unsigned out_grid = convnet::grid_for(static_cast<size_t>(s.F) * s.Cg);
-    filter_output_transform_kernel<ALPHA>
-        <<<out_grid, threads, 0, stream>>>(partial, dw, split.splits, t, mt);
-    convnet::check_launch(name);
-}
-
-// Runs the Winograd version of `pass` (forward or backward filter) when CONVNET_CONV_WINOGRAD
-// asks for it and the convolution qualifies; false: the caller runs the direct kernels.
-template <bool FORWARD>
-bool run_winograd(const float* a, const float* b, float* out, const ConvGeometry& s,
-                  cudaStream_t stream, const char* name) {
-    const int m = winograd_tile(s, name);
-    if (m == 0) return false;
-    auto run = [&](auto alpha) {
-        constexpr int ALPHA = decltype(alpha)::value;
-        if constexpr (FORWARD)
-            winograd_forward<ALPHA>(a, b, out, s, m, stream, name);
-        else
-            winograd_backward_filter<ALPHA>(a, b, out, s, m, stream, name);
-    };
-    switch (m + s.fs - 1) {
-        case 3: run(std::integral_constant<int, 3>()); break;
-        case 4: run(std::integral_constant<int, 4>()); break;
-        case 5: run(std::integral_constant<int, 5>()); break;
-        default: run(std::integral_constant<int, 6>()); break;
-    }
-    return true;
+int winograd_m(ConvAlgo algo) {
+    return algo == ConvAlgo::Winograd2 ? 2 : algo == ConvAlgo::Winograd4 ? 4 : 0;
 }
 
 }  // namespace
 
+const char* conv_algo_unsupported(const char* op, int algo, const ConvShape& s) {
+    if (algo < 0 || algo >= kConvAlgos) return "no such algorithm (see conv_algorithms)";
+    const ConvAlgo a = static_cast<ConvAlgo>(algo);
+    if (a == ConvAlgo::Gemm) return nullptr;
+    const std::string name = op;
+    if ((a == ConvAlgo::GemmDyAlongF || a == ConvAlgo::GemmDyAlongFFill))
+        return name == "conv_backward_filter" ? nullptr : "only conv_backward_filter has it";
+    if (name != "conv_forward" && name != "conv_backward_filter")
+        return "only conv_forward and conv_backward_filter have it";
+    return convwino::winograd_unsupported(s, winograd_m(a));
+}
+
 // ------------------------------------------------------------------------------------------------
 // launchers (conv.h)
 
-void conv_forward(const float* x, const float* w, float* y, const ConvShape& shape,
+void conv_forward(const float* x, const float* w, float* y, const ConvShape& shape, int algo,
                   cudaStream_t stream) {
     const char* name = "conv_forward";
     const ConvGeometry s = convgemm::make_geometry(shape, name, false);
-    if (run_winograd<true>(x, w, y, s, stream, name)) return;
+    const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
+    if (winograd_m(a) != 0) {
+        convwino::run_winograd<true>(x, w, y, s, winograd_m(a), stream, name);
+        return;
+    }
     const ForwardOp op = make_op<ForwardOp>(s.N * s.P, s.Fg, {x, s}, {w, s}, {y, s});
     convgemm::launch_gemm_auto(op, s.groups, stream, name);
 }
 
 void conv_backward_data(const float* dy, const float* w, float* dx, const ConvShape& shape,
-                        cudaStream_t stream) {
+                        int algo, cudaStream_t stream) {
     const char* name = "conv_backward_data";
     const ConvGeometry s = convgemm::make_geometry(shape, name, false);
+    convgemm::checked_algo(name, algo, shape);
     if (s.stride == 1) {
         const DataOp op = make_op<DataOp>(s.N * s.HW, s.Cg, {dy, s}, {w, s}, {dx, s});
         convgemm::launch_gemm_auto(op, s.groups, stream, name);
@@ -779,23 +518,16 @@ void conv_backward_data(const float* dy, const float* w, float* dx, const ConvSh
 }
 
 void conv_backward_filter(const float* x, const float* dy, float* dw, const ConvShape& shape,
-                          cudaStream_t stream) {
+                          int algo, cudaStream_t stream) {
     const char* name = "conv_backward_filter";
     const ConvGeometry s = convgemm::make_geometry(shape, name, false);
-    if (run_winograd<false>(x, dy, dw, s, stream, name)) return;
-    const FilterVariant variant = filter_variant(name);
-    const int reduction = s.N * s.P;
-    const convgemm::Tile tile = filter_tile(s);
-    FilterSplit split;
-    if (variant == FilterVariant::Old) {
-        split = split_by_fill(s, reduction);
-    } else {
-        const int per_sm = variant == FilterVariant::New
-                               ? convgemm::resident_blocks_per_sm<FilterOp<true>>(tile)
-                               : convgemm::resident_blocks_per_sm<FilterOp<false>>(tile);
-        split = split_by_waves({filter_tiles(s, tile), reduction, static_cast<size_t>(s.F) * s.K,
-                                tile, convnet::sm_count() * per_sm});
+    const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
+    if (winograd_m(a) != 0) {
+        convwino::run_winograd<false>(x, dy, dw, s, winograd_m(a), stream, name);
+        return;
     }
+    const convgemm::Tile tile = filter_tile(s);
+    const convsplit::Split split = filter_split(s, tile, a);
     const int dw_size = s.F * s.K;
 
     auto run = [&](float* target) {
@@ -804,7 +536,7 @@ void conv_backward_filter(const float* x, const float* dy, float* dw, const Conv
             op.chunk = split.chunk;
             convgemm::launch_gemm_with(tile, op, s.groups * split.splits, stream, name);
         };
-        if (variant == FilterVariant::New)
+        if (a == ConvAlgo::Gemm)
             launch(make_op<FilterOp<true>>(s.K, s.Fg, {x, s}, {dy, s}, {target, s}));
         else
             launch(make_op<FilterOp<false>>(s.K, s.Fg, {x, s}, {dy, s}, {target, s}));
@@ -813,7 +545,8 @@ void conv_backward_filter(const float* x, const float* dy, float* dw, const Conv
         run(dw);
         return;
     }
-    Workspace partial(static_cast<size_t>(split.splits) * dw_size * sizeof(float), stream, name);
+    convnet::Workspace partial(static_cast<size_t>(split.splits) * dw_size * sizeof(float), stream,
+                               name);
     run(partial.get());
     const int threads = 256;
     const int blocks = static_cast<int>(convnet::ceil_div(dw_size, threads));

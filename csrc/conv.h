@@ -10,12 +10,30 @@ struct ConvShape {
     int stride, padding, groups;
 };
 
+// The algorithms a pass can run (the launchers' `algo`; convnet._C.conv_algorithms lists the
+// names in this order, and convnet/backend/contract.py picks one per call from its table):
+//   gemm                   the implicit GEMM of conv_gemm.cuh: every pass of conv and local
+//   gemm_dy_along_f        conv backward filter with dy loaded along f (32 cache lines per
+//                          load) instead of along r; the reduction split by whole waves
+//   gemm_dy_along_f_fill   that kernel split for ~4 blocks per SM: the 2026-11-22 H100 report's
+//   winograd2, winograd4   conv forward and backward filter, stride 1: Winograd F(m x m, fs x fs)
+//                          with m = 2 or 4, where alpha = m + fs - 1 <= 6 and the transformed
+//                          planes fit (conv_winograd_run.cuh)
+enum class ConvAlgo : int { Gemm, GemmDyAlongF, GemmDyAlongFFill, Winograd2, Winograd4 };
+inline constexpr int kConvAlgos = 5;
+inline constexpr const char* kConvAlgoNames[kConvAlgos] = {
+    "gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill", "winograd2", "winograd4"};
+
+// Why `op` ("conv_forward", ..., "local_backward_filter") cannot run `algo` on shape s, or
+// nullptr when it can. Every launcher checks its algo with this (ValueError naming both).
+const char* conv_algo_unsupported(const char* op, int algo, const ConvShape& s);
+
 // w: (F, C/groups, fs, fs)
-void conv_forward(const float* x, const float* w, float* y, const ConvShape& s, cudaStream_t stream);
-void conv_backward_data(const float* dy, const float* w, float* dx, const ConvShape& s, cudaStream_t stream);
-void conv_backward_filter(const float* x, const float* dy, float* dw, const ConvShape& s, cudaStream_t stream);
+void conv_forward(const float* x, const float* w, float* y, const ConvShape& s, int algo, cudaStream_t stream);
+void conv_backward_data(const float* dy, const float* w, float* dx, const ConvShape& s, int algo, cudaStream_t stream);
+void conv_backward_filter(const float* x, const float* dy, float* dw, const ConvShape& s, int algo, cudaStream_t stream);
 
 // w: (OH, OW, F, C/groups, fs, fs)
-void local_forward(const float* x, const float* w, float* y, const ConvShape& s, cudaStream_t stream);
-void local_backward_data(const float* dy, const float* w, float* dx, const ConvShape& s, cudaStream_t stream);
-void local_backward_filter(const float* x, const float* dy, float* dw, const ConvShape& s, cudaStream_t stream);
+void local_forward(const float* x, const float* w, float* y, const ConvShape& s, int algo, cudaStream_t stream);
+void local_backward_data(const float* dy, const float* w, float* dx, const ConvShape& s, int algo, cudaStream_t stream);
+void local_backward_filter(const float* x, const float* dy, float* dw, const ConvShape& s, int algo, cudaStream_t stream);

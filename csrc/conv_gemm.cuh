@@ -154,13 +154,14 @@ struct wide_gather<Op, decltype(void(Op::WIDE_GATHER))> {
 template <class Cfg, class Op>
 constexpr int built_min_blocks() {
     constexpr bool large = Cfg::BM == 128 && Cfg::BN == 128;
+    constexpr bool narrow = Cfg::BM == 256 && Cfg::BN == 16;
+    constexpr bool wide = wide_gather<Op>::value;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
     if (large) return Cfg::MIN_BLOCKS - 1;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-    constexpr bool narrow = Cfg::BM == 256 && Cfg::BN == 16;
-    if (wide_gather<Op>::value && (large || narrow)) return Cfg::MIN_BLOCKS - 1;
+    if (wide && (large || narrow)) return Cfg::MIN_BLOCKS - 1;
 #endif
-    (void)large;
+    (void)large, (void)narrow, (void)wide;
     return Cfg::MIN_BLOCKS;
 }
 
@@ -251,6 +252,14 @@ __global__ void __launch_bounds__(Cfg::THREADS, (built_min_blocks<Cfg, Op>()))
 
 // ------------------------------------------------------------------------------------------------
 // Host side
+
+// An op of the given GEMM sizes on its operands (the ops' remaining fields keep their defaults).
+template <class Op>
+Op make_op(int M, int N, typename Op::A a, typename Op::B b, typename Op::Out c) {
+    Op op{};
+    op.M = M, op.N = N, op.a = a, op.b = b, op.c = c;
+    return op;
+}
 
 // Launch op over `batches` independent products (grid z), M x N each, with tile config Cfg.
 template <class Cfg, class Op>

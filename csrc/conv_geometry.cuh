@@ -68,4 +68,15 @@ inline ConvGeometry make_geometry(const ConvShape& s, const char* op, bool local
     return g;
 }
 
+// The algo checked (ValueError naming op and algo) and returned as the enum.
+inline ConvAlgo checked_algo(const char* op, int algo, const ConvShape& shape) {
+    const char* why = conv_algo_unsupported(op, algo, shape);
+    if (why != nullptr) {
+        const std::string name = algo >= 0 && algo < kConvAlgos ? kConvAlgoNames[algo]
+                                                                : std::to_string(algo);
+        convnet::require(false, op, "algo " + name + ": " + why);
+    }
+    return static_cast<ConvAlgo>(algo);
+}
+
 }  // namespace convgemm

@@ -295,38 +295,34 @@ struct FilterOp {
     __device__ Block block(int z) const { return position_block(a.s, z, a.s.N); }
 };
 
-template <class Op>
-Op make_op(int M, int N, typename Op::A a, typename Op::B b, typename Op::Out c) {
-    Op op{};
-    op.M = M, op.N = N, op.a = a, op.b = b, op.c = c;
-    return op;
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------
 // launchers (conv.h)
 
 void local_forward(const float* x, const float* w, float* y, const ConvShape& shape,
-                   cudaStream_t stream) {
+                   int algo, cudaStream_t stream) {
     const char* name = "local_forward";
+    convgemm::checked_algo(name, algo, shape);
     const ConvGeometry s = convgemm::make_geometry(shape, name, true);
-    const ForwardOp op = make_op<ForwardOp>(s.N, s.Fg, {x, s}, {w, s}, {y, s});
+    const ForwardOp op = convgemm::make_op<ForwardOp>(s.N, s.Fg, {x, s}, {w, s}, {y, s});
     convgemm::launch_gemm_auto(op, s.P * s.groups, stream, name);
 }
 
 void local_backward_data(const float* dy, const float* w, float* dx, const ConvShape& shape,
-                         cudaStream_t stream) {
+                   int algo, cudaStream_t stream) {
     const char* name = "local_backward_data";
+    convgemm::checked_algo(name, algo, shape);
     const ConvGeometry s = convgemm::make_geometry(shape, name, true);
-    const DataOp op = make_op<DataOp>(s.N, s.Cg, {dy, s}, {w, s}, {dx, s});
+    const DataOp op = convgemm::make_op<DataOp>(s.N, s.Cg, {dy, s}, {w, s}, {dx, s});
     convgemm::launch_gemm_auto(op, s.HW * s.groups, stream, name);
 }
 
 void local_backward_filter(const float* x, const float* dy, float* dw, const ConvShape& shape,
-                           cudaStream_t stream) {
+                   int algo, cudaStream_t stream) {
     const char* name = "local_backward_filter";
+    convgemm::checked_algo(name, algo, shape);
     const ConvGeometry s = convgemm::make_geometry(shape, name, true);
-    const FilterOp op = make_op<FilterOp>(s.K, s.Fg, {x, s}, {dy, s}, {dw, s});
+    const FilterOp op = convgemm::make_op<FilterOp>(s.K, s.Fg, {x, s}, {dy, s}, {dw, s});
     convgemm::launch_gemm_auto(op, s.P * s.groups, stream, name);
 }

@@ -15,22 +15,31 @@ namespace {
 
 }  // namespace
 
-void conv_forward(const float*, const float*, float*, const ConvShape&, cudaStream_t) {
+const char* conv_algo_unsupported(const char*, int, const ConvShape&) {
+    return "convnet was built without CUDA";
+}
+void conv_forward(const float*, const float*, float*, const ConvShape&, int,
+                  cudaStream_t) {
     no_cuda("conv_forward");
 }
-void conv_backward_data(const float*, const float*, float*, const ConvShape&, cudaStream_t) {
+void conv_backward_data(const float*, const float*, float*, const ConvShape&, int,
+                  cudaStream_t) {
     no_cuda("conv_backward_data");
 }
-void conv_backward_filter(const float*, const float*, float*, const ConvShape&, cudaStream_t) {
+void conv_backward_filter(const float*, const float*, float*, const ConvShape&, int,
+                  cudaStream_t) {
     no_cuda("conv_backward_filter");
 }
-void local_forward(const float*, const float*, float*, const ConvShape&, cudaStream_t) {
+void local_forward(const float*, const float*, float*, const ConvShape&, int,
+                  cudaStream_t) {
     no_cuda("local_forward");
 }
-void local_backward_data(const float*, const float*, float*, const ConvShape&, cudaStream_t) {
+void local_backward_data(const float*, const float*, float*, const ConvShape&, int,
+                  cudaStream_t) {
     no_cuda("local_backward_data");
 }
-void local_backward_filter(const float*, const float*, float*, const ConvShape&, cudaStream_t) {
+void local_backward_filter(const float*, const float*, float*, const ConvShape&, int,
+                  cudaStream_t) {
     no_cuda("local_backward_filter");
 }
 

@@ -23,7 +23,7 @@ if not convnet.cuda_available():
 
 import cupy  # noqa: E402
 
-from convnet.backend import cuda_conv, numpy_conv  # noqa: E402
+from convnet.backend import algos, cuda_conv, numpy_conv  # noqa: E402
 from conftest import SMALL_SHAPES  # noqa: E402
 
 REL_TOL = 1e-3
@@ -127,7 +127,7 @@ def relative_error(got, want):
     return float(np.max(np.abs(got - want), initial=0.0)) / scale
 
 
-def check_against_reference(rng, kind, pass_, case, ref_dtype=np.float64):
+def check_against_reference(rng, kind, pass_, case, ref_dtype=np.float64, algo=None):
     """Run kind_pass (kind: conv or local) on the GPU into a NaN-poisoned `out` and compare."""
     name = f"{kind}_{pass_}"
     arrays, size_arg = op_arguments(case, pass_, *random_inputs(rng, case, kind == "local"))
@@ -135,7 +135,7 @@ def check_against_reference(rng, kind, pass_, case, ref_dtype=np.float64):
     want = getattr(numpy_conv, name)(*(a.astype(ref_dtype) for a in arrays), *size_arg, *geometry)
     out = cupy.full(want.shape, np.nan, dtype=cupy.float32)
     got = getattr(cuda_conv, name)(*(cupy.asarray(a) for a in arrays), *size_arg, *geometry,
-                                   out=out)
+                                   out=out, algo=algo)
     assert got is out
     got = cupy.asnumpy(got)
     unwritten = int(np.isnan(got).sum())
@@ -221,13 +221,12 @@ BWDF_VARIANT_CASES = {**SMALL_NETS, "groups2_5x5": AWKWARD["groups2_5x5"],
                       "long_reduction_groups2": LONG_REDUCTION}
 
 
-@pytest.mark.parametrize("variant", ["new", "old", "waves"])
+@pytest.mark.parametrize("algo", ["gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill"])
 @pytest.mark.parametrize("shape", sorted(BWDF_VARIANT_CASES))
-def test_conv_backward_filter_variants(rng, monkeypatch, variant, shape):
-    """Every backward-filter variant (CONVNET_CONV_BWDF, read at each call) against the reference;
-    their split counts differ, and `new` loads dy along the reduction."""
-    monkeypatch.setenv("CONVNET_CONV_BWDF", variant)
-    check_against_reference(rng, "conv", "backward_filter", BWDF_VARIANT_CASES[shape])
+def test_conv_backward_filter_algorithms(rng, algo, shape):
+    """Every backward-filter GEMM algorithm against the reference; their split counts differ,
+    and `gemm` loads dy along the reduction."""
+    check_against_reference(rng, "conv", "backward_filter", BWDF_VARIANT_CASES[shape], algo=algo)
 
 
 WINOGRAD_CASES = {**SMALL_NETS, "alexnet_conv3_batch8": ALEXNET["conv3"]._replace(n=8),
@@ -237,36 +236,59 @@ WINOGRAD_CASES = {**SMALL_NETS, "alexnet_conv3_batch8": ALEXNET["conv3"]._replac
                   "padding0": AWKWARD["padding0"], "padding3": AWKWARD["padding3"],
                   "filters_65_per_group": AWKWARD["filters_65_per_group"],
                   "filter_covers_image": AWKWARD["filter_covers_image"],
-                  "stride2_stays_direct": AWKWARD["padding2"],
+                  "stride2_is_refused": AWKWARD["padding2"],
                   "long_reduction_groups2": LONG_REDUCTION}
 
 
-@pytest.mark.parametrize("tile", ["2", "4"])
+def conv_shape(case):
+    """The ConvShape tuple of a case (convnet.backend.algos.SHAPE_FIELDS)."""
+    return (case.n, case.c, case.h, case.w, case.f, case.fs, *case.out_size(), case.stride,
+            case.padding, case.groups)
+
+
+@pytest.mark.parametrize("algo", ["winograd2", "winograd4"])
 @pytest.mark.parametrize("pass_", ["forward", "backward_filter"])
 @pytest.mark.parametrize("shape", [pytest.param(name, marks=pytest.mark.big)
                                    if name.startswith("alexnet") else name
                                    for name in sorted(WINOGRAD_CASES)])
-def test_conv_winograd(rng, monkeypatch, tile, pass_, shape):
-    """CONVNET_CONV_WINOGRAD=2|4 (stride-1 forward and backward filter where alpha = m + fs - 1
-    <= 6; the rest stays direct) against the reference, within the same bound."""
-    monkeypatch.setenv("CONVNET_CONV_WINOGRAD", tile)
-    check_against_reference(rng, "conv", pass_, WINOGRAD_CASES[shape])
+def test_conv_winograd(rng, algo, pass_, shape):
+    """algo=winograd2|4 against the reference, within the same bound, where the kernels say it
+    can run (stride 1, alpha = m + fs - 1 <= 6); elsewhere a ValueError saying why."""
+    case = WINOGRAD_CASES[shape]
+    op = f"conv_{pass_}"
+    if algo in algos.supported(op, conv_shape(case)):
+        check_against_reference(rng, "conv", pass_, case, algo=algo)
+        return
+    assert case.stride != 1 or int(algo[-1]) + case.fs - 1 > 6, f"{op} {case} refused"
+    with pytest.raises(ValueError, match=f"{op}: algo {algo}: Winograd needs"):
+        check_against_reference(rng, "conv", pass_, case, algo=algo)
 
 
-def test_conv_winograd_rejects_an_unknown_tile(rng, monkeypatch):
+@pytest.mark.parametrize("op", ["conv_forward", "conv_backward_filter"])
+def test_conv_rejects_an_unknown_algorithm(rng, op):
     case = AWKWARD["batch1"]
-    x, w, _ = (cupy.asarray(a) for a in random_inputs(rng, case, local=False))
-    monkeypatch.setenv("CONVNET_CONV_WINOGRAD", "6")
-    with pytest.raises(ValueError, match="CONVNET_CONV_WINOGRAD"):
-        cuda_conv.conv_forward(x, w, case.stride, case.padding, case.groups)
+    x, w, dy = (cupy.asarray(a) for a in random_inputs(rng, case, local=False))
+    with pytest.raises(ValueError, match=f"{op}: unknown algo 'fastest'"):
+        if op == "conv_forward":
+            cuda_conv.conv_forward(x, w, case.stride, case.padding, case.groups, algo="fastest")
+        else:
+            cuda_conv.conv_backward_filter(x, dy, case.fs, case.stride, case.padding, case.groups,
+                                           algo="fastest")
 
 
-def test_conv_backward_filter_rejects_an_unknown_variant(rng, monkeypatch):
-    case = AWKWARD["batch1"]
-    x, _, dy = (cupy.asarray(a) for a in random_inputs(rng, case, local=False))
-    monkeypatch.setenv("CONVNET_CONV_BWDF", "fastest")
-    with pytest.raises(ValueError, match="CONVNET_CONV_BWDF"):
-        cuda_conv.conv_backward_filter(x, dy, case.fs, case.stride, case.padding, case.groups)
+@pytest.mark.parametrize("n", [2, 0], ids=["batch2", "empty_batch"])
+@pytest.mark.parametrize("pass_", PASSES)
+def test_algorithms_a_pass_lacks_are_refused(rng, pass_, n):
+    """Only backward filter has the dy-along-f GEMMs; local has only gemm."""
+    case = AWKWARD["batch1"]._replace(n=n)
+    for kind, algo in (("local", "winograd2"), ("conv", "gemm_dy_along_f")):
+        if (kind, pass_) == ("conv", "backward_filter"):
+            continue
+        arrays, size_arg = op_arguments(case, pass_, *random_inputs(rng, case, kind == "local"))
+        with pytest.raises(ValueError, match=f"{kind}_{pass_}: algo {algo}: only"):
+            getattr(cuda_conv, f"{kind}_{pass_}")(*(cupy.asarray(a) for a in arrays), *size_arg,
+                                                  case.stride, case.padding, case.groups,
+                                                  algo=algo)
 
 
 @pytest.mark.parametrize("kind", ["conv", "local"])

@@ -134,7 +134,7 @@ def test_warp_misuse_stops_the_kernel_with_a_message(warp_lib, which, message):
 # conv through the emulated module: guard pages, SM counts, which algorithm ran
 
 
-def run_conv(module, op, case, rng, sms=2, guard=0):
+def run_conv(module, op, case, rng, sms=2, guard=0, algo="gemm"):
     """op on guarded, NaN-filled emulator buffers; (got, want) against numpy_conv in float64."""
     C, controls = module
     n, c, h, w, f, fs, stride, padding, groups = case
@@ -155,7 +155,7 @@ def run_conv(module, op, case, rng, sms=2, guard=0):
             buffers.append((address, view))
         controls.configure("shuffled", seed=int(rng.integers(1 << 31)), sms=sms)
         getattr(C, op)(*(b[0] for b in buffers), n, c, h, w, f, fs, oh, ow, stride, padding,
-                       groups, 0)
+                       groups, C.conv_algorithms.index(algo), 0)
         got = buffers[2][1].reshape(out_shape).copy()
     finally:
         for address, _ in buffers:
@@ -168,26 +168,27 @@ def run_conv(module, op, case, rng, sms=2, guard=0):
 
 @pytest.mark.parametrize("case", [(6, 4, 23, 23, 240, 3, 1, 1, 2), (16, 2, 12, 12, 8, 5, 1, 2, 2)],
                          ids=["120_filters_per_group", "long_reduction"])
-@pytest.mark.parametrize("variant", ["new", "old", "waves"])
-def test_backward_filter_variants_at_any_sm_count(module, rng, monkeypatch, variant, case):
-    monkeypatch.setenv("CONVNET_CONV_BWDF", variant)
+@pytest.mark.parametrize("algo", ["gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill"])
+def test_backward_filter_algorithms_at_any_sm_count(module, rng, algo, case):
     for sms in (1, 20):  # few SMs: few splits of the reduction; many: more
-        run_conv(module, "conv_backward_filter", case, rng, sms=sms)
+        run_conv(module, "conv_backward_filter", case, rng, sms=sms, algo=algo)
 
 
 @pytest.mark.parametrize("case", [(2, 3, 7, 7, 4, 3, 1, 1, 1), (2, 3, 10, 12, 5, 5, 1, 2, 1)],
                          ids=["3x3", "5x5"])
-@pytest.mark.parametrize("m", ["2", "4"])
-def test_winograd_runs_where_it_should(module, rng, monkeypatch, m, case):
-    """Winograd is several launches (transforms, products, the transform back), direct is one:
-    m=4 with 5x5 filters (alpha 8 > 6) stays direct."""
-    monkeypatch.setenv("CONVNET_CONV_WINOGRAD", m)
+@pytest.mark.parametrize("algo", ["winograd2", "winograd4"])
+def test_winograd_runs_where_it_can(module, rng, algo, case):
+    """Winograd is several launches (transforms, products, the transform back); m=4 with 5x5
+    filters (alpha 8 > 6) is refused, naming the rule."""
     controls = module[1]
     for op in ("conv_forward", "conv_backward_filter"):
+        if algo == "winograd4" and case[5] == 5:
+            with pytest.raises(ValueError, match=f"{op}: algo winograd4: .*m \\+ fs - 1 <= 6"):
+                run_conv(module, op, case, rng, sms=3, algo=algo)
+            continue
         before = controls.launches()
-        run_conv(module, op, case, rng, sms=3)
-        winograd = controls.launches() - before > 1
-        assert winograd is not (m == "4" and case[5] == 5), f"{op} m={m} {case}"
+        run_conv(module, op, case, rng, sms=3, algo=algo)
+        assert controls.launches() - before > 1, f"{op} {algo} {case}: not Winograd"
 
 
 @pytest.mark.parametrize("guard", [0, 1], ids=["after", "before"])
@@ -203,7 +204,7 @@ def test_guard_page_catches_an_overrun(module, guard):
     base = x if guard == 0 else x - 4
     try:
         with pytest.raises(RuntimeError, match="memory fault"):
-            C.conv_forward(base, w, y, 2, 3, 7, 7, 4, 3, 5, 5, 1, 0, 1, 0)
+            C.conv_forward(base, w, y, 2, 3, 7, 7, 4, 3, 5, 5, 1, 0, 1, 0, 0)  # algo 0: gemm
     finally:
         for address in (x, w, y):
             controls.lib.emu_free(address)

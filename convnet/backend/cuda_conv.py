@@ -1,12 +1,15 @@
 """CUDA conv and local ops (OPS.md): CuPy arrays in and out, kernels in csrc/conv.cu and local.cu.
 
 Same names, arguments and layouts as convnet.backend.numpy_conv, plus `out=`: a float32
-C-contiguous CuPy array of the result's shape to write into (every element is overwritten).
-Without it the result is a new array. Kernels run on CuPy's current stream and device.
+C-contiguous CuPy array of the result's shape to write into (every element is overwritten;
+without it the result is a new array), and `algo=`: the kernel algorithm by name (one of
+convnet._C.conv_algorithms that can run the shape, else ValueError; None: the one
+convnet.backend.algos chooses). Kernels run on CuPy's current stream and device.
 """
 import cupy
 
 from convnet import _C
+from convnet.backend import algos
 from convnet.backend.numpy_conv import _check_geometry, conv_output_size  # one set of checks
 
 __all__ = [
@@ -51,13 +54,16 @@ def _output(op, out, shape, inputs):
     return out
 
 
-def _launch(kernel, a, b, out, n, channels, img_size, filters, filter_size, out_size, stride,
-            padding, groups):
-    """Queue `kernel` on the current stream (nothing to do for an empty batch)."""
+def _launch(op, kernel, a, b, out, n, channels, img_size, filters, filter_size, out_size,
+            stride, padding, groups, algo):
+    """Queue `kernel` on the current stream (nothing to do for an empty batch, once `algo` is
+    known to be one `op` can run)."""
+    shape = (n, channels, img_size[0], img_size[1], filters, filter_size, out_size[0],
+             out_size[1], int(stride), int(padding), int(groups))
+    algo_index = algos.index(op, algo, shape)
     if n == 0:
         return
-    kernel(a.data.ptr, b.data.ptr, out.data.ptr, n, channels, img_size[0], img_size[1], filters,
-           filter_size, out_size[0], out_size[1], int(stride), int(padding), int(groups),
+    kernel(a.data.ptr, b.data.ptr, out.data.ptr, *shape, algo_index,
            cupy.cuda.get_current_stream().ptr)
 
 
@@ -72,7 +78,7 @@ def _zero_for_empty_batch(out, n):
 # conv: w (F, C // groups, fs, fs)
 
 
-def conv_forward(x, w, stride, padding, groups, out=None):
+def conv_forward(x, w, stride, padding, groups, out=None, algo=None):
     op = "conv_forward"
     _check_array(op, "x", x, 4)
     _check_array(op, "w", w, 4)
@@ -82,12 +88,12 @@ def conv_forward(x, w, stride, padding, groups, out=None):
                                padding, groups)
     _check_shape(op, "w", w, (filters, channels // groups, filter_size, filter_size))
     y = _output(op, out, (n, filters, *out_size), (x, w))
-    _launch(_C.conv_forward, x, w, y, n, channels, (height, width), filters, filter_size,
-            out_size, stride, padding, groups)
+    _launch(op, _C.conv_forward, x, w, y, n, channels, (height, width), filters, filter_size,
+            out_size, stride, padding, groups, algo)
     return y
 
 
-def conv_backward_data(dy, w, img_size, stride, padding, groups, out=None):
+def conv_backward_data(dy, w, img_size, stride, padding, groups, out=None, algo=None):
     op = "conv_backward_data"
     _check_array(op, "dy", dy, 4)
     _check_array(op, "w", w, 4)
@@ -99,12 +105,12 @@ def conv_backward_data(dy, w, img_size, stride, padding, groups, out=None):
     _check_shape(op, "w", w, (filters, channels // groups, filter_size, filter_size))
     _check_shape(op, "dy", dy, (n, filters, *out_size))
     dx = _output(op, out, (n, channels, *img_size), (dy, w))
-    _launch(_C.conv_backward_data, dy, w, dx, n, channels, img_size, filters, filter_size,
-            out_size, stride, padding, groups)
+    _launch(op, _C.conv_backward_data, dy, w, dx, n, channels, img_size, filters, filter_size,
+            out_size, stride, padding, groups, algo)
     return dx
 
 
-def conv_backward_filter(x, dy, filter_size, stride, padding, groups, out=None):
+def conv_backward_filter(x, dy, filter_size, stride, padding, groups, out=None, algo=None):
     op = "conv_backward_filter"
     _check_array(op, "x", x, 4)
     _check_array(op, "dy", dy, 4)
@@ -115,8 +121,8 @@ def conv_backward_filter(x, dy, filter_size, stride, padding, groups, out=None):
     filter_size = int(filter_size)
     _check_shape(op, "dy", dy, (n, filters, *out_size))
     dw = _output(op, out, (filters, channels // groups, filter_size, filter_size), (x, dy))
-    _launch(_C.conv_backward_filter, x, dy, dw, n, channels, (height, width), filters,
-            filter_size, out_size, stride, padding, groups)
+    _launch(op, _C.conv_backward_filter, x, dy, dw, n, channels, (height, width), filters,
+            filter_size, out_size, stride, padding, groups, algo)
     return _zero_for_empty_batch(dw, n)
 
 
@@ -124,7 +130,7 @@ def conv_backward_filter(x, dy, filter_size, stride, padding, groups, out=None):
 # local: w (OH, OW, F, C // groups, fs, fs)
 
 
-def local_forward(x, w, stride, padding, groups, out=None):
+def local_forward(x, w, stride, padding, groups, out=None, algo=None):
     op = "local_forward"
     _check_array(op, "x", x, 4)
     _check_array(op, "w", w, 6)
@@ -134,12 +140,12 @@ def local_forward(x, w, stride, padding, groups, out=None):
                                padding, groups)
     _check_shape(op, "w", w, (*out_size, filters, channels // groups, filter_size, filter_size))
     y = _output(op, out, (n, filters, *out_size), (x, w))
-    _launch(_C.local_forward, x, w, y, n, channels, (height, width), filters, filter_size,
-            out_size, stride, padding, groups)
+    _launch(op, _C.local_forward, x, w, y, n, channels, (height, width), filters, filter_size,
+            out_size, stride, padding, groups, algo)
     return y
 
 
-def local_backward_data(dy, w, img_size, stride, padding, groups, out=None):
+def local_backward_data(dy, w, img_size, stride, padding, groups, out=None, algo=None):
     op = "local_backward_data"
     _check_array(op, "dy", dy, 4)
     _check_array(op, "w", w, 6)
@@ -151,12 +157,12 @@ def local_backward_data(dy, w, img_size, stride, padding, groups, out=None):
     _check_shape(op, "w", w, (*out_size, filters, channels // groups, filter_size, filter_size))
     _check_shape(op, "dy", dy, (n, filters, *out_size))
     dx = _output(op, out, (n, channels, *img_size), (dy, w))
-    _launch(_C.local_backward_data, dy, w, dx, n, channels, img_size, filters, filter_size,
-            out_size, stride, padding, groups)
+    _launch(op, _C.local_backward_data, dy, w, dx, n, channels, img_size, filters, filter_size,
+            out_size, stride, padding, groups, algo)
     return dx
 
 
-def local_backward_filter(x, dy, filter_size, stride, padding, groups, out=None):
+def local_backward_filter(x, dy, filter_size, stride, padding, groups, out=None, algo=None):
     op = "local_backward_filter"
     _check_array(op, "x", x, 4)
     _check_array(op, "dy", dy, 4)
@@ -168,6 +174,6 @@ def local_backward_filter(x, dy, filter_size, stride, padding, groups, out=None)
     _check_shape(op, "dy", dy, (n, filters, *out_size))
     dw = _output(op, out, (*out_size, filters, channels // groups, filter_size, filter_size),
                  (x, dy))
-    _launch(_C.local_backward_filter, x, dy, dw, n, channels, (height, width), filters,
-            filter_size, out_size, stride, padding, groups)
+    _launch(op, _C.local_backward_filter, x, dy, dw, n, channels, (height, width), filters,
+            filter_size, out_size, stride, padding, groups, algo)
     return _zero_for_empty_batch(dw, n)
