@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from convnet.net import Net  # noqa: E402
+from convnet.engine.net import Net  # noqa: E402
 
 
 def torch_twin(net):

@@ -61,9 +61,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from convnet.imagedata import (SIMPLEJPEG_OPTIONS, ImageProvider, decode_crops,  # noqa: E402
+from convnet.data.image_provider import (SIMPLEJPEG_OPTIONS, ImageProvider, decode_crops,  # noqa: E402
                                default_workers, get_decoder)
-from convnet.prepare import prepare  # noqa: E402
+from convnet.apps.prepare import prepare  # noqa: E402
 
 # AlexNet (the paper's net, 227x227 input, groups=2 in conv2/4/5): multiply-adds per image
 ALEXNET_MACS = {

@@ -28,9 +28,9 @@ sys.path.insert(0, ROOT)
 
 import gpu_timing  # noqa: E402
 import report  # noqa: E402
-from convnet.describe import cross_device_edges, table  # noqa: E402
-from convnet.devices import parse_gpus  # noqa: E402
-from convnet.net import Net  # noqa: E402
+from convnet.engine.describe import cross_device_edges, table  # noqa: E402
+from convnet.engine.devices import parse_gpus  # noqa: E402
+from convnet.engine.net import Net  # noqa: E402
 
 
 def build(name, gpus):

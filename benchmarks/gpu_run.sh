@@ -298,7 +298,7 @@ else
     if command -v convnet-train > /dev/null; then
         TRAIN=(convnet-train)
     else
-        TRAIN=("$PY" -c "import sys; from convnet.cli import main; sys.exit(main())")
+        TRAIN=("$PY" -c "import sys; from convnet.apps.cli import main; sys.exit(main())")
     fi
     failed_before=$ANY_FAILED
     read -r -a train_net <<< "$TRAIN_ARGS"

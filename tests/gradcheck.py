@@ -1,7 +1,7 @@
 """Float64 central-difference gradient checks shared by the op and net tests."""
 import numpy as np
 
-from convnet.gradcheck import numeric_grad  # noqa: F401  (re-exported for the op tests)
+from convnet.engine.gradcheck import numeric_grad  # noqa: F401  (re-exported for the op tests)
 
 
 def assert_grad_close(analytic, numeric, rtol=1e-5, atol=1e-7):

@@ -171,8 +171,8 @@ def test_build_pyproject_declares_the_package():
     assert project["name"] == "convnet"
     assert {"numpy", "matplotlib", "pillow", "tqdm"} <= set(project["dependencies"])
     assert project["optional-dependencies"]["cuda"] == ["cupy-cuda13x"]
-    assert project["scripts"]["convnet-train"] == "convnet.cli:main"
-    assert project["scripts"]["convnet-show"] == "convnet.show:main"
+    assert project["scripts"]["convnet-train"] == "convnet.apps.cli:main"
+    assert project["scripts"]["convnet-show"] == "convnet.apps.show:main"
     pytest_config = config["tool"]["pytest"]["ini_options"]
     assert pytest_config["testpaths"] == ["tests"]
     assert any(m.startswith("cuda:") for m in pytest_config["markers"])

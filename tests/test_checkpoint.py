@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from convnet.checkpoint import (
+from convnet.training.checkpoint import (
     CheckpointError, MetricsLog, checkpoint_paths, load_checkpoint, load_latest_checkpoint,
     read_metrics, save_checkpoint,
 )

@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from convnet.cli import main
-from convnet.config import ConfigError, parse_neuron, parse_schedule, read_cfg
+from convnet.apps.cli import main
+from convnet.engine.config import ConfigError, parse_neuron, parse_schedule, read_cfg
 
 GOOD_LAYERS = """\
 [data]

@@ -171,7 +171,7 @@ def test_out_of_memory_raises_cupys_error_before_allocating():
                              r"800,000 bytes\)\.$") as caught:
         cupy.empty(100_000, cupy.float32)
     assert isinstance(caught.value, MemoryError) and emu.live_allocations() == live
-    assert "cupy" in type(caught.value).__module__  # what convnet.cli looks for
+    assert "cupy" in type(caught.value).__module__  # what convnet.apps.cli looks for
     with cupy.cuda.Device(1):  # the limit is per device
         cupy.empty(100_000, cupy.float32)
     del a

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnet import prepare as prep
+from convnet.apps import prepare as prep
 from convnet.data import DataError, make_provider
-from convnet.imagedata import ImageProvider, get_decoder, to_float
+from convnet.data.image_provider import ImageProvider, get_decoder, to_float
 from test_prepare import build_fashion_tree, build_imagenet_tree, build_photo_tree, \
     fashion_folder_name
 
@@ -454,10 +454,10 @@ def test_image_train_e2e_multiview_test_out(tmp_path, capsys):
     """convnet-train --data-provider image on Fashion-MNIST JPEGs (train/ and val/): it learns;
     --test-only --multiview-test --test-out saves probabilities that are the softmax averaged
     over the 10 views, with the labels, and the printed errors are theirs."""
-    from convnet.checkpoint import load_latest_checkpoint
-    from convnet.cli import main
-    from convnet.net import Net
-    from convnet.train import restore_arrays
+    from convnet.training.checkpoint import load_latest_checkpoint
+    from convnet.apps.cli import main
+    from convnet.engine.net import Net
+    from convnet.training.train import restore_arrays
 
     src = build_fashion_tree(str(tmp_path / "src"), 100, 10)
     data = str(tmp_path / "data")
@@ -556,8 +556,8 @@ def test_image_cuda_train_e2e_multiview_matches_numpy(tmp_path, capsys):
     probabilities of the saved net the numpy backend's on the same checkpoint. Named e2e: the
     sanitizer runs skip it."""
     import convnet
-    from convnet.cli import main
-    from convnet.prepare import main as prepare_main
+    from convnet.apps.cli import main
+    from convnet.apps.prepare import main as prepare_main
 
     if not convnet.cuda_available():
         pytest.skip("needs a GPU, CuPy and convnet._C built with CUDA")

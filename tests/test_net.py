@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from convnet.cli import main
-from convnet.gradcheck import check_net_grads
-from convnet.net import Net
+from convnet.apps.cli import main
+from convnet.engine.gradcheck import check_net_grads
+from convnet.engine.net import Net
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
 SHIPPED = sorted(p[:-4] for p in glob.glob(os.path.join(LAYERS_DIR, "*.cfg"))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnet import prepare as prep
+from convnet.apps import prepare as prep
 from convnet.data import FASHION_DEFAULT_PATH, FASHION_LABEL_NAMES
 
 FASHION_PRESENT = os.path.isfile(os.path.join(FASHION_DEFAULT_PATH, "train-images-idx3-ubyte.gz"))

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 import convnet
-from convnet.checkpoint import checkpoint_paths, load_latest_checkpoint, read_metrics
-from convnet.cli import ShapesOnlyNet, main, memory_table, out_of_memory_message
-from convnet.config import read_cfg
+from convnet.training.checkpoint import checkpoint_paths, load_latest_checkpoint, read_metrics
+from convnet.apps.cli import ShapesOnlyNet, main, memory_table, out_of_memory_message
+from convnet.engine.config import read_cfg
 from convnet.data import write_cifar_batch, write_cifar_meta, write_idx
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -181,8 +181,8 @@ def subprocess_env():
 
 
 def start_train(args, **kw):
-    """Start `python -m convnet.cli ARGS` with its output in pipes."""
-    return subprocess.Popen([sys.executable, "-m", "convnet.cli", *map(str, args)],
+    """Start `python -m convnet.apps.cli ARGS` with its output in pipes."""
+    return subprocess.Popen([sys.executable, "-m", "convnet.apps.cli", *map(str, args)],
                             env=subprocess_env(), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
@@ -276,8 +276,8 @@ def test_trainer_nan_bias_names_its_layer(tmp_path):
     layer (not the layers its gradient would have reached); the weights are left as they were,
     and the checkpoint written before is the newest."""
     from convnet.data import Provider
-    from convnet.net import Net
-    from convnet.train import Trainer, TrainingStopped
+    from convnet.engine.net import Net
+    from convnet.training.train import Trainer, TrainingStopped
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (16, 3, 8, 8), dtype=np.uint8)
@@ -590,7 +590,7 @@ def test_train_gpu_out_of_memory_prints_table_and_hint(tmp_path):
     cifar = write_cifar(tmp_path / "cifar", per_batch=200)
     lp, pp = write_net(tmp_path / "net", GPU_HOG_LAYERS, MEMORY_PARAMS)
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-m", "convnet.cli", lp, pp, "--backend", "cuda",
+    done = subprocess.run([sys.executable, "-m", "convnet.apps.cli", lp, pp, "--backend", "cuda",
                            "--data-provider", "cifar", "--data-path", str(cifar), "--mini",
                            "1000", "--epochs", "1", "--save-path", str(tmp_path / "run")],
                           env=env, cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -28,10 +28,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convnet.checkpoint import CheckpointError, load_checkpoint, load_latest_checkpoint
-from convnet.cli import check_resumable, main
-from convnet.net import Net
-from convnet.train import restore_arrays
+from convnet.training.checkpoint import CheckpointError, load_checkpoint, load_latest_checkpoint
+from convnet.apps.cli import check_resumable, main
+from convnet.engine.net import Net
+from convnet.training.train import restore_arrays
 from test_reliability import TINY_LAYERS, TINY_PARAMS, one_error_line, write_cifar, write_net
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
@@ -234,7 +234,7 @@ JSON_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
 def json_edits(draw, record, keep_state_hash):
     """1 to 3 edits of a checkpoint record: a value replaced, a key deleted or added, in the
     record or in its state. With keep_state_hash, state_sha256 is recomputed (a forgery)."""
-    from convnet.checkpoint import _state_digest
+    from convnet.training.checkpoint import _state_digest
 
     record = json.loads(json.dumps(record))
     for _ in range(draw(st.integers(1, 3))):

@@ -3,7 +3,7 @@ resumes bit-identically; SIGKILL at random moments (most of them inside a checkp
 again and again, never leaves a checkpoint that loads wrong, and the run still ends with the
 weights and metrics of a run that was never killed.
 
-Each test runs `python -m convnet.cli` as a subprocess on synthetic CIFAR batches.
+Each test runs `python -m convnet.apps.cli` as a subprocess on synthetic CIFAR batches.
 """
 import glob
 import hashlib
@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from convnet.checkpoint import load_latest_checkpoint, read_metrics
+from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
 from test_reliability import (DROPOUT_LAYERS, DROPOUT_PARAMS, TINY_LAYERS, TINY_PARAMS,
                               assert_same_checkpoint, comparable, start_train, write_cifar,
                               write_net)

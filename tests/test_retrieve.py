@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from convnet.cli import main as train_main
-from convnet.features import FeatureSet, load_run
-from convnet.retrieve import (TILE, LABEL_BAND, main, merge_top_k, nearest_neighbours,
+from convnet.apps.cli import main as train_main
+from convnet.apps.features import FeatureSet, load_run
+from convnet.apps.retrieve import (TILE, LABEL_BAND, main, merge_top_k, nearest_neighbours,
                               parse_indices, precision_at_k)
 from test_show import fashion_run, png  # noqa: F401  (a module-scoped fixture: a tiny run)
 

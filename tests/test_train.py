@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from convnet.checkpoint import load_latest_checkpoint, read_metrics
-from convnet.cli import main
+from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
+from convnet.apps.cli import main
 from convnet.data import write_cifar_batch, write_cifar_meta
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")

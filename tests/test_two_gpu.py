@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import convnet
-from convnet.cli import main
-from convnet.config import read_cfg
-from convnet.describe import cross_device_edges
-from convnet.net import Net
+from convnet.apps.cli import main
+from convnet.engine.config import read_cfg
+from convnet.engine.describe import cross_device_edges
+from convnet.engine.net import Net
 
 LAYERS = os.path.join(os.path.dirname(__file__), "..", "layers")
 # the CPU reference, and the cuda backend with both logical devices on GPU 0

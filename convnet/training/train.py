@@ -112,7 +112,7 @@ def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=Non
 
 def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out):
     """evaluate() from the softmax feeding `cost_name`, averaged over the views of each image."""
-    from .backend.numpy_cost import logreg_forward
+    from ..backend.numpy_cost import logreg_forward
 
     probs_layer = net[cost_name].inputs[1]
     if multiview:
@@ -191,7 +191,7 @@ class Trainer:
 
     @staticmethod
     def default_cost(net):
-        from .layers import LogregCostLayer
+        from ..engine.layers import LogregCostLayer
 
         logreg = [layer.name for layer in net.cost_layers if isinstance(layer, LogregCostLayer)]
         if not logreg:

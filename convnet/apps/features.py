@@ -37,10 +37,10 @@ def load_run(run_dir, data_provider="fashion-mnist", data_path=None, test_range=
     (or `params_file`); the weights are the checkpoint's. The provider serves `test_range`.
     """
     from .cli import data_shapes
-    from .config import read_cfg
-    from .data import make_provider
-    from .net import Net
-    from .train import restore_arrays
+    from ..engine.config import read_cfg
+    from ..data import make_provider
+    from ..engine.net import Net
+    from ..training.train import restore_arrays
 
     step, arrays, state = newest_checkpoint(run_dir)
     layer_sections = read_cfg(state.get("layers_file") or "layers.cfg", text=state["layers_cfg"])
@@ -61,7 +61,7 @@ def load_run(run_dir, data_provider="fashion-mnist", data_path=None, test_range=
 
 def newest_checkpoint(run_dir):
     """(step, arrays, state) of run_dir's newest good checkpoint; ValueError when none."""
-    from .checkpoint import load_latest_checkpoint
+    from ..training.checkpoint import load_latest_checkpoint
 
     if not os.path.isdir(run_dir):
         raise ValueError(f"run folder {run_dir} does not exist")
@@ -95,7 +95,7 @@ def centre_crops(provider, index):
 
 def probabilities_layer(net, cost_name=None):
     """The softmax layer feeding the net's (first) cost.logreg layer."""
-    from .train import Trainer
+    from ..training.train import Trainer
 
     cost = net[cost_name or Trainer.default_cost(net)]
     return cost.inputs[1]
@@ -128,7 +128,7 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
                                          dtype=np.float32, shape=(count, dim))
     labels = np.lib.format.open_memmap(os.path.join(path, LABELS_FILE), mode="w+",
                                        dtype=np.int64, shape=(count,))
-    from .layers import DataLayer
+    from ..engine.layers import DataLayer
 
     start, raw = 0, isinstance(net[layer], DataLayer)
     for x, y in provider.test_batches(batch_size):
@@ -162,7 +162,7 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
 
 
 def parse_batches(provider_name, test_range):
-    from .data import parse_range
+    from ..data import parse_range
 
     return parse_range(test_range if test_range is not None
                        else DEFAULT_TEST_BATCHES.get(provider_name, "1"))
@@ -213,7 +213,7 @@ class FeatureSet:
 
     def source_images(self):
         """uint8 (N, C, H, W) images of the rows, loaded again from the data set."""
-        from .data import make_provider
+        from ..data import make_provider
 
         meta = self.meta
         rng = meta.get("test_range")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backend import get_backend
+from ..backend import get_backend
 from .config import ConfigError, Section, Entry, read_cfg
 from .devices import placement
 from .layers import (LAYER_TYPES, REQUIRED, DataLayer, DropoutLayer, FcLayer, LogregCostLayer,

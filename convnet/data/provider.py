@@ -497,7 +497,7 @@ def make_provider(name, path=None, train_range=None, test_range=None, inner_size
     """
     key = str(name).lower()
     if key in ("image", "images", "jpeg"):
-        from .imagedata import ImageProvider
+        from .image_provider import ImageProvider
 
         return ImageProvider(path, train_range, test_range, inner_size, seed=seed, flip=flip,
                              **options)

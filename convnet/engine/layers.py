@@ -193,7 +193,7 @@ class ConvLayer(WeightLayer):
     shared_biases = True
 
     def setup(self, in_shapes):
-        from .backend.numpy_conv import conv_output_size
+        from ..backend.numpy_conv import conv_output_size
 
         filters, out = self.cfg["filters"], None
         if filters < 1:
@@ -305,7 +305,7 @@ class PoolLayer(Layer):
     has_neuron = True
 
     def setup(self, in_shapes):
-        from .backend.numpy_pool import pool_output_size
+        from ..backend.numpy_pool import pool_output_size
 
         (shape,) = in_shapes
         if len(shape) != 3:

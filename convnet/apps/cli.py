@@ -6,11 +6,11 @@ import warnings
 
 import numpy as np
 
-from .config import ConfigError, read_cfg
-from .data import DataError, make_provider
-from .describe import describe
-from .devices import parse_gpus
-from .net import Net
+from ..engine.config import ConfigError, read_cfg
+from ..data import DataError, make_provider
+from ..engine.describe import describe
+from ..engine.devices import parse_gpus
+from ..engine.net import Net
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 1      # NaN/Inf in training, or out of memory
@@ -76,7 +76,7 @@ def build_parser():
 
 
 def main(argv=None):
-    from .checkpoint import CheckpointError
+    from ..training.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
     format_warning = warnings.formatwarning
@@ -140,7 +140,7 @@ def memory_table(net, batch_size):
     parameters: its own weights and biases three times over (values, momentum, gradient).
     Training holds every activation and, during backprop, its gradient.
     """
-    from .layers import CostLayer, DataLayer
+    from ..engine.layers import CostLayer, DataLayer
 
     itemsize = np.dtype(net.dtype).itemsize
     rows = [("layer", "type", "output", f"activations (--mini {batch_size})", "parameters")]
@@ -182,7 +182,7 @@ def out_of_memory_message(net, batch_size, exc, backend):
 
 def check_resumable(step, arrays, state):
     """check_checkpoint plus the fields convnet-train keeps in the state."""
-    from .train import check_checkpoint
+    from ..training.train import check_checkpoint
 
     check_checkpoint(step, arrays, state)
     for key in ("layers_cfg", "layers_file", "params_file"):
@@ -196,7 +196,7 @@ def check_resumable(step, arrays, state):
 
 
 def run(args):
-    from .checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
+    from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
 
     state = found = None
     if args.gpu is not None:
@@ -261,7 +261,7 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
           f"backend {net.B.name}, data {provider.name} ({provider.num_train} train / "
           f"{provider.num_test} test images)", flush=True)
 
-    from .train import Trainer, TrainingStopped, evaluate
+    from ..training.train import Trainer, TrainingStopped, evaluate
 
     run_dir = args.save_path or args.load_file
     saved = {"layers_cfg": layers_text, "layers_file": layers_name,
@@ -362,7 +362,7 @@ def data_shapes(sections, provider):
 
 
 def check_grads(layer_sections, param_sections, params_path, seed, batch=2):
-    from .gradcheck import check_net_grads
+    from ..engine.gradcheck import check_net_grads
 
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend="numpy", dtype=np.float64, seed=seed)

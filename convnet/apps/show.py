@@ -103,7 +103,7 @@ def plot_cost(records, path, smooth=1, title="run"):
 
 def graph_from_sections(sections):
     """{layer: (type, inputs, groups per input)} from a layers cfg's sections."""
-    from .net import split_list
+    from ..engine.net import split_list
 
     graph = {}
     for name, sec in sections.items():
@@ -434,8 +434,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from .config import ConfigError
-    from .data import DataError
+    from ..engine.config import ConfigError
+    from ..data import DataError
 
     try:
         return run(args)
@@ -448,8 +448,8 @@ def main(argv=None):
 
 
 def run(args):
-    from .checkpoint import read_metrics
-    from .config import read_cfg
+    from ..training.checkpoint import read_metrics
+    from ..engine.config import read_cfg
     from .features import load_run, newest_checkpoint
 
     if not os.path.isdir(args.run_dir):

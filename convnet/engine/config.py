@@ -110,7 +110,7 @@ def parse_str(text):
 
 def parse_neuron(text):
     """`relu`, `tanh[1.7159,0.6666]`, `brelu[6]` -> (kind, (a, b))."""
-    from .backend.numpy_neuron import NEURON_KINDS, NEURON_PARAMS
+    from ..backend.numpy_neuron import NEURON_KINDS, NEURON_PARAMS
 
     m = re.fullmatch(r"\s*([a-z]+)\s*(?:\[([^\]]*)\])?\s*", text)
     if not m:

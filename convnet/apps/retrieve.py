@@ -112,7 +112,7 @@ def precision_at_k(query_labels, neighbour_labels):
 
 def array_module(backend):
     """CuPy when `backend` resolves to cuda (auto: when a GPU is usable), else NumPy."""
-    from .backend import resolve_backend_name
+    from ..backend import resolve_backend_name
 
     if resolve_backend_name(backend) == "cuda":
         from convnet import cuda_available
@@ -216,7 +216,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from .data import DataError
+    from ..data import DataError
 
     try:
         return run(args)

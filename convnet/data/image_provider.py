@@ -45,7 +45,7 @@ from contextlib import closing  # a consumer that stops early stops the pipeline
 
 import numpy as np
 
-from .data import NUM_MULTIVIEW, DataError, _check_batch_size, parse_range
+from .provider import NUM_MULTIVIEW, DataError, _check_batch_size, parse_range
 
 DEFAULT_INNER_SIZE = 224
 DEFAULT_COLOR_NOISE = 0.1
