@@ -15,6 +15,8 @@ Minimum work, the honest floor (never the work a particular kernel happens to do
 """
 from dataclasses import dataclass, field
 
+from convnet.backend.contract import conv_output_size, pool_output_size
+
 F32 = 4  # bytes per float32 element
 I32 = 4  # labels are int32 on the device
 U8 = 1   # dropout masks are uint8
@@ -24,16 +26,6 @@ LRN_PARAMS = {"size": 5, "alpha": 1e-4, "beta": 0.75, "k": 2.0}
 POOL_PARAMS = {"size": 3, "stride": 2, "start": 0}
 SGD_PARAMS = {"eps": 0.01, "mom": 0.9, "wc": 5e-4}
 DROPOUT_KEEP = 0.5
-
-
-def conv_output_size(img, filter_size, stride, padding):
-    """OPS.md: 1 + ceil((2*padding + img - filter_size) / stride)."""
-    return 1 + -(-(2 * padding + img - filter_size) // stride)
-
-
-def pool_output_size(img, size, stride, start):
-    """OPS.md: 1 + ceil((img - start - size) / stride)."""
-    return 1 + -(-(img - start - size) // stride)
 
 
 def numel(shape):

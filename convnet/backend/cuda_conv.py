@@ -6,174 +6,113 @@ without it the result is a new array), and `algo=`: the kernel algorithm by name
 convnet._C.conv_algorithms that can run the shape, else ValueError; None: the one
 convnet.backend.algos chooses). Kernels run on CuPy's current stream and device.
 """
-import cupy
-
 from convnet import _C
-from convnet.backend import algos
-from convnet.backend.numpy_conv import _check_geometry, conv_output_size  # one set of checks
+from convnet.backend import algos, contract
+from convnet.backend.contract import conv_output_size
+from convnet.backend.cuda_arrays import array, output, stream
 
 __all__ = [
     "conv_output_size", "conv_forward", "conv_backward_data", "conv_backward_filter",
     "local_forward", "local_backward_data", "local_backward_filter",
 ]
 
-
-# ----------------------------------------------------------------------------------------------
-# argument checks (the kernels take raw pointers: everything is checked here)
-
-
-def _check_array(op, name, a, ndim):
-    if not isinstance(a, cupy.ndarray):
-        raise ValueError(f"{op}: {name} must be a CuPy array, got {type(a).__name__}")
-    if a.dtype != cupy.float32:
-        raise ValueError(f"{op}: {name} must be float32, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{op}: {name} must be {ndim}-D, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{op}: {name} must be C-contiguous")
-    if a.device.id != cupy.cuda.Device().id:
-        raise ValueError(f"{op}: {name} is on device {a.device.id}, the current device is "
-                         f"{cupy.cuda.Device().id}")
+# The weights' layout per kind: (its ndim, the axes of F, C // groups and fs).
+_WEIGHTS = {"conv": (4, 0, 1, 2), "local": (6, 2, 3, 4)}
 
 
-def _check_shape(op, name, a, expected):
-    if tuple(a.shape) != tuple(expected):
-        raise ValueError(f"{op}: {name} has shape {tuple(a.shape)}, expected {tuple(expected)}")
+def _weights(op, kind, w, channels, filters, groups, out_size):
+    """w checked against the layout of `kind`."""
+    if kind == "conv":
+        contract.conv_weights(op, w, channels, groups)
+    else:
+        contract.local_weights(op, w, filters, channels, groups, out_size)
 
 
-def _output(op, out, shape, inputs):
-    """`out` checked (shape, dtype, layout, no overlap with the inputs), or a new array."""
-    if out is None:
-        return cupy.empty(shape, dtype=cupy.float32)
-    _check_array(op, "out", out, len(shape))
-    _check_shape(op, "out", out, shape)
-    for a in inputs:
-        if out.size and a.size and (out.data.ptr < a.data.ptr + a.nbytes
-                                    and a.data.ptr < out.data.ptr + out.nbytes):
-            raise ValueError(f"{op}: out overlaps an input")
-    return out
-
-
-def _launch(op, kernel, a, b, out, n, channels, img_size, filters, filter_size, out_size,
-            stride, padding, groups, algo):
-    """Queue `kernel` on the current stream (nothing to do for an empty batch, once `algo` is
-    known to be one `op` can run)."""
+def _launch(op, a, b, out, n, channels, img_size, filters, filter_size, out_size, stride,
+            padding, groups, algo):
+    """Queue `op`'s kernel on the current stream (nothing to do for an empty batch, once `algo`
+    is known to be one `op` can run)."""
     shape = (n, channels, img_size[0], img_size[1], filters, filter_size, out_size[0],
              out_size[1], int(stride), int(padding), int(groups))
     algo_index = algos.index(op, algo, shape)
-    if n == 0:
-        return
-    kernel(a.data.ptr, b.data.ptr, out.data.ptr, *shape, algo_index,
-           cupy.cuda.get_current_stream().ptr)
+    if n:
+        getattr(_C, op)(a.data.ptr, b.data.ptr, out.data.ptr, *shape, algo_index, stream())
 
 
-def _zero_for_empty_batch(out, n):
-    """Weight gradients of an empty batch are zero sums: the kernels are never called."""
-    if n == 0:
-        out.fill(0)
-    return out
+def _forward(kind, x, w, stride, padding, groups, out, algo):
+    op = f"{kind}_forward"
+    w_ndim, f_axis, _, fs_axis = _WEIGHTS[kind]
+    array(op, "x", x, ndim=4)
+    array(op, "w", w, ndim=w_ndim)
+    n, channels, height, width = x.shape
+    filters, filter_size = w.shape[f_axis], w.shape[fs_axis]
+    out_size = contract.conv_geometry(op, channels, filters, (height, width), filter_size,
+                                      stride, padding, groups)
+    _weights(op, kind, w, channels, filters, groups, out_size)
+    y = output(op, out, (n, filters, *out_size), (x, w))
+    _launch(op, x, w, y, n, channels, (height, width), filters, filter_size, out_size, stride,
+            padding, groups, algo)
+    return y
 
 
-# ----------------------------------------------------------------------------------------------
-# conv: w (F, C // groups, fs, fs)
+def _backward_data(kind, dy, w, img_size, stride, padding, groups, out, algo):
+    op = f"{kind}_backward_data"
+    w_ndim, f_axis, c_axis, fs_axis = _WEIGHTS[kind]
+    array(op, "dy", dy, ndim=4)
+    array(op, "w", w, ndim=w_ndim)
+    n, filters = dy.shape[:2]
+    channels, filter_size = w.shape[c_axis] * groups, w.shape[fs_axis]
+    img_size = tuple(int(v) for v in img_size)
+    out_size = contract.conv_geometry(op, channels, filters, img_size, filter_size, stride,
+                                      padding, groups)
+    _weights(op, kind, w, channels, filters, groups, out_size)
+    contract.shape_is(op, "dy", dy, (n, filters, *out_size))
+    dx = output(op, out, (n, channels, *img_size), (dy, w))
+    _launch(op, dy, w, dx, n, channels, img_size, filters, filter_size, out_size, stride,
+            padding, groups, algo)
+    return dx
+
+
+def _backward_filter(kind, x, dy, filter_size, stride, padding, groups, out, algo):
+    op = f"{kind}_backward_filter"
+    array(op, "x", x, ndim=4)
+    array(op, "dy", dy, ndim=4)
+    n, channels, height, width = x.shape
+    filters = dy.shape[1]
+    out_size = contract.conv_geometry(op, channels, filters, (height, width), filter_size,
+                                      stride, padding, groups)
+    filter_size = int(filter_size)
+    contract.shape_is(op, "dy", dy, (n, filters, *out_size))
+    w_shape = (filters, channels // groups, filter_size, filter_size)
+    dw = output(op, out, (*out_size, *w_shape) if kind == "local" else w_shape, (x, dy))
+    _launch(op, x, dy, dw, n, channels, (height, width), filters, filter_size, out_size, stride,
+            padding, groups, algo)
+    if n == 0:  # the weight gradients of an empty batch are zero sums: no kernel ran
+        dw.fill(0)
+    return dw
 
 
 def conv_forward(x, w, stride, padding, groups, out=None, algo=None):
-    op = "conv_forward"
-    _check_array(op, "x", x, 4)
-    _check_array(op, "w", w, 4)
-    n, channels, height, width = x.shape
-    filters, _, filter_size, _ = w.shape
-    out_size = _check_geometry(op, channels, filters, (height, width), filter_size, stride,
-                               padding, groups)
-    _check_shape(op, "w", w, (filters, channels // groups, filter_size, filter_size))
-    y = _output(op, out, (n, filters, *out_size), (x, w))
-    _launch(op, _C.conv_forward, x, w, y, n, channels, (height, width), filters, filter_size,
-            out_size, stride, padding, groups, algo)
-    return y
+    """w (F, C // groups, fs, fs)."""
+    return _forward("conv", x, w, stride, padding, groups, out, algo)
 
 
 def conv_backward_data(dy, w, img_size, stride, padding, groups, out=None, algo=None):
-    op = "conv_backward_data"
-    _check_array(op, "dy", dy, 4)
-    _check_array(op, "w", w, 4)
-    n, filters = dy.shape[:2]
-    channels, filter_size = w.shape[1] * groups, w.shape[2]
-    img_size = tuple(int(v) for v in img_size)
-    out_size = _check_geometry(op, channels, filters, img_size, filter_size, stride, padding,
-                               groups)
-    _check_shape(op, "w", w, (filters, channels // groups, filter_size, filter_size))
-    _check_shape(op, "dy", dy, (n, filters, *out_size))
-    dx = _output(op, out, (n, channels, *img_size), (dy, w))
-    _launch(op, _C.conv_backward_data, dy, w, dx, n, channels, img_size, filters, filter_size,
-            out_size, stride, padding, groups, algo)
-    return dx
+    return _backward_data("conv", dy, w, img_size, stride, padding, groups, out, algo)
 
 
 def conv_backward_filter(x, dy, filter_size, stride, padding, groups, out=None, algo=None):
-    op = "conv_backward_filter"
-    _check_array(op, "x", x, 4)
-    _check_array(op, "dy", dy, 4)
-    n, channels, height, width = x.shape
-    filters = dy.shape[1]
-    out_size = _check_geometry(op, channels, filters, (height, width), filter_size, stride,
-                               padding, groups)
-    filter_size = int(filter_size)
-    _check_shape(op, "dy", dy, (n, filters, *out_size))
-    dw = _output(op, out, (filters, channels // groups, filter_size, filter_size), (x, dy))
-    _launch(op, _C.conv_backward_filter, x, dy, dw, n, channels, (height, width), filters,
-            filter_size, out_size, stride, padding, groups, algo)
-    return _zero_for_empty_batch(dw, n)
-
-
-# ----------------------------------------------------------------------------------------------
-# local: w (OH, OW, F, C // groups, fs, fs)
+    return _backward_filter("conv", x, dy, filter_size, stride, padding, groups, out, algo)
 
 
 def local_forward(x, w, stride, padding, groups, out=None, algo=None):
-    op = "local_forward"
-    _check_array(op, "x", x, 4)
-    _check_array(op, "w", w, 6)
-    n, channels, height, width = x.shape
-    filters, filter_size = w.shape[2], w.shape[4]
-    out_size = _check_geometry(op, channels, filters, (height, width), filter_size, stride,
-                               padding, groups)
-    _check_shape(op, "w", w, (*out_size, filters, channels // groups, filter_size, filter_size))
-    y = _output(op, out, (n, filters, *out_size), (x, w))
-    _launch(op, _C.local_forward, x, w, y, n, channels, (height, width), filters, filter_size,
-            out_size, stride, padding, groups, algo)
-    return y
+    """w (OH, OW, F, C // groups, fs, fs)."""
+    return _forward("local", x, w, stride, padding, groups, out, algo)
 
 
 def local_backward_data(dy, w, img_size, stride, padding, groups, out=None, algo=None):
-    op = "local_backward_data"
-    _check_array(op, "dy", dy, 4)
-    _check_array(op, "w", w, 6)
-    n, filters = dy.shape[:2]
-    channels, filter_size = w.shape[3] * groups, w.shape[4]
-    img_size = tuple(int(v) for v in img_size)
-    out_size = _check_geometry(op, channels, filters, img_size, filter_size, stride, padding,
-                               groups)
-    _check_shape(op, "w", w, (*out_size, filters, channels // groups, filter_size, filter_size))
-    _check_shape(op, "dy", dy, (n, filters, *out_size))
-    dx = _output(op, out, (n, channels, *img_size), (dy, w))
-    _launch(op, _C.local_backward_data, dy, w, dx, n, channels, img_size, filters, filter_size,
-            out_size, stride, padding, groups, algo)
-    return dx
+    return _backward_data("local", dy, w, img_size, stride, padding, groups, out, algo)
 
 
 def local_backward_filter(x, dy, filter_size, stride, padding, groups, out=None, algo=None):
-    op = "local_backward_filter"
-    _check_array(op, "x", x, 4)
-    _check_array(op, "dy", dy, 4)
-    n, channels, height, width = x.shape
-    filters = dy.shape[1]
-    out_size = _check_geometry(op, channels, filters, (height, width), filter_size, stride,
-                               padding, groups)
-    filter_size = int(filter_size)
-    _check_shape(op, "dy", dy, (n, filters, *out_size))
-    dw = _output(op, out, (*out_size, filters, channels // groups, filter_size, filter_size),
-                 (x, dy))
-    _launch(op, _C.local_backward_filter, x, dy, dw, n, channels, (height, width), filters,
-            filter_size, out_size, stride, padding, groups, algo)
-    return _zero_for_empty_batch(dw, n)
+    return _backward_filter("local", x, dy, filter_size, stride, padding, groups, out, algo)

@@ -21,6 +21,9 @@ the next op reads them without a transposing copy too.
 """
 import numpy as np
 
+from . import contract
+from .contract import conv_output_size
+
 __all__ = [
     "conv_output_size", "conv_forward", "conv_backward_data", "conv_backward_filter",
     "local_forward", "local_backward_data", "local_backward_filter",
@@ -31,11 +34,6 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------------------
 # the padded image, batch innermost; im2col / col2im
-
-
-def conv_output_size(img, filter_size, stride, padding):
-    """1 + ceil((2*padding + img - filter_size) / stride), as cuda-convnet."""
-    return 1 + -(-(2 * padding + img - filter_size) // stride)
 
 
 def batch_innermost(a):
@@ -122,60 +120,18 @@ def _group_slices(total, groups):
 
 
 # ----------------------------------------------------------------------------------------------
-# argument checks
-
-
-def _check_ndim(op, name, array, ndim):
-    if np.ndim(array) != ndim:
-        raise ValueError(f"{op}: {name} must be {ndim}-D, got shape {np.shape(array)}")
-
-
-def _check_geometry(op, channels, filters, img_size, filter_size, stride, padding, groups):
-    """Validate a conv/local configuration; return its output size (OH, OW)."""
-    for name, value, least in (("stride", stride, 1), ("padding", padding, 0),
-                               ("groups", groups, 1), ("filter_size", filter_size, 1)):
-        if int(value) != value or value < least:
-            raise ValueError(f"{op}: {name} must be an integer >= {least}, got {value!r}")
-    if channels % groups:
-        raise ValueError(f"{op}: {channels} input channels are not divisible by groups={groups}")
-    if filters % groups:
-        raise ValueError(f"{op}: {filters} filters are not divisible by groups={groups}")
-    height, width = img_size
-    if min(height, width) < 1:
-        raise ValueError(f"{op}: image size must be positive, got {tuple(img_size)}")
-    if filter_size > min(height, width) + 2 * padding:
-        raise ValueError(f"{op}: filter_size {filter_size} is larger than the padded image "
-                         f"{height + 2 * padding}x{width + 2 * padding}")
-    return (conv_output_size(height, filter_size, stride, padding),
-            conv_output_size(width, filter_size, stride, padding))
-
-
-def _check_out(op, dy, n, filters, out_size):
-    expected = (n, filters, *out_size)
-    if dy.shape != expected:
-        raise ValueError(f"{op}: dy has shape {dy.shape}, expected {expected}")
-
-
-# ----------------------------------------------------------------------------------------------
 # conv (filterActs, imgActs, weightActs)
-
-
-def _conv_check_weights(op, w, channels, groups):
-    expected = (w.shape[0], channels // groups, w.shape[2], w.shape[2])
-    if w.shape != expected:
-        raise ValueError(f"{op}: w has shape {w.shape}, expected (F, C // groups, fs, fs) = "
-                         f"{expected}")
 
 
 def conv_forward(x, w, stride, padding, groups):
     """y[n, f] = sum over the group's channels of the correlation of x with filter w[f]."""
-    _check_ndim("conv_forward", "x", x, 4)
-    _check_ndim("conv_forward", "w", w, 4)
+    contract.ndim("conv_forward", "x", x, 4)
+    contract.ndim("conv_forward", "w", w, 4)
     n, channels, height, width = x.shape
     filters, _, filter_size, _ = w.shape
-    out_size = _check_geometry("conv_forward", channels, filters, (height, width), filter_size,
+    out_size = contract.conv_geometry("conv_forward", channels, filters, (height, width), filter_size,
                                stride, padding, groups)
-    _conv_check_weights("conv_forward", w, channels, groups)
+    contract.conv_weights("conv_forward", w, channels, groups)
     rows = channels * filter_size ** 2
     w_rows = w.reshape(filters, rows // groups)
     canvas = _canvas(x, filter_size, stride, padding, out_size)
@@ -190,14 +146,14 @@ def conv_forward(x, w, stride, padding, groups):
 
 def conv_backward_data(dy, w, img_size, stride, padding, groups):
     """dx: the column gradients w^T dy summed back onto the image (cuda-convnet's imgActs)."""
-    _check_ndim("conv_backward_data", "dy", dy, 4)
-    _check_ndim("conv_backward_data", "w", w, 4)
+    contract.ndim("conv_backward_data", "dy", dy, 4)
+    contract.ndim("conv_backward_data", "w", w, 4)
     n, filters = dy.shape[:2]
     channels, filter_size = w.shape[1] * groups, w.shape[2]
-    out_size = _check_geometry("conv_backward_data", channels, filters, tuple(img_size),
+    out_size = contract.conv_geometry("conv_backward_data", channels, filters, tuple(img_size),
                                filter_size, stride, padding, groups)
-    _conv_check_weights("conv_backward_data", w, channels, groups)
-    _check_out("conv_backward_data", dy, n, w.shape[0], out_size)
+    contract.conv_weights("conv_backward_data", w, channels, groups)
+    contract.shape_is("conv_backward_data", "dy", dy, (n, w.shape[0], *out_size))
     rows = channels * filter_size ** 2
     w_rows = w.reshape(filters, rows // groups)
     dyt = batch_innermost(dy)
@@ -215,13 +171,13 @@ def conv_backward_data(dy, w, img_size, stride, padding, groups):
 
 def conv_backward_filter(x, dy, filter_size, stride, padding, groups):
     """dw[f] = sum over the batch and positions of dy[n, f, oy, ox] * patch (weightActs)."""
-    _check_ndim("conv_backward_filter", "x", x, 4)
-    _check_ndim("conv_backward_filter", "dy", dy, 4)
+    contract.ndim("conv_backward_filter", "x", x, 4)
+    contract.ndim("conv_backward_filter", "dy", dy, 4)
     n, channels, height, width = x.shape
     filters = dy.shape[1]
-    out_size = _check_geometry("conv_backward_filter", channels, filters, (height, width),
+    out_size = contract.conv_geometry("conv_backward_filter", channels, filters, (height, width),
                                filter_size, stride, padding, groups)
-    _check_out("conv_backward_filter", dy, n, filters, out_size)
+    contract.shape_is("conv_backward_filter", "dy", dy, (n, filters, *out_size))
     rows = channels * filter_size ** 2
     canvas = _canvas(x, filter_size, stride, padding, out_size)
     dyt = batch_innermost(dy)
@@ -240,22 +196,15 @@ def conv_backward_filter(x, dy, filter_size, stride, padding, groups):
 # position (a batched matmul), w[p] (F, C/groups*fs*fs) against the position's columns.
 
 
-def _local_check_weights(op, w, filters, channels, groups, out_size):
-    expected = (*out_size, filters, channels // groups, w.shape[4], w.shape[4])
-    if w.shape != expected:
-        raise ValueError(f"{op}: w has shape {w.shape}, expected (OH, OW, F, C // groups, fs, fs) "
-                         f"= {expected}")
-
-
 def local_forward(x, w, stride, padding, groups):
     """y[n, f, oy, ox] = sum over the group's (c, i, j) of w[oy, ox, f, c, i, j] * patch values."""
-    _check_ndim("local_forward", "x", x, 4)
-    _check_ndim("local_forward", "w", w, 6)
+    contract.ndim("local_forward", "x", x, 4)
+    contract.ndim("local_forward", "w", w, 6)
     n, channels, height, width = x.shape
     filters, filter_size = w.shape[2], w.shape[4]
-    out_size = _check_geometry("local_forward", channels, filters, (height, width), filter_size,
+    out_size = contract.conv_geometry("local_forward", channels, filters, (height, width), filter_size,
                                stride, padding, groups)
-    _local_check_weights("local_forward", w, filters, channels, groups, out_size)
+    contract.local_weights("local_forward", w, filters, channels, groups, out_size)
     rows = channels * filter_size ** 2
     w_pos = w.reshape(-1, out_size[1], filters, rows // groups)       # (OH, OW, F, rows/groups)
     canvas = _canvas(x, filter_size, stride, padding, out_size)
@@ -273,14 +222,14 @@ def local_forward(x, w, stride, padding, groups):
 
 def local_backward_data(dy, w, img_size, stride, padding, groups):
     """dx: each position's column gradient w[oy, ox]^T dy[:, :, oy, ox], summed back (col2im)."""
-    _check_ndim("local_backward_data", "dy", dy, 4)
-    _check_ndim("local_backward_data", "w", w, 6)
+    contract.ndim("local_backward_data", "dy", dy, 4)
+    contract.ndim("local_backward_data", "w", w, 6)
     n, filters = dy.shape[:2]
     channels, filter_size = w.shape[3] * groups, w.shape[4]
-    out_size = _check_geometry("local_backward_data", channels, filters, tuple(img_size),
+    out_size = contract.conv_geometry("local_backward_data", channels, filters, tuple(img_size),
                                filter_size, stride, padding, groups)
-    _local_check_weights("local_backward_data", w, filters, channels, groups, out_size)
-    _check_out("local_backward_data", dy, n, filters, out_size)
+    contract.local_weights("local_backward_data", w, filters, channels, groups, out_size)
+    contract.shape_is("local_backward_data", "dy", dy, (n, filters, *out_size))
     rows = channels * filter_size ** 2
     w_pos = w.reshape(-1, out_size[1], filters, rows // groups)
     dyt = batch_innermost(dy)
@@ -300,13 +249,13 @@ def local_backward_data(dy, w, img_size, stride, padding, groups):
 
 def local_backward_filter(x, dy, filter_size, stride, padding, groups):
     """dw[oy, ox, f] = sum over the batch of dy[n, f, oy, ox] * patch[n, group(f), oy, ox]."""
-    _check_ndim("local_backward_filter", "x", x, 4)
-    _check_ndim("local_backward_filter", "dy", dy, 4)
+    contract.ndim("local_backward_filter", "x", x, 4)
+    contract.ndim("local_backward_filter", "dy", dy, 4)
     n, channels, height, width = x.shape
     filters = dy.shape[1]
-    out_size = _check_geometry("local_backward_filter", channels, filters, (height, width),
+    out_size = contract.conv_geometry("local_backward_filter", channels, filters, (height, width),
                                filter_size, stride, padding, groups)
-    _check_out("local_backward_filter", dy, n, filters, out_size)
+    contract.shape_is("local_backward_filter", "dy", dy, (n, filters, *out_size))
     rows = channels * filter_size ** 2
     canvas = _canvas(x, filter_size, stride, padding, out_size)
     dyt = batch_innermost(dy)
@@ -327,17 +276,13 @@ def local_backward_filter(x, dy, filter_size, stride, padding, groups):
 
 def bias_forward(y, b):
     """y + b, b indexing the leading non-batch axes of y: (F,), (F, OH, OW) or (M,) for fc."""
-    if b.ndim < 1 or y.ndim < 1 + b.ndim or y.shape[1:1 + b.ndim] != b.shape:
-        raise ValueError(f"bias_forward: b has shape {b.shape}, which must equal "
-                         f"y.shape[1:1 + b.ndim] for y of shape {y.shape}")
+    contract.bias("bias_forward", y, b)
     return y + b.reshape(b.shape + (1,) * (y.ndim - 1 - b.ndim))
 
 
 def bias_backward(dy, bias_ndim):
     """db: dy summed over the batch and over the axes the bias is shared across."""
-    if int(bias_ndim) != bias_ndim or not 1 <= bias_ndim <= dy.ndim - 1:
-        raise ValueError(f"bias_backward: bias_ndim must be in 1..{dy.ndim - 1} for dy of shape "
-                         f"{dy.shape}, got {bias_ndim!r}")
+    bias_ndim = contract.bias_ndim("bias_backward", dy, bias_ndim)
     return dy.sum(axis=(0, *range(1 + bias_ndim, dy.ndim)))
 
 
@@ -345,27 +290,19 @@ def bias_backward(dy, bias_ndim):
 # fc: weights (K, M), x (N, K)
 
 
-def _check_fc(op, a, a_name, b, b_name, a_axis, b_axis):
-    _check_ndim(op, a_name, a, 2)
-    _check_ndim(op, b_name, b, 2)
-    if a.shape[a_axis] != b.shape[b_axis]:
-        raise ValueError(f"{op}: {a_name} of shape {a.shape} does not match "
-                         f"{b_name} of shape {b.shape}")
-
-
 def fc_forward(x, w):
     """y = x @ w."""
-    _check_fc("fc_forward", x, "x", w, "w", 1, 0)
+    contract.fc_pair("fc_forward", x, "x", w, "w", 1, 0)
     return x @ w
 
 
 def fc_backward_data(dy, w):
     """dx = dy @ w.T."""
-    _check_fc("fc_backward_data", dy, "dy", w, "w", 1, 1)
+    contract.fc_pair("fc_backward_data", dy, "dy", w, "w", 1, 1)
     return dy @ w.T
 
 
 def fc_backward_filter(x, dy):
     """dw = x.T @ dy (summed over the batch)."""
-    _check_fc("fc_backward_filter", x, "x", dy, "dy", 0, 0)
+    contract.fc_pair("fc_backward_filter", x, "x", dy, "dy", 0, 0)
     return x.T @ dy

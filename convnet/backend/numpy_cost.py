@@ -18,6 +18,8 @@ Probabilities and scores are (N, K), one row per case; labels are integers (N,).
 """
 import numpy as np
 
+from . import contract
+
 __all__ = [
     "softmax_forward", "softmax_backward",
     "logreg_forward", "logreg_backward", "softmax_logreg_backward",
@@ -36,12 +38,9 @@ def _check_rows(op, name, a):
 
 def _check_labels(op, labels, p):
     labels = np.asarray(labels)
-    if labels.shape != (p.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{op}: labels must be integers of shape ({p.shape[0]},), got "
-                         f"{labels.shape} {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= p.shape[1]):
-        raise ValueError(f"{op}: labels must lie in [0, {p.shape[1]}), got "
-                         f"[{labels.min()}, {labels.max()}]")
+    contract.labels(op, labels, p)
+    if labels.size:
+        contract.labels(op, labels, p, labels.min(), labels.max())
     return labels
 
 

@@ -11,6 +11,8 @@ rounding: kept elements are x / keep, dropped ones 0).
 """
 import numpy as np
 
+from . import contract
+
 __all__ = ["dropout_forward", "dropout_backward"]
 
 
@@ -19,10 +21,8 @@ def _apply(op, a, mask, keep):
     mask = np.asarray(mask)
     if a.dtype not in (np.float32, np.float64):
         raise ValueError(f"{op}: the array must be float32 or float64, got {a.dtype}")
-    if mask.shape != a.shape:
-        raise ValueError(f"{op}: mask shape {mask.shape} differs from the array's {a.shape}")
-    if not 0 < keep <= 1:
-        raise ValueError(f"{op}: keep must be in (0, 1], got {keep!r}")
+    contract.mask(op, "the array", a, mask)
+    contract.keep(op, keep)
     return a * mask.astype(a.dtype) / a.dtype.type(keep)
 
 

@@ -31,6 +31,8 @@ float32 sums as accurate as the direct formula.
 """
 import numpy as np
 
+from . import contract
+
 __all__ = [
     "lrn_forward", "lrn_backward",
     "rnorm_forward", "rnorm_backward",
@@ -94,15 +96,9 @@ def _check(op, x, size, alpha, beta, k, *others):
     arrays = []
     for name, arr in others:
         arr = np.asarray(arr, dtype=x.dtype)
-        if arr.shape != x.shape:
-            raise ValueError(f"{op}: {name} shape {arr.shape} differs from x shape {x.shape}")
+        contract.same_shape(op, "x", x, **{name: arr})
         arrays.append(arr)
-    if int(size) != size or size < 1:
-        raise ValueError(f"{op}: size must be a positive integer, got {size!r}")
-    if not alpha >= 0:
-        raise ValueError(f"{op}: alpha must be >= 0, got {alpha!r}")
-    if not k > 0:
-        raise ValueError(f"{op}: k (minDiv) must be > 0, got {k!r}")
+    contract.norm_params(op, size, alpha, k)
     return (x, *arrays, int(size), float(alpha), float(beta), float(k))
 
 

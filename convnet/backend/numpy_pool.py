@@ -14,6 +14,8 @@ import itertools
 
 import numpy as np
 
+from . import contract
+from .contract import pool_output_size
 from .numpy_conv import batch_innermost
 
 __all__ = [
@@ -51,31 +53,6 @@ def _window_pixels(size, stride, start, img_size, out_size):
 BLOCK_BYTES = 4 << 20
 
 
-def pool_output_size(img, size, stride, start):
-    """1 + ceil((img - start - size) / stride), as cuda-convnet."""
-    return 1 + -(-(img - start - size) // stride)
-
-
-def _check_4d(op, name, a):
-    if np.ndim(a) != 4:
-        raise ValueError(f"{op}: {name} must be 4-D (N, C, H, W), got shape {np.shape(a)}")
-
-
-def _check_windows(op, img_size, size, stride, start, out_size):
-    """Integer arguments, and every window overlapping the image."""
-    for name, value, least in (("size", size, 1), ("stride", stride, 1)):
-        if int(value) != value or value < least:
-            raise ValueError(f"{op}: {name} must be an integer >= {least}, got {value!r}")
-    if int(start) != start:
-        raise ValueError(f"{op}: start must be an integer, got {start!r}")
-    if len(out_size) != 2 or any(int(o) != o or o < 1 for o in out_size):
-        raise ValueError(f"{op}: out_size must be two integers >= 1, got {out_size!r}")
-    for img, out in zip(img_size, out_size):
-        if start + size <= 0 or start + (out - 1) * stride >= img:
-            raise ValueError(f"{op}: with start={start}, size={size}, stride={stride}, "
-                             f"{out} outputs do not all overlap an image of {img} pixels")
-
-
 def _clipped_counts(img_size, size, stride, start, out_size):
     """counts[oy, ox]: how many image pixels window (oy, ox) covers."""
     lengths = []
@@ -87,9 +64,9 @@ def _clipped_counts(img_size, size, stride, start, out_size):
 
 def maxpool_forward(x, size, stride, start, out_size):
     """y[n, c, oy, ox] = max of x over window (oy, ox) clipped to the image."""
-    _check_4d("maxpool_forward", "x", x)
+    contract.ndim("maxpool_forward", "x", x, 4)
     img_size, out_size = x.shape[2:], tuple(out_size)
-    _check_windows("maxpool_forward", img_size, size, stride, start, out_size)
+    contract.pool_windows("maxpool_forward", img_size, size, stride, start, out_size)
     x = batch_innermost(x)
     y = np.full(_with_spatial(x.shape, out_size), -np.inf, dtype=x.dtype)
     for outputs, pixels in _window_pixels(size, stride, start, img_size, out_size):
@@ -101,11 +78,10 @@ def maxpool_forward(x, size, stride, start, out_size):
 def maxpool_backward(x, y, dy, size, stride, start):
     """dx: every input equal to its window's max receives that window's gradient (ties share)."""
     for name, a in (("x", x), ("y", y), ("dy", dy)):
-        _check_4d("maxpool_backward", name, a)
-    if dy.shape != y.shape or y.shape[:2] != x.shape[:2]:
-        raise ValueError(f"maxpool_backward: x {x.shape}, y {y.shape} and dy {dy.shape} disagree")
+        contract.ndim("maxpool_backward", name, a, 4)
+    contract.maxpool_grads("maxpool_backward", x, y, dy)
     img_size, out_size = x.shape[2:], y.shape[2:]
-    _check_windows("maxpool_backward", img_size, size, stride, start, out_size)
+    contract.pool_windows("maxpool_backward", img_size, size, stride, start, out_size)
     x, y, dy = batch_innermost(x), batch_innermost(y), batch_innermost(dy)
     dx = np.zeros(x.shape, dtype=np.result_type(x, dy))
     windows = list(_window_pixels(size, stride, start, img_size, out_size))
@@ -119,9 +95,9 @@ def maxpool_backward(x, y, dy, size, stride, start):
 
 def avgpool_forward(x, size, stride, start, out_size):
     """y[n, c, oy, ox] = mean of x over window (oy, ox) clipped to the image."""
-    _check_4d("avgpool_forward", "x", x)
+    contract.ndim("avgpool_forward", "x", x, 4)
     img_size, out_size = x.shape[2:], tuple(out_size)
-    _check_windows("avgpool_forward", img_size, size, stride, start, out_size)
+    contract.pool_windows("avgpool_forward", img_size, size, stride, start, out_size)
     x = batch_innermost(x)
     total = np.zeros(_with_spatial(x.shape, out_size), dtype=x.dtype)
     for outputs, pixels in _window_pixels(size, stride, start, img_size, out_size):
@@ -132,9 +108,9 @@ def avgpool_forward(x, size, stride, start, out_size):
 
 def avgpool_backward(dy, img_size, size, stride, start):
     """dx: each window's gradient divided by its clipped count, spread over its pixels."""
-    _check_4d("avgpool_backward", "dy", dy)
+    contract.ndim("avgpool_backward", "dy", dy, 4)
     img_size, out_size = tuple(img_size), dy.shape[2:]
-    _check_windows("avgpool_backward", img_size, size, stride, start, out_size)
+    contract.pool_windows("avgpool_backward", img_size, size, stride, start, out_size)
     counts = _clipped_counts(img_size, size, stride, start, out_size).astype(dy.dtype)
     share = batch_innermost(dy) / counts[:, :, None]
     dx = np.zeros(_with_spatial(share.shape, img_size), dtype=dy.dtype)

@@ -14,6 +14,8 @@ wball = 0 means no constraint (cuda-convnet's default) and changes nothing.
 """
 import numpy as np
 
+from . import contract
+
 __all__ = ["sgd_update", "maxnorm"]
 
 
@@ -39,10 +41,7 @@ def sgd_update(w, v, g, eps, mom, wc):
 def maxnorm(w, wball, axis):
     """In place: scale every unit's weights (the slices along `axis`) to L2 norm <= wball."""
     _check_float("maxnorm", "w", w)
-    if not wball >= 0:
-        raise ValueError(f"maxnorm: wball must be >= 0, got {wball!r}")
-    if int(axis) != axis or not -w.ndim <= axis < w.ndim:
-        raise ValueError(f"maxnorm: axis {axis!r} is out of range for a {w.ndim}-d array")
+    axis = contract.maxnorm_args("maxnorm", w, wball, axis)
     if wball == 0:
         return
     axis = int(axis) % w.ndim

@@ -1,0 +1,255 @@
+"""The op contract in code: every `<op>_<pass>` both backends implement, its signature, and the
+shape rules and argument checks that hold on either backend (one message each).
+
+OPS.md explains the ops in prose; `OPS` below is what the code and the tests hold to
+(tests/test_contract.py checks OPS.md, the NumPy backend and the cuda backend against it).
+The checks read only shapes and Python numbers, so they take NumPy and CuPy arrays alike; what is
+particular to one backend (CuPy's device, contiguity and float32, NumPy's float64) stays there.
+Kernel algorithms (`algo=` of the cuda conv and local ops) are chosen in algos.py.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+# ----------------------------------------------------------------------------------------------
+# shape rules (cuda-convnet's)
+
+
+def conv_output_size(img, filter_size, stride, padding):
+    """1 + ceil((2*padding + img - filter_size) / stride): the last window may run past the
+    bottom / right padding, as cuda-convnet's."""
+    return 1 + -(-(2 * padding + img - filter_size) // stride)
+
+
+def pool_output_size(img, size, stride, start):
+    """1 + ceil((img - start - size) / stride), as cuda-convnet."""
+    return 1 + -(-(img - start - size) // stride)
+
+
+# ----------------------------------------------------------------------------------------------
+# argument checks
+
+
+def integer(op, name, value, least=None):
+    """int(value), refusing bools, fractions and values below `least`."""
+    if isinstance(value, bool) or int(value) != value:
+        raise ValueError(f"{op}: {name} must be an integer, got {value!r}")
+    value = int(value)
+    if least is not None and value < least:
+        raise ValueError(f"{op}: {name} must be an integer >= {least}, got {value}")
+    return value
+
+
+def ndim(op, name, a, n):
+    if np.ndim(a) != n:
+        raise ValueError(f"{op}: {name} must be {n}-D, got shape {tuple(np.shape(a))}")
+
+
+def same_shape(op, ref_name, ref, **others):
+    for name, a in others.items():
+        if tuple(a.shape) != tuple(ref.shape):
+            raise ValueError(f"{op}: {name} shape {tuple(a.shape)} differs from {ref_name} shape "
+                             f"{tuple(ref.shape)}")
+
+
+def shape_is(op, name, a, expected, layout=""):
+    if tuple(a.shape) != tuple(expected):
+        what = f"{layout} = " if layout else ""
+        raise ValueError(f"{op}: {name} has shape {tuple(a.shape)}, expected {what}"
+                         f"{tuple(expected)}")
+
+
+def conv_geometry(op, channels, filters, img_size, filter_size, stride, padding, groups):
+    """A conv/local configuration checked; its output size (OH, OW)."""
+    stride = integer(op, "stride", stride, 1)
+    padding = integer(op, "padding", padding, 0)
+    groups = integer(op, "groups", groups, 1)
+    filter_size = integer(op, "filter_size", filter_size, 1)
+    if channels % groups:
+        raise ValueError(f"{op}: {channels} input channels are not divisible by groups={groups}")
+    if filters % groups:
+        raise ValueError(f"{op}: {filters} filters are not divisible by groups={groups}")
+    if len(img_size) != 2:
+        raise ValueError(f"{op}: img_size must be (H, W), got {img_size!r}")
+    height, width = (integer(op, "img_size", s) for s in img_size)
+    if min(height, width) < 1:
+        raise ValueError(f"{op}: image size must be positive, got {(height, width)}")
+    if filter_size > min(height, width) + 2 * padding:
+        raise ValueError(f"{op}: filter_size {filter_size} is larger than the padded image "
+                         f"{height + 2 * padding}x{width + 2 * padding}")
+    return (conv_output_size(height, filter_size, stride, padding),
+            conv_output_size(width, filter_size, stride, padding))
+
+
+def conv_weights(op, w, channels, groups):
+    shape_is(op, "w", w, (w.shape[0], channels // groups, w.shape[2], w.shape[2]),
+             "(F, C // groups, fs, fs)")
+
+
+def local_weights(op, w, filters, channels, groups, out_size):
+    shape_is(op, "w", w, (*out_size, filters, channels // groups, w.shape[4], w.shape[4]),
+             "(OH, OW, F, C // groups, fs, fs)")
+
+
+def bias(op, y, b):
+    """b must index the leading non-batch axes of y."""
+    if b.ndim < 1 or y.ndim < 1 + b.ndim or tuple(y.shape[1:1 + b.ndim]) != tuple(b.shape):
+        raise ValueError(f"{op}: b has shape {tuple(b.shape)}, which must equal "
+                         f"y.shape[1:1 + b.ndim] for y of shape {tuple(y.shape)}")
+
+
+def bias_ndim(op, dy, value):
+    if int(value) != value or not 1 <= value <= dy.ndim - 1:
+        raise ValueError(f"{op}: bias_ndim must be in 1..{dy.ndim - 1} for dy of shape "
+                         f"{tuple(dy.shape)}, got {value!r}")
+    return int(value)
+
+
+def fc_pair(op, a, a_name, b, b_name, a_axis, b_axis):
+    """Two 2-D operands of a product, a's `a_axis` meeting b's `b_axis`."""
+    ndim(op, a_name, a, 2)
+    ndim(op, b_name, b, 2)
+    if a.shape[a_axis] != b.shape[b_axis]:
+        raise ValueError(f"{op}: {a_name} of shape {tuple(a.shape)} does not match {b_name} of "
+                         f"shape {tuple(b.shape)}")
+
+
+def pool_windows(op, img_size, size, stride, start, out_size):
+    """(size, stride, start, out_size) checked: every window overlaps the image."""
+    size = integer(op, "size", size, 1)
+    stride = integer(op, "stride", stride, 1)
+    start = integer(op, "start", start)
+    if len(out_size) != 2 or any(isinstance(o, bool) or int(o) != o or o < 1 for o in out_size):
+        raise ValueError(f"{op}: out_size must be two integers >= 1, got {out_size!r}")
+    out_size = tuple(int(o) for o in out_size)
+    for img, out in zip(img_size, out_size):
+        if start + size <= 0 or start + (out - 1) * stride >= img:
+            raise ValueError(f"{op}: with start={start}, size={size}, stride={stride}, {out} "
+                             f"outputs do not all overlap an image of {img} pixels")
+    return size, stride, start, out_size
+
+
+def maxpool_grads(op, x, y, dy):
+    if tuple(dy.shape) != tuple(y.shape) or tuple(y.shape[:2]) != tuple(x.shape[:2]):
+        raise ValueError(f"{op}: x {tuple(x.shape)}, y {tuple(y.shape)} and dy "
+                         f"{tuple(dy.shape)} disagree")
+
+
+def norm_params(op, size, alpha, k):
+    """The window size, alpha and k (minDiv) of lrn / rnorm / cnorm."""
+    size = integer(op, "size", size, 1)
+    if not alpha >= 0:
+        raise ValueError(f"{op}: alpha must be >= 0, got {alpha!r}")
+    if not k > 0:
+        raise ValueError(f"{op}: k (minDiv) must be > 0, got {k!r}")
+    return size
+
+
+def keep(op, value):
+    if not 0 < value <= 1:
+        raise ValueError(f"{op}: keep must be in (0, 1], got {value!r}")
+    return float(value)
+
+
+def mask(op, name, a, m):
+    if tuple(m.shape) != tuple(a.shape):
+        raise ValueError(f"{op}: mask shape {tuple(m.shape)} differs from {name} shape "
+                         f"{tuple(a.shape)}")
+
+
+def rows(op, name, a):
+    """(N, K) probabilities or scores."""
+    if np.ndim(a) != 2:
+        raise ValueError(f"{op}: {name} must be (N, K), got shape {tuple(np.shape(a))}")
+
+
+def labels(op, labels, p, lo=None, hi=None):
+    """Integer labels of shape (N,) for (N, K) probabilities; lo, hi: their range when known
+    (the NumPy backend passes it, the cuda one cannot without a device read)."""
+    if tuple(labels.shape) != (p.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{op}: labels must be integers of shape ({p.shape[0]},), got "
+                         f"{tuple(labels.shape)} {labels.dtype}")
+    if lo is not None and (lo < 0 or hi >= p.shape[1]):
+        raise ValueError(f"{op}: labels must lie in [0, {p.shape[1]}), got [{lo}, {hi}]")
+
+
+def maxnorm_args(op, w, wball, axis):
+    if not wball >= 0:
+        raise ValueError(f"{op}: wball must be >= 0, got {wball!r}")
+    if isinstance(axis, bool) or int(axis) != axis or not -w.ndim <= axis < w.ndim:
+        raise ValueError(f"{op}: axis {axis!r} is out of range for a {w.ndim}-d array")
+    return int(axis)
+
+
+# ----------------------------------------------------------------------------------------------
+# the ops
+
+
+@dataclass(frozen=True)
+class Op:
+    """One `<op>_<pass>`: its call as OPS.md writes it (arguments, then what it returns), and
+    the kernel algorithms the cuda backend can run it with (algos.py chooses among them)."""
+    name: str
+    args: tuple
+    returns: str
+    algorithms: tuple = ()
+
+    @property
+    def signature(self):
+        return f"{self.name}({', '.join(self.args)}) -> {self.returns}"
+
+
+def _ops(*entries):
+    return {e.name: e for e in entries}
+
+
+_BWD_FILTER = ("gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill", "winograd2", "winograd4")
+
+OPS = _ops(
+    Op("conv_forward", ("x", "w", "stride", "padding", "groups"), "y",
+       ("gemm", "winograd2", "winograd4")),
+    Op("conv_backward_data", ("dy", "w", "img_size", "stride", "padding", "groups"), "dx",
+       ("gemm",)),
+    Op("conv_backward_filter", ("x", "dy", "filter_size", "stride", "padding", "groups"), "dw",
+       _BWD_FILTER),
+    Op("local_forward", ("x", "w", "stride", "padding", "groups"), "y", ("gemm",)),
+    Op("local_backward_data", ("dy", "w", "img_size", "stride", "padding", "groups"), "dx",
+       ("gemm",)),
+    Op("local_backward_filter", ("x", "dy", "filter_size", "stride", "padding", "groups"), "dw",
+       ("gemm",)),
+    Op("bias_forward", ("y", "b"), "y + b"),
+    Op("bias_backward", ("dy", "bias_ndim"), "db"),
+    Op("fc_forward", ("x", "w"), "x @ w"),
+    Op("fc_backward_data", ("dy", "w"), "dy @ w.T"),
+    Op("fc_backward_filter", ("x", "dy"), "x.T @ dy"),
+    Op("maxpool_forward", ("x", "size", "stride", "start", "out_size"), "y"),
+    Op("maxpool_backward", ("x", "y", "dy", "size", "stride", "start"), "dx"),
+    Op("avgpool_forward", ("x", "size", "stride", "start", "out_size"), "y"),
+    Op("avgpool_backward", ("dy", "img_size", "size", "stride", "start"), "dx"),
+    Op("lrn_forward", ("x", "size", "alpha", "beta", "k"), "y"),
+    Op("lrn_backward", ("x", "y", "dy", "size", "alpha", "beta", "k"), "dx"),
+    Op("rnorm_forward", ("x", "size", "alpha", "beta", "k"), "y"),
+    Op("rnorm_backward", ("x", "y", "dy", "size", "alpha", "beta", "k"), "dx"),
+    Op("cnorm_forward", ("x", "size", "alpha", "beta", "k"), "y"),
+    Op("cnorm_backward", ("x", "y", "dy", "size", "alpha", "beta", "k"), "dx"),
+    Op("neuron_forward", ("x", "kind", "a=0.0", "b=0.0"), "y"),
+    Op("neuron_backward", ("x", "y", "dy", "kind", "a=0.0", "b=0.0"), "dx"),
+    Op("dropout_mask", ("shape", "keep", "seed", "layer", "step"), "uint8 mask"),
+    Op("dropout_forward", ("x", "mask", "keep"), "x * mask / keep"),
+    Op("dropout_backward", ("dy", "mask", "keep"), "dy * mask / keep"),
+    Op("random_normal", ("shape", "seed", "layer", "step"), "float32"),
+    Op("softmax_forward", ("x",), "p"),
+    Op("softmax_backward", ("p", "dp"), "dx"),
+    Op("logreg_forward", ("p", "labels", "topk=5"), "(nll, wrong1, wrongk)"),
+    Op("logreg_backward", ("p", "labels", "scale"), "dp"),
+    Op("softmax_logreg_backward", ("p", "labels", "scale"), "dx"),
+    Op("sum2_forward", ("x",), "per-case 0.5 * sum(x^2)"),
+    Op("sum2_backward", ("x", "scale"), "scale * x"),
+    Op("eltsum_forward", ("xs", "coeffs"), "sum_i coeffs[i] * xs[i]"),
+    Op("eltmax_forward", ("xs",), "max"),
+    Op("eltmax_backward", ("xs", "y", "dy"), "[dx_i]"),
+    Op("concat_forward", ("xs",), "along axis 1"),
+    Op("concat_backward", ("dy", "sizes"), "list of slices"),
+    Op("sgd_update", ("w", "v", "g", "eps", "mom", "wc"), "in place"),
+    Op("maxnorm", ("w", "wball", "axis"), "in place"),
+)
