@@ -7,46 +7,8 @@ from convnet.backend.numpy_conv import (
     bias_backward, bias_forward, conv_backward_data, conv_backward_filter, conv_forward,
     conv_output_size, fc_backward_data, fc_backward_filter, fc_forward, local_backward_data,
     local_backward_filter, local_forward)
+from convnet.backend.numpy_direct import conv_forward_direct, local_forward_direct
 from gradcheck import check_op_grads
-
-
-def direct_conv(x, w, stride, padding, groups):
-    """The definition, one output pixel at a time (tiny shapes only)."""
-    n, channels, height, width = x.shape
-    filters, group_channels, fs, _ = w.shape
-    out_h = conv_output_size(height, fs, stride, padding)
-    out_w = conv_output_size(width, fs, stride, padding)
-    y = np.zeros((n, filters, out_h, out_w))
-    for f in range(filters):
-        first_channel = f // (filters // groups) * group_channels
-        for oy in range(out_h):
-            for ox in range(out_w):
-                for c in range(group_channels):
-                    for i in range(fs):
-                        for j in range(fs):
-                            row, col = oy * stride - padding + i, ox * stride - padding + j
-                            if 0 <= row < height and 0 <= col < width:
-                                y[:, f, oy, ox] += w[f, c, i, j] * x[:, first_channel + c, row, col]
-    return y
-
-
-def direct_local(x, w, stride, padding, groups):
-    """The unshared definition: position (oy, ox) uses its own filter bank w[oy, ox]."""
-    n, channels, height, width = x.shape
-    out_h, out_w, filters, group_channels, fs, _ = w.shape
-    y = np.zeros((n, filters, out_h, out_w))
-    for oy in range(out_h):
-        for ox in range(out_w):
-            for f in range(filters):
-                first_channel = f // (filters // groups) * group_channels
-                for c in range(group_channels):
-                    for i in range(fs):
-                        for j in range(fs):
-                            row, col = oy * stride - padding + i, ox * stride - padding + j
-                            if 0 <= row < height and 0 <= col < width:
-                                y[:, f, oy, ox] += (w[oy, ox, f, c, i, j]
-                                                    * x[:, first_channel + c, row, col])
-    return y
 
 
 # (batch, channels, height, width, filters, filter_size, stride, padding, groups)
@@ -118,7 +80,7 @@ def test_conv_forward_output_shape_of_alexnet_conv1(rng):
 def test_conv_forward_matches_direct_definition(rng, case):
     x, w, stride, padding, groups = conv_inputs(rng, case)
     np.testing.assert_allclose(conv_forward(x, w, stride, padding, groups),
-                               direct_conv(x, w, stride, padding, groups), rtol=1e-12, atol=1e-12)
+                               conv_forward_direct(x, w, stride, padding, groups), rtol=1e-12, atol=1e-12)
 
 
 def test_conv_forward_random_shapes_match_direct_definition(rng):
@@ -131,7 +93,7 @@ def test_conv_forward_random_shapes_match_direct_definition(rng):
                 groups * int(rng.integers(1, 4)), fs, int(rng.integers(1, 4)), padding, groups)
         x, w, stride, padding, groups = conv_inputs(rng, case)
         np.testing.assert_allclose(conv_forward(x, w, stride, padding, groups),
-                                   direct_conv(x, w, stride, padding, groups),
+                                   conv_forward_direct(x, w, stride, padding, groups),
                                    rtol=1e-12, atol=1e-12, err_msg=str(case))
 
 
@@ -186,7 +148,7 @@ def test_local_forward_matches_direct_definition(rng, case):
     x, _, stride, padding, groups = conv_inputs(rng, case)
     w = local_weights(rng, case)
     np.testing.assert_allclose(local_forward(x, w, stride, padding, groups),
-                               direct_local(x, w, stride, padding, groups), rtol=1e-12, atol=1e-12)
+                               local_forward_direct(x, w, stride, padding, groups), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("case", [CONV_CASES[2], CONV_CASES[3], CONV_CASES[5]],

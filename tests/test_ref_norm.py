@@ -4,6 +4,7 @@ import pytest
 
 from convnet.backend.numpy_norm import (cnorm_backward, cnorm_forward, lrn_backward, lrn_forward,
                                         rnorm_backward, rnorm_forward)
+from convnet.backend.numpy_direct import lrn_forward_direct, rnorm_forward_direct
 from gradcheck import check_op_grads
 
 K, ALPHA, BETA = 2.0, 0.1, 0.75
@@ -74,31 +75,10 @@ def test_cnorm_forward_of_constant_image_is_x_over_k_to_beta():
 # forward against the formula evaluated window by window (random shapes)
 
 
-def brute_lrn(x, size, alpha, beta, k):
-    channels = x.shape[1]
-    y = np.empty_like(x)
-    for c in range(channels):
-        lo, hi = max(0, c - size // 2), min(channels, c - size // 2 + size)
-        y[:, c] = x[:, c] * (k + alpha * np.sum(x[:, lo:hi] ** 2, axis=1)) ** -beta
-    return y
-
-
-def brute_rnorm(x, size, alpha, beta, k):
-    _, _, height, width = x.shape
-    y = np.empty_like(x)
-    for h in range(height):
-        for w in range(width):
-            rows = slice(max(0, h - size // 2), min(height, h - size // 2 + size))
-            cols = slice(max(0, w - size // 2), min(width, w - size // 2 + size))
-            d = k + alpha * np.sum(x[:, :, rows, cols] ** 2, axis=(2, 3))
-            y[:, :, h, w] = x[:, :, h, w] * d ** -beta
-    return y
-
-
 @pytest.mark.parametrize("size", [1, 2, 5, 6])
 def test_lrn_forward_matches_window_formula(rng, size):
     x = rng.standard_normal((int(rng.integers(1, 4)), int(rng.integers(3, 20)), 3, 2))
-    np.testing.assert_allclose(lrn_forward(x, size, 1e-2, BETA, K), brute_lrn(x, size, 1e-2, BETA, K),
+    np.testing.assert_allclose(lrn_forward(x, size, 1e-2, BETA, K), lrn_forward_direct(x, size, 1e-2, BETA, K),
                                rtol=1e-12)
 
 
@@ -106,7 +86,7 @@ def test_lrn_forward_matches_window_formula(rng, size):
 def test_rnorm_forward_matches_window_formula(rng, size):
     x = rng.standard_normal((2, 3, int(rng.integers(1, 7)), int(rng.integers(1, 7))))
     np.testing.assert_allclose(rnorm_forward(x, size, ALPHA, BETA, K),
-                               brute_rnorm(x, size, ALPHA, BETA, K), rtol=1e-12)
+                               rnorm_forward_direct(x, size, ALPHA, BETA, K), rtol=1e-12)
 
 
 def test_lrn_alexnet_parameters_float32_close_to_float64(rng):

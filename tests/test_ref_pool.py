@@ -4,27 +4,11 @@ import itertools
 import numpy as np
 import pytest
 
+from convnet.backend.numpy_direct import avgpool_forward_direct, maxpool_forward_direct
 from convnet.backend.numpy_pool import (
     avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward, pool_output_size)
 from gradcheck import check_op_grads
 from test_ref_conv import memory_orders
-
-
-def window_bounds(o, img, size, stride, start):
-    """Output o covers [start + o*stride, start + o*stride + size) clipped to [0, img)."""
-    first = start + o * stride
-    return max(first, 0), min(first + size, img)
-
-
-def direct_pool(x, size, stride, start, out_size, reduce):
-    n, channels, height, width = x.shape
-    y = np.zeros((n, channels, *out_size))
-    for oy in range(out_size[0]):
-        r0, r1 = window_bounds(oy, height, size, stride, start)
-        for ox in range(out_size[1]):
-            c0, c1 = window_bounds(ox, width, size, stride, start)
-            y[:, :, oy, ox] = reduce(x[:, :, r0:r1, c0:c1], axis=(2, 3))
-    return y
 
 
 def distinct_values(rng, shape):
@@ -111,9 +95,9 @@ def test_maxpool_and_avgpool_forward_match_direct_definition(rng, case):
     shape, size, stride, start, out_size = pool_case(case)
     x = rng.standard_normal(shape)
     np.testing.assert_array_equal(maxpool_forward(x, size, stride, start, out_size),
-                                  direct_pool(x, size, stride, start, out_size, np.max))
+                                  maxpool_forward_direct(x, size, stride, start, out_size))
     np.testing.assert_allclose(avgpool_forward(x, size, stride, start, out_size),
-                               direct_pool(x, size, stride, start, out_size, np.mean),
+                               avgpool_forward_direct(x, size, stride, start, out_size),
                                rtol=1e-13, atol=1e-13)
 
 
