@@ -44,8 +44,8 @@ struct ForwardPatches {
     static constexpr bool K_CONTIGUOUS = false;  // a warp walks along ox
     const float* x;
     ConvGeometry s;
-    struct Row { int base, iy0, ix0; };
-    struct Col { int off, ky, kx; };
+    using Row = convgemm::PatchRow;
+    using Col = convgemm::PatchTap;
     __device__ Row row(const ForwardBlock& b, int m) const {
         if (m >= s.N * s.P) return {0, kFarAway, kFarAway};
         int n, oy;
@@ -55,14 +55,10 @@ struct ForwardPatches {
         return {(n * s.C + b.g * s.Cg) * s.HW + iy0 * s.W + ix0, iy0, ix0};
     }
     __device__ Col col(const ForwardBlock& b, int k) const {
-        if (k >= b.k_end) return {0, kFarAway, kFarAway};
-        int c, ky;
-        const int t = s.div_taps.divmod(k, c);
-        const int kx = s.div_fs.divmod(t, ky);
-        return {c * s.HW + ky * s.W + kx, ky, kx};
+        return convgemm::patch_tap(s, k, b.k_end);
     }
     __device__ float load(const Row& r, const Col& c) const {
-        return inside(r.iy0 + c.ky, r.ix0 + c.kx, s.H, s.W) ? __ldg(x + r.base + c.off) : 0.0f;
+        return convgemm::patch_load(x, s, r, c);
     }
 };
 

@@ -68,6 +68,26 @@ inline ConvGeometry make_geometry(const ConvShape& s, const char* op, bool local
     return g;
 }
 
+// The image patches the forward passes of conv and local gather: a patch row starts at image
+// position (iy0, ix0) of one image and group; tap k = (c, ky, kx) of a filter is an offset into
+// it. Taps outside the image read zero; kFarAway coordinates make every tap of a row (or every
+// row of a tap past the reduction) read zero.
+struct PatchRow { int base, iy0, ix0; };
+struct PatchTap { int off, ky, kx; };
+
+__device__ inline PatchTap patch_tap(const ConvGeometry& s, int k, int k_end) {
+    if (k >= k_end) return {0, kFarAway, kFarAway};
+    int c, ky;
+    const int t = s.div_taps.divmod(k, c);
+    const int kx = s.div_fs.divmod(t, ky);
+    return {c * s.HW + ky * s.W + kx, ky, kx};
+}
+
+__device__ inline float patch_load(const float* x, const ConvGeometry& s, const PatchRow& r,
+                                   const PatchTap& c) {
+    return inside(r.iy0 + c.ky, r.ix0 + c.kx, s.H, s.W) ? __ldg(x + r.base + c.off) : 0.0f;
+}
+
 // The algo checked (ValueError naming op and algo) and returned as the enum.
 inline ConvAlgo checked_algo(const char* op, int algo, const ConvShape& shape) {
     const char* why = conv_algo_unsupported(op, algo, shape);
