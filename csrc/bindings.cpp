@@ -347,6 +347,134 @@ void bind_stage(py::module_& m) {
         py::arg("h"), py::arg("w"), py::arg("stream"), release_gil());
 }
 
+void bind_cc2(py::module_& m) {
+#define CONVNET_CMPOOL_ARGS                                                                        \
+    py::arg("N"), py::arg("C"), py::arg("outputs"), py::arg("inner"), py::arg("size"),            \
+        py::arg("stride"), py::arg("start"), py::arg("stream"), release_gil()
+#define CONVNET_CMPOOL_SHAPE CmpoolShape{N, C, outputs, inner, size, stride, start}
+    m.def(
+        "cmpool_forward",
+        [](ptr x, ptr y, int N, int C, int outputs, size_t inner, int size, int stride, int start,
+           ptr stream) { cmpool_forward(dev(x), dev(y), CONVNET_CMPOOL_SHAPE, as_stream(stream)); },
+        "y (N, outputs, inner) = maxima of x (N, C, inner) over windows of channels",
+        py::arg("x"), py::arg("y"), CONVNET_CMPOOL_ARGS);
+    m.def(
+        "cmpool_backward",
+        [](ptr x, ptr y, ptr dy, ptr dx, int N, int C, int outputs, size_t inner, int size,
+           int stride, int start, ptr stream) {
+            cmpool_backward(dev(x), dev(y), dev(dy), dev(dx), CONVNET_CMPOOL_SHAPE,
+                            as_stream(stream));
+        },
+        "dx: each window's dy to every channel equal to its max", py::arg("x"), py::arg("y"),
+        py::arg("dy"), py::arg("dx"), CONVNET_CMPOOL_ARGS);
+#undef CONVNET_CMPOOL_SHAPE
+#undef CONVNET_CMPOOL_ARGS
+    m.def(
+        "sum_forward",
+        [](ptr x, ptr y, size_t outer, size_t groups, int stride, size_t inner, ptr stream) {
+            sum_forward(dev(x), dev(y), outer, groups, stride, inner, as_stream(stream));
+        },
+        "y (outer, groups, inner) = sums of stride consecutive entries of x's middle axis",
+        py::arg("x"), py::arg("y"), py::arg("outer"), py::arg("groups"), py::arg("stride"),
+        py::arg("inner"), py::arg("stream"), release_gil());
+    m.def(
+        "sum_backward",
+        [](ptr dy, ptr dx, size_t outer, size_t groups, int stride, size_t inner, ptr stream) {
+            sum_backward(dev(dy), dev(dx), outer, groups, stride, inner, as_stream(stream));
+        },
+        "dx: each dy repeated stride times along the middle axis", py::arg("dy"), py::arg("dx"),
+        py::arg("outer"), py::arg("groups"), py::arg("stride"), py::arg("inner"),
+        py::arg("stream"), release_gil());
+#define CONVNET_CROP_ARGS                                                                          \
+    py::arg("planes"), py::arg("H"), py::arg("W"), py::arg("OH"), py::arg("OW"), py::arg("y0"),   \
+        py::arg("x0"), py::arg("stream"), release_gil()
+    m.def(
+        "crop_forward",
+        [](ptr x, ptr y, size_t planes, int H, int W, int OH, int OW, int y0, int x0, ptr stream) {
+            crop_forward(dev(x), dev(y), CropShape{planes, H, W, OH, OW, y0, x0},
+                         as_stream(stream));
+        },
+        "y = the OH x OW window at (y0, x0) of each map", py::arg("x"), py::arg("y"),
+        CONVNET_CROP_ARGS);
+    m.def(
+        "crop_backward",
+        [](ptr dy, ptr dx, size_t planes, int H, int W, int OH, int OW, int y0, int x0,
+           ptr stream) {
+            crop_backward(dev(dy), dev(dx), CropShape{planes, H, W, OH, OW, y0, x0},
+                          as_stream(stream));
+        },
+        "dx = dy in the window, 0 elsewhere", py::arg("dy"), py::arg("dx"), CONVNET_CROP_ARGS);
+#undef CONVNET_CROP_ARGS
+    m.def(
+        "crossent_forward",
+        [](ptr p, ptr labels, ptr cost, ptr wrong, int N, int K, ptr stream) {
+            crossent_forward(dev(p), dev(labels), dev(cost), dev(wrong), N, K, as_stream(stream));
+        },
+        "per case: -sum t safelog(p), 1 - chance a maximal class is labelled", py::arg("p"),
+        py::arg("labels"), py::arg("cost"), py::arg("wrong"), py::arg("N"), py::arg("K"),
+        py::arg("stream"), release_gil());
+    m.def(
+        "crossent_backward",
+        [](ptr p, ptr labels, ptr dp, size_t n, float scale, ptr stream) {
+            crossent_backward(dev(p), dev(labels), dev(dp), n, scale, as_stream(stream));
+        },
+        "dp = -scale * t / p (0 where t = 0)", py::arg("p"), py::arg("labels"), py::arg("dp"),
+        py::arg("n"), py::arg("scale"), py::arg("stream"), release_gil());
+    m.def(
+        "softmax_crossent_backward",
+        [](ptr p, ptr labels, ptr dx, int N, int K, float scale, ptr stream) {
+            softmax_crossent_backward(dev(p), dev(labels), dev(dx), N, K, scale,
+                                      as_stream(stream));
+        },
+        "dx = scale * (p * sum_row(t) - t)", py::arg("p"), py::arg("labels"), py::arg("dx"),
+        py::arg("N"), py::arg("K"), py::arg("scale"), py::arg("stream"), release_gil());
+    m.def(
+        "bce_forward",
+        [](ptr y, ptr labels, ptr cost, ptr wrong, ptr top1_wrong, int N, int K,
+           float pos_weight, ptr stream) {
+            bce_forward(dev(y), dev(labels), dev(cost), dev(wrong), dev(top1_wrong), N, K,
+                        pos_weight, as_stream(stream));
+        },
+        "per case: binomial cross-entropy, fraction wrong at 0.5, top-1 wrong", py::arg("y"),
+        py::arg("labels"), py::arg("cost"), py::arg("wrong"), py::arg("top1_wrong"),
+        py::arg("N"), py::arg("K"), py::arg("pos_weight"), py::arg("stream"), release_gil());
+    // The bce gradients: (y, labels, out, n, scale, pos_weight, stream).
+#define CONVNET_BCE_GRAD_ARGS                                                                      \
+    py::arg("y"), py::arg("labels"), py::arg("out"), py::arg("n"), py::arg("scale"),              \
+        py::arg("pos_weight"), py::arg("stream"), release_gil()
+    m.def(
+        "bce_backward",
+        [](ptr y, ptr labels, ptr out, size_t n, float scale, float w, ptr stream) {
+            bce_backward("bce_backward", dev(y), dev(labels), dev(out), n, scale, w,
+                         as_stream(stream));
+        },
+        "dy = -scale * (w t / y - (1 - t) / (1 - y))", CONVNET_BCE_GRAD_ARGS);
+    m.def(
+        "dce_backward",
+        [](ptr y, ptr labels, ptr out, size_t n, float scale, float w, ptr stream) {
+            bce_backward("dce_backward", dev(y), dev(labels), dev(out), n, scale, w,
+                         as_stream(stream));
+        },
+        "bce_backward's dy", CONVNET_BCE_GRAD_ARGS);
+    m.def(
+        "logistic_bce_backward",
+        [](ptr y, ptr labels, ptr out, size_t n, float scale, float w, ptr stream) {
+            logistic_bce_backward(dev(y), dev(labels), dev(out), n, scale, w, as_stream(stream));
+        },
+        "dx = -scale * (w t (1 - y) - (1 - t) y)", CONVNET_BCE_GRAD_ARGS);
+#undef CONVNET_BCE_GRAD_ARGS
+    m.def(
+        "dce_forward",
+        [](ptr y, ptr labels, ptr cost, ptr wrong, ptr counts, int N, int K, float pos_weight,
+           ptr stream) {
+            dce_forward(dev(y), dev(labels), dev(cost), dev(wrong), dev(counts), N, K,
+                        pos_weight, as_stream(stream));
+        },
+        "bce_forward's cost and wrong, and per-class counts (K, 3)", py::arg("y"),
+        py::arg("labels"), py::arg("cost"), py::arg("wrong"), py::arg("counts"), py::arg("N"),
+        py::arg("K"), py::arg("pos_weight"), py::arg("stream"), release_gil());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -375,4 +503,5 @@ PYBIND11_MODULE(_C, m) {
     bind_norm(m);
     bind_softmax(m);
     bind_stage(m);
+    bind_cc2(m);
 }

@@ -75,6 +75,20 @@ __device__ __forceinline__ size_t grid_threads() {
     return static_cast<size_t>(gridDim.x) * blockDim.x;
 }
 
+// Row-wise kernels over (N, K) matrices: one warp per row, kRowThreads per block, row_grid(N)
+// blocks; for_each_row calls body(row, lane) for each row this warp owns.
+constexpr int kRowThreads = 128;  // four warps, four rows per block
+
+inline unsigned row_grid(int N) { return grid_for(size_t(N) * 32, kRowThreads); }
+
+template <class Body>
+__device__ __forceinline__ void for_each_row(int N, const Body& body) {
+    const int lane = threadIdx.x & 31;
+    const size_t warps = grid_threads() / 32;
+    for (size_t row = global_thread() / 32; row < static_cast<size_t>(N); row += warps)
+        body(row, lane);
+}
+
 // Four consecutive elements of an input, loaded as one vector (float4, or uchar4 for masks).
 template <class T>
 struct Pack4;

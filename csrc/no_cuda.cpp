@@ -136,3 +136,47 @@ void crops_to_float(const uint8_t*, const float*, const float*, float*, int, int
                     cudaStream_t) {
     no_cuda("crops_to_float");
 }
+
+void cmpool_forward(const float*, float*, const CmpoolShape&, cudaStream_t) {
+    no_cuda("cmpool_forward");
+}
+void cmpool_backward(const float*, const float*, const float*, float*, const CmpoolShape&,
+                     cudaStream_t) {
+    no_cuda("cmpool_backward");
+}
+void sum_forward(const float*, float*, size_t, size_t, int, size_t, cudaStream_t) {
+    no_cuda("sum_forward");
+}
+void sum_backward(const float*, float*, size_t, size_t, int, size_t, cudaStream_t) {
+    no_cuda("sum_backward");
+}
+void crop_forward(const float*, float*, const CropShape&, cudaStream_t) { no_cuda("crop_forward"); }
+void crop_backward(const float*, float*, const CropShape&, cudaStream_t) {
+    no_cuda("crop_backward");
+}
+void crossent_forward(const float*, const float*, float*, float*, int, int, cudaStream_t) {
+    no_cuda("crossent_forward");
+}
+void crossent_backward(const float*, const float*, float*, size_t, float, cudaStream_t) {
+    no_cuda("crossent_backward");
+}
+void softmax_crossent_backward(const float*, const float*, float*, int, int, float,
+                               cudaStream_t) {
+    no_cuda("softmax_crossent_backward");
+}
+void bce_forward(const float*, const float*, float*, float*, float*, int, int, float,
+                 cudaStream_t) {
+    no_cuda("bce_forward");
+}
+void bce_backward(const char* op, const float*, const float*, float*, size_t, float, float,
+                  cudaStream_t) {
+    no_cuda(op);
+}
+void logistic_bce_backward(const float*, const float*, float*, size_t, float, float,
+                           cudaStream_t) {
+    no_cuda("logistic_bce_backward");
+}
+void dce_forward(const float*, const float*, float*, float*, float*, int, int, float,
+                 cudaStream_t) {
+    no_cuda("dce_forward");
+}

@@ -110,3 +110,48 @@ void maxnorm(float* w, float* workspace, size_t outer, size_t units, size_t inne
 // x (N, 3, h, w) = crops[..., :3] (uint8 RGBX (N, h, w, 4)) as NCHW - mean (3, h, w) + shift (N, 3).
 void crops_to_float(const uint8_t* crops, const float* mean, const float* shift, float* x,
                     int N, int h, int w, cudaStream_t stream);
+
+// ---- cuda-convnet2's layers (cc2_layers.cu, cc2_cost.cu; convnet/backend/numpy_cc2.py) ------
+// Cross-map max pooling: x viewed as (N, C, inner) -> y (N, outputs, inner); output o covers
+// channels [start + o*stride, start + o*stride + size) clipped to [0, C).
+struct CmpoolShape {
+    int N, C, outputs;
+    size_t inner;  // H * W, 1 for fc activations
+    int size, stride, start;
+};
+void cmpool_forward(const float* x, float* y, const CmpoolShape& s, cudaStream_t stream);
+void cmpool_backward(const float* x, const float* y, const float* dy, float* dx,
+                     const CmpoolShape& s, cudaStream_t stream);
+// x viewed as (outer, groups * stride, inner) -> y (outer, groups, inner): sums of `stride`
+// consecutive entries of the middle axis; sum_backward repeats each dy `stride` times.
+void sum_forward(const float* x, float* y, size_t outer, size_t groups, int stride, size_t inner,
+                 cudaStream_t stream);
+void sum_backward(const float* dy, float* dx, size_t outer, size_t groups, int stride,
+                  size_t inner, cudaStream_t stream);
+// planes (N * C) maps of H x W; the window of OH x OW at (y0, x0).
+struct CropShape {
+    size_t planes;
+    int H, W, OH, OW, y0, x0;
+};
+void crop_forward(const float* x, float* y, const CropShape& s, cudaStream_t stream);
+void crop_backward(const float* dy, float* dx, const CropShape& s, cudaStream_t stream);
+
+// Costs on (N, K) probabilities with label values of the same shape; per-case outputs (N,).
+void crossent_forward(const float* p, const float* labels, float* cost, float* wrong, int N,
+                      int K, cudaStream_t stream);
+void crossent_backward(const float* p, const float* labels, float* dp, size_t n, float scale,
+                       cudaStream_t stream);
+void softmax_crossent_backward(const float* p, const float* labels, float* dx, int N, int K,
+                               float scale, cudaStream_t stream);
+// top1_wrong may be null (not computed).
+void bce_forward(const float* y, const float* labels, float* cost, float* wrong,
+                 float* top1_wrong, int N, int K, float pos_weight, cudaStream_t stream);
+// dy of the bce cost (op: "bce_backward" or "dce_backward", for the error messages).
+void bce_backward(const char* op, const float* y, const float* labels, float* dy, size_t n,
+                  float scale, float pos_weight, cudaStream_t stream);
+void logistic_bce_backward(const float* y, const float* labels, float* dx, size_t n, float scale,
+                           float pos_weight, cudaStream_t stream);
+// bce_forward's cost and wrong, and counts (K, 3): per class, over the batch, (declared positive,
+// positive, true positive).
+void dce_forward(const float* y, const float* labels, float* cost, float* wrong, float* counts,
+                 int N, int K, float pos_weight, cudaStream_t stream);

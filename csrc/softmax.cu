@@ -8,20 +8,9 @@ using namespace convnet;
 
 namespace {
 
-constexpr int kRowThreads = 128;  // four warps, four rows per block
-
 __device__ __forceinline__ int warp_sum_int(int v) {
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
     return v;
-}
-
-// Calls body(row, lane) for each row this warp owns.
-template <class Body>
-__device__ __forceinline__ void for_each_row(int N, const Body& body) {
-    const int lane = threadIdx.x & 31;
-    const size_t warps = grid_threads() / 32;
-    for (size_t row = global_thread() / 32; row < static_cast<size_t>(N); row += warps)
-        body(row, lane);
 }
 
 __global__ void softmax_forward_kernel(const float* __restrict__ x, float* __restrict__ p, int N,
@@ -110,8 +99,6 @@ struct Scale {
     float scale;
     __device__ __forceinline__ float operator()(float v) const { return __fmul_rn(scale, v); }
 };
-
-unsigned row_grid(int N) { return grid_for(size_t(N) * 32, kRowThreads); }
 
 }  // namespace
 

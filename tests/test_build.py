@@ -52,6 +52,20 @@ LAUNCHER_CALLS = {
     "softmax_logreg_backward": (0, 0, 0, 2, 3, 1.0, 0),
     "sgd_update": (0, 0, 0, 4, 0.01, 0.9, 5e-6, 0),
     "maxnorm": (0, 0, 1, 2, 3, 1.0, 0),
+    "cmpool_forward": (0, 0, 1, 5, 2, 4, 3, 2, 0, 0),
+    "cmpool_backward": (0, 0, 0, 0, 1, 5, 2, 4, 3, 2, 0, 0),
+    "sum_forward": (0, 0, 2, 3, 2, 4, 0),
+    "sum_backward": (0, 0, 2, 3, 2, 4, 0),
+    "crop_forward": (0, 0, 2, 4, 4, 2, 2, 1, 1, 0),
+    "crop_backward": (0, 0, 2, 4, 4, 2, 2, 1, 1, 0),
+    "crossent_forward": (0, 0, 0, 0, 2, 3, 0),
+    "crossent_backward": (0, 0, 0, 6, 1.0, 0),
+    "softmax_crossent_backward": (0, 0, 0, 2, 3, 1.0, 0),
+    "bce_forward": (0, 0, 0, 0, 0, 2, 3, 1.0, 0),
+    "bce_backward": (0, 0, 0, 6, 1.0, 1.0, 0),
+    "logistic_bce_backward": (0, 0, 0, 6, 1.0, 1.0, 0),
+    "dce_forward": (0, 0, 0, 0, 0, 2, 3, 1.0, 0),
+    "dce_backward": (0, 0, 0, 6, 1.0, 1.0, 0),
 }
 
 

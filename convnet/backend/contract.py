@@ -26,6 +26,13 @@ def pool_output_size(img, size, stride, start):
     return 1 + -(-(img - start - size) // stride)
 
 
+def cmpool_output_size(channels, size, stride, start):
+    """The fewest outputs whose windows cover every channel: 1 + ceil((C - start - size) /
+    stride). cuda-convnet2 takes the count from the layer's `outputs` and accepts it when
+    start + (outputs - 1) * stride + size >= C; this is the smallest such count."""
+    return pool_output_size(channels, size, stride, start)
+
+
 # ----------------------------------------------------------------------------------------------
 # argument checks
 
@@ -181,6 +188,87 @@ def maxnorm_args(op, w, wball, axis):
     return int(axis)
 
 
+# cuda-convnet2's layers (numpy_cc2.py)
+
+
+def cmpool_windows(op, channels, size, stride, start, outputs):
+    """cuda-convnet2's conditions (convPoolCrossMap's asserts): start <= 0, 1 <= stride <= size,
+    every channel covered; and every window overlapping the channels (no empty max)."""
+    size = integer(op, "size", size, 1)
+    stride = integer(op, "stride", stride, 1)
+    start = integer(op, "start", start)
+    outputs = integer(op, "outputs", outputs, 1)
+    if stride > size:
+        raise ValueError(f"{op}: stride must be <= size, got stride={stride}, size={size}")
+    if start > 0:
+        raise ValueError(f"{op}: start must be <= 0, got {start}")
+    last = start + (outputs - 1) * stride
+    if start + size <= 0 or last >= channels:
+        raise ValueError(f"{op}: with start={start}, size={size}, stride={stride}, {outputs} "
+                         f"outputs do not all overlap {channels} channels")
+    if last + size < channels:
+        raise ValueError(f"{op}: with start={start}, size={size}, stride={stride}, {outputs} "
+                         f"outputs cover only {last + size} of {channels} channels")
+    return size, stride, start, outputs
+
+
+def channels_first(op, name, a):
+    """An array with a batch axis and a channel axis: (N, C, ...)."""
+    if len(a.shape) < 2:
+        raise ValueError(f"{op}: {name} must be (N, C, ...), got shape {tuple(a.shape)}")
+
+
+def cmpool_grads(op, x, y, dy):
+    """y and dy (N, outputs, ...) of x (N, C, ...)."""
+    same_shape(op, "y", y, dy=dy)
+    if len(y.shape) != len(x.shape) or y.shape[0] != x.shape[0] or \
+            tuple(y.shape[2:]) != tuple(x.shape[2:]):
+        raise ValueError(f"{op}: y {tuple(y.shape)} and dy {tuple(dy.shape)} do not pool x "
+                         f"{tuple(x.shape)} across its axis 1")
+
+
+def sum_stride(op, shape, stride):
+    """stride >= 1 dividing axis 1 of `shape` (N, D, ...); the groups D // stride."""
+    stride = integer(op, "stride", stride, 1)
+    if len(shape) < 2 or shape[1] % stride:
+        raise ValueError(f"{op}: stride {stride} must divide axis 1 of shape {tuple(shape)}")
+    return stride
+
+
+def crop_window(op, img_size, start, size):
+    """(start, size) as ((y, x), (h, w)): a window of at least a pixel inside the image."""
+    if len(start) != 2 or len(size) != 2:
+        raise ValueError(f"{op}: start and size must be pairs (y, x) and (h, w), got "
+                         f"{start!r} and {size!r}")
+    start = tuple(integer(op, "start", s, 0) for s in start)
+    size = tuple(integer(op, "size", s, 1) for s in size)
+    for axis, img, s, n in zip("yx", img_size, start, size):
+        if s + n > img:
+            raise ValueError(f"{op}: the window's {axis} span [{s}, {s + n}) leaves the image of "
+                             f"{img} pixels")
+    return start, size
+
+
+def image_size(op, img_size):
+    """(H, W), both >= 1."""
+    if len(img_size) != 2:
+        raise ValueError(f"{op}: img_size must be (H, W), got {img_size!r}")
+    return tuple(integer(op, "img_size", s, 1) for s in img_size)
+
+
+def dense_labels(op, labels, p):
+    """Label values (N, K), one per probability, as cuda-convnet2's costs take them."""
+    if tuple(labels.shape) != tuple(p.shape):
+        raise ValueError(f"{op}: labels must have the probabilities' shape {tuple(p.shape)}, "
+                         f"got {tuple(labels.shape)}")
+
+
+def pos_weight(op, value):
+    if not value >= 0:
+        raise ValueError(f"{op}: pos_weight must be >= 0, got {value!r}")
+    return float(value)
+
+
 # ----------------------------------------------------------------------------------------------
 # the ops
 
@@ -252,4 +340,18 @@ OPS = _ops(
     Op("concat_backward", ("dy", "sizes"), "list of slices"),
     Op("sgd_update", ("w", "v", "g", "eps", "mom", "wc"), "in place"),
     Op("maxnorm", ("w", "wball", "axis"), "in place"),
+    Op("cmpool_forward", ("x", "size", "stride", "start", "outputs"), "y"),
+    Op("cmpool_backward", ("x", "y", "dy", "size", "stride", "start"), "dx"),
+    Op("sum_forward", ("x", "stride"), "y"),
+    Op("sum_backward", ("dy", "stride"), "dx"),
+    Op("crop_forward", ("x", "start", "size"), "y"),
+    Op("crop_backward", ("dy", "img_size", "start"), "dx"),
+    Op("crossent_forward", ("p", "labels"), "(cost, wrong)"),
+    Op("crossent_backward", ("p", "labels", "scale"), "dp"),
+    Op("softmax_crossent_backward", ("p", "labels", "scale"), "dx"),
+    Op("bce_forward", ("y", "labels", "pos_weight=1.0"), "(cost, wrong, top1_wrong)"),
+    Op("bce_backward", ("y", "labels", "scale", "pos_weight=1.0"), "dy"),
+    Op("logistic_bce_backward", ("y", "labels", "scale", "pos_weight=1.0"), "dx"),
+    Op("dce_forward", ("y", "labels", "pos_weight=1.0"), "(cost, wrong, counts)"),
+    Op("dce_backward", ("y", "labels", "scale", "pos_weight=1.0"), "dy"),
 )

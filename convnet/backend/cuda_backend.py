@@ -5,6 +5,7 @@ and the element-wise combinations from elementwise (shared with the NumPy backen
 """
 import cupy as xp
 
+from .cuda_cc2 import *  # noqa: F401,F403
 from .cuda_conv import *  # noqa: F401,F403
 from .cuda_ops import *  # noqa: F401,F403
 from .elementwise import *  # noqa: F401,F403

@@ -2,6 +2,7 @@
 import numpy as xp
 
 from .elementwise import *  # noqa: F401,F403
+from .numpy_cc2 import *  # noqa: F401,F403
 from .numpy_conv import *  # noqa: F401,F403
 from .numpy_cost import *  # noqa: F401,F403
 from .numpy_dropout import *  # noqa: F401,F403
