@@ -19,12 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A call of every launcher with null pointers and small sizes, each op at least once.
 LAUNCHER_CALLS = {
-    "conv_forward": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0),
-    "conv_backward_data": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0),
-    "conv_backward_filter": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0),
-    "local_forward": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0),
-    "local_backward_data": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0),
-    "local_backward_filter": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0),
+    "conv_forward": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0, 0),
+    "conv_backward_data": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0, 0),
+    "conv_backward_filter": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0, 0),
+    "local_forward": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0, 0),
+    "local_backward_data": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0, 0),
+    "local_backward_filter": (0, 0, 0, 1, 1, 3, 3, 1, 3, 1, 1, 1, 0, 1, 0, 0),
     "neuron_forward": (0, 0, 4, 1, 0.0, 0.0, 0),
     "neuron_backward": (0, 0, 0, 0, 4, 1, 0.0, 0.0, 0),
     "bias_forward": (0, 0, 0, 2, 3, 4, 0),
