@@ -61,9 +61,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from convnet.data.image_provider import (SIMPLEJPEG_OPTIONS, ImageProvider, decode_crops,  # noqa: E402
-                               default_workers, get_decoder)
 from convnet.apps.prepare import prepare  # noqa: E402
+from convnet.data.decode import SIMPLEJPEG_OPTIONS, decode_crops, get_decoder  # noqa: E402
+from convnet.data.image_provider import ImageProvider  # noqa: E402
+from convnet.data.pipeline import default_workers  # noqa: E402
 
 # AlexNet (the paper's net, 227x227 input, groups=2 in conv2/4/5): multiply-adds per image
 ALEXNET_MACS = {

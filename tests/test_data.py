@@ -8,10 +8,10 @@ import pickle
 import numpy as np
 import pytest
 
-from convnet.data import (
-    FASHION_DEFAULT_PATH, FASHION_LABEL_NAMES, DataError, Provider, make_provider, parse_range,
-    read_cifar_pickle, write_cifar_batch, write_cifar_meta, write_idx,
-)
+from convnet.data.common import DataError, parse_range
+from convnet.data.datasets import (FASHION_DEFAULT_PATH, FASHION_LABEL_NAMES, read_cifar_pickle,
+                                   write_cifar_batch, write_cifar_meta, write_idx)
+from convnet.data.provider import Provider, make_provider
 
 FASHION_PRESENT = os.path.isfile(os.path.join(FASHION_DEFAULT_PATH, "train-images-idx3-ubyte.gz"))
 needs_fashion = pytest.mark.skipif(

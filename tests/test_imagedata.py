@@ -15,8 +15,10 @@ import pytest
 from PIL import Image
 
 from convnet.apps import prepare as prep
-from convnet.data import DataError, make_provider
-from convnet.data.image_provider import ImageProvider, get_decoder, to_float
+from convnet.data.common import DataError
+from convnet.data.decode import get_decoder
+from convnet.data.image_provider import ImageProvider, to_float
+from convnet.data.provider import make_provider
 from test_prepare import build_fashion_tree, build_imagenet_tree, build_photo_tree, \
     fashion_folder_name
 
@@ -454,10 +456,10 @@ def test_image_train_e2e_multiview_test_out(tmp_path, capsys):
     """convnet-train --data-provider image on Fashion-MNIST JPEGs (train/ and val/): it learns;
     --test-only --multiview-test --test-out saves probabilities that are the softmax averaged
     over the 10 views, with the labels, and the printed errors are theirs."""
-    from convnet.training.checkpoint import load_latest_checkpoint
     from convnet.apps.cli import main
     from convnet.engine.net import Net
-    from convnet.training.train import restore_arrays
+    from convnet.training.checkpoint import load_latest_checkpoint
+    from convnet.training.saved_run import restore_arrays
 
     src = build_fashion_tree(str(tmp_path / "src"), 100, 10)
     data = str(tmp_path / "data")

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from convnet.apps import prepare as prep
-from convnet.data import FASHION_DEFAULT_PATH, FASHION_LABEL_NAMES
+from convnet.data.datasets import FASHION_DEFAULT_PATH, FASHION_LABEL_NAMES
 
 FASHION_PRESENT = os.path.isfile(os.path.join(FASHION_DEFAULT_PATH, "train-images-idx3-ubyte.gz"))
 
@@ -93,7 +93,7 @@ def build_fashion_tree(root, train_per_class, test_per_class, split=True):
     if not FASHION_PRESENT:
         pytest.skip(f"Fashion-MNIST is not installed in {FASHION_DEFAULT_PATH} "
                     f"(apt-get install dataset-fashion-mnist)")
-    from convnet.data import load_fashion_batches
+    from convnet.data.datasets import load_fashion_batches
 
     batches = load_fashion_batches()
     parts = [("train", batches[1], train_per_class), ("val", batches[7], test_per_class)]

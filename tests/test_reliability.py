@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import convnet
-from convnet.training.checkpoint import checkpoint_paths, load_latest_checkpoint, read_metrics
 from convnet.apps.cli import ShapesOnlyNet, main, memory_table, out_of_memory_message
+from convnet.data.datasets import write_cifar_batch, write_cifar_meta, write_idx
 from convnet.engine.config import read_cfg
-from convnet.data import write_cifar_batch, write_cifar_meta, write_idx
+from convnet.training.checkpoint import checkpoint_paths, load_latest_checkpoint, read_metrics
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -275,7 +275,7 @@ def test_trainer_nan_bias_names_its_layer(tmp_path):
     """Python API: a NaN planted in a bias stops Trainer.run at step 0, naming that bias and its
     layer (not the layers its gradient would have reached); the weights are left as they were,
     and the checkpoint written before is the newest."""
-    from convnet.data import Provider
+    from convnet.data.provider import Provider
     from convnet.engine.net import Net
     from convnet.training.train import Trainer, TrainingStopped
 

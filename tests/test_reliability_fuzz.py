@@ -28,10 +28,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convnet.training.checkpoint import CheckpointError, load_checkpoint, load_latest_checkpoint
-from convnet.apps.cli import check_resumable, main
+from convnet.apps.cli import main
 from convnet.engine.net import Net
-from convnet.training.train import restore_arrays
+from convnet.training.checkpoint import CheckpointError, load_checkpoint, load_latest_checkpoint
+from convnet.training.saved_run import check_resumable, restore_arrays
 from test_reliability import TINY_LAYERS, TINY_PARAMS, one_error_line, write_cifar, write_net
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")

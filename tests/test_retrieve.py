@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from convnet.apps.cli import main as train_main
-from convnet.apps.features import FeatureSet, load_run
+from convnet.apps.features import FeatureSet
 from convnet.apps.retrieve import (TILE, LABEL_BAND, main, merge_top_k, nearest_neighbours,
-                              parse_indices, precision_at_k)
+                                   parse_indices, precision_at_k)
+from convnet.training.saved_run import load_run
 from test_show import fashion_run, png  # noqa: F401  (a module-scoped fixture: a tiny run)
 
 

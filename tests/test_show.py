@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
 from convnet.apps.cli import main as train_main
+from convnet.apps.show import (COST_SIZE, PRED_CELL, TITLE_BAND, epoch_positions, main,
+                               moving_average)
+from convnet.data.datasets import write_cifar_batch, write_cifar_meta, write_idx
 from convnet.engine.config import read_cfg
-from convnet.data import write_cifar_batch, write_cifar_meta, write_idx
-from convnet.apps.show import (COST_SIZE, PRED_CELL, TITLE_BAND, epoch_positions, filter_mosaic,
-                          graph_from_sections, main, moving_average, towers_of)
+from convnet.engine.filters import filter_mosaic, graph_from_sections, towers_of
+from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
 SIZE = 12  # tiny "Fashion-MNIST" images
@@ -343,8 +344,8 @@ def test_show_preds_with_top5_bars(fashion_run, tmp_path):
 
 
 def test_show_preds_only_errors_shows_misclassified_images(fashion_run, tmp_path, capsys):
-    from convnet.apps.features import load_run
     from convnet.apps.show import predict
+    from convnet.training.saved_run import load_run
 
     net, provider, _, _ = load_run(fashion_run["run"], data_path=fashion_run["data"])
     index, probs = predict(net, provider, 5, only_errors=True, seed=3, batch_size=7)
@@ -361,7 +362,7 @@ def test_show_preds_only_errors_shows_misclassified_images(fashion_run, tmp_path
 
 def test_show_preds_rebuilds_the_saved_net(fashion_run):
     """The rebuilt net carries the newest checkpoint's weights and gives its test cost."""
-    from convnet.apps.features import load_run
+    from convnet.training.saved_run import load_run
     from convnet.training.train import evaluate
 
     net, provider, step, _ = load_run(fashion_run["run"], data_path=fashion_run["data"])

@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
 from convnet.apps.cli import main
-from convnet.data import write_cifar_batch, write_cifar_meta
+from convnet.data.datasets import write_cifar_batch, write_cifar_meta
+from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
 CIFAR_NETS = ["cifar10-80sec", "cifar10-18pct", "cifar10-conv-local-11pct"]

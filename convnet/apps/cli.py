@@ -6,11 +6,19 @@ import warnings
 
 import numpy as np
 
-from ..engine.config import ConfigError, read_cfg
 from ..data import DataError, make_provider
+from ..engine.config import ConfigError, read_cfg
 from ..engine.describe import describe
 from ..engine.devices import parse_gpus
+from ..engine.gradcheck import check_net_grads
+from ..engine.layers import CostLayer, DataLayer
 from ..engine.net import Net
+from ..engine.sections import data_shapes, declared_image_size
+from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
+from ..training.saved_run import check_resumable, run_config
+from ..training.tensorboard import TensorBoardLogger
+from ..training.train import Trainer, TrainingStopped, evaluate
+from .features import write_features
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 1      # NaN/Inf in training, or out of memory
@@ -76,8 +84,6 @@ def build_parser():
 
 
 def main(argv=None):
-    from ..training.checkpoint import CheckpointError
-
     args = build_parser().parse_args(argv)
     format_warning = warnings.formatwarning
     warnings.formatwarning = one_line_warning
@@ -140,8 +146,6 @@ def memory_table(net, batch_size):
     parameters: its own weights and biases three times over (values, momentum, gradient).
     Training holds every activation and, during backprop, its gradient.
     """
-    from ..engine.layers import CostLayer, DataLayer
-
     itemsize = np.dtype(net.dtype).itemsize
     rows = [("layer", "type", "output", f"activations (--mini {batch_size})", "parameters")]
     total_act = total_par = 0
@@ -180,24 +184,7 @@ def out_of_memory_message(net, batch_size, exc, backend):
             f"largest layers above smaller")
 
 
-def check_resumable(step, arrays, state):
-    """check_checkpoint plus the fields convnet-train keeps in the state."""
-    from ..training.train import check_checkpoint
-
-    check_checkpoint(step, arrays, state)
-    for key in ("layers_cfg", "layers_file", "params_file"):
-        if not isinstance(state.get(key), str) or not state[key]:
-            raise ValueError(f"bad {key} {state.get(key)!r} in the state")
-        if key != "layers_cfg" and not state[key].isprintable():
-            raise ValueError(f"bad {key} {state[key]!r} in the state (not a file name)")
-    seed = state.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
-        raise ValueError(f"bad seed {seed!r} in the state")
-
-
 def run(args):
-    from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
-
     state = found = None
     if args.gpu is not None:
         args.gpu = parse_gpus(args.gpu)
@@ -261,11 +248,8 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
           f"backend {net.B.name}, data {provider.name} ({provider.num_train} train / "
           f"{provider.num_test} test images)", flush=True)
 
-    from ..training.train import Trainer, TrainingStopped, evaluate
-
     run_dir = args.save_path or args.load_file
-    saved = {"layers_cfg": layers_text, "layers_file": layers_name,
-             "params_file": os.path.abspath(params_path), "seed": args.seed}
+    saved = run_config(layers_text, layers_name, params_path, args.seed)
     trainer = Trainer(net, provider, run_dir, args.epochs, args.mini, args.test_freq,
                       args.save_interval, args.logreg_name, saved)
     trainer.multiview, trainer.test_out = args.multiview_test, args.test_out
@@ -279,14 +263,10 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
             trainer.resume(found)
         print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
     if args.write_features:
-        from .features import write_features
-
         write_features(net, provider, args.write_features, args.feature_path, args.mini,
                        dict(vars(args), run=args.load_file, step=trainer.step), out=sys.stdout)
         return 0
     if args.tensorboard:
-        from .show import TensorBoardLogger
-
         trainer.on_test.append(TensorBoardLogger(args.tensorboard, net))
     if args.test_only:
         result = evaluate(net, provider, args.mini, trainer.cost_name,
@@ -341,29 +321,7 @@ def convert_conv_to_local(sections, args):
     return sections
 
 
-def declared_image_size(sections):
-    """The imgSize a dataIdx=0 data layer declares: a provider whose images are larger trains
-    on random crops of that size (and tests on the centre crop), as --inner-size would."""
-    for sec in sections.values():
-        e = sec.entries
-        if e.get("type") and e["type"].value == "data" and e.get("dataIdx") \
-                and e["dataIdx"].value.strip() == "0" and e.get("imgSize"):
-            try:
-                return int(e["imgSize"].value)
-            except ValueError:
-                return None  # the layer's own parser reports it with its line
-    return None
-
-
-def data_shapes(sections, provider):
-    return {name: provider.image_shape for name, sec in sections.items()
-            if sec.entries.get("type") and sec.entries["type"].value == "data"
-            and sec.entries.get("dataIdx") and sec.entries["dataIdx"].value.strip() == "0"}
-
-
 def check_grads(layer_sections, param_sections, params_path, seed, batch=2):
-    from ..engine.gradcheck import check_net_grads
-
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend="numpy", dtype=np.float64, seed=seed)
     rng = np.random.default_rng(seed)

@@ -1,4 +1,5 @@
-"""A saved run's net, rebuilt for looking at it, and a layer's activations written to disk.
+"""A layer's activations written to disk (convnet-train --write-features) and read back
+(convnet-retrieve). Rebuilding a saved run's net is training/saved_run.py's load_run.
 
 A feature folder (``convnet-train ... --write-features LAYER --feature-path P``) holds:
 
@@ -18,6 +19,9 @@ import os
 
 import numpy as np
 
+from ..data import make_provider, parse_range
+from ..engine.layers import DataLayer
+
 FORMAT = 1
 FEATURES_FILE, LABELS_FILE, META_FILE = "features.npy", "labels.npy", "meta.json"
 DEFAULT_TEST_BATCHES = {"fashion-mnist": "7", "cifar": "6"}
@@ -25,80 +29,6 @@ DEFAULT_TEST_BATCHES = {"fashion-mnist": "7", "cifar": "6"}
 
 class FeatureError(ValueError):
     """A feature folder is missing or malformed; the message names the file."""
-
-
-# ----------------------------------------------------------------------------- a saved run
-
-def load_run(run_dir, data_provider="fashion-mnist", data_path=None, test_range=None,
-             inner_size=None, backend="numpy", params_file=None):
-    """Rebuild a run's net from its newest checkpoint: (net, provider, step, state).
-
-    The net comes from the layers cfg text saved in the checkpoint and the params file it names
-    (or `params_file`); the weights are the checkpoint's. The provider serves `test_range`.
-    """
-    from .cli import data_shapes
-    from ..engine.config import read_cfg
-    from ..data import make_provider
-    from ..engine.net import Net
-    from ..training.train import restore_arrays
-
-    step, arrays, state = newest_checkpoint(run_dir)
-    layer_sections = read_cfg(state.get("layers_file") or "layers.cfg", text=state["layers_cfg"])
-    params_path = params_file or state.get("params_file")
-    if not params_path or not os.path.isfile(params_path):
-        raise ValueError(f"{run_dir}: the run's params file {params_path} is missing; "
-                         "pass --params-file")
-    if inner_size is None:
-        inner_size = declared_image_size(layer_sections)
-    provider = make_provider(data_provider, data_path, test_range=test_range,
-                             inner_size=inner_size)
-    net = Net(layer_sections=layer_sections, param_sections=read_cfg(params_path),
-              params_file=params_path, backend=backend,
-              data_shapes=data_shapes(layer_sections, provider))
-    restore_arrays(net, arrays)
-    return net, provider, step, state
-
-
-def newest_checkpoint(run_dir):
-    """(step, arrays, state) of run_dir's newest good checkpoint; ValueError when none."""
-    from ..training.checkpoint import load_latest_checkpoint
-
-    if not os.path.isdir(run_dir):
-        raise ValueError(f"run folder {run_dir} does not exist")
-    found = load_latest_checkpoint(run_dir)
-    if found is None:
-        raise ValueError(f"{run_dir}: no checkpoint (train with --save-path {run_dir} first)")
-    step, arrays, state = found
-    if "layers_cfg" not in state:
-        raise ValueError(f"{run_dir}: the checkpoint does not record the net's layers cfg")
-    return step, arrays, state
-
-
-def declared_image_size(layer_sections):
-    """The imgSize the dataIdx=0 data layer declares (crops are taken to it), or None."""
-    for sec in layer_sections.values():
-        entries = sec.entries
-        if entries.get("type") and entries["type"].value == "data" \
-                and entries.get("dataIdx") and entries["dataIdx"].value.strip() == "0" \
-                and entries.get("imgSize"):
-            return int(entries["imgSize"].value)
-    return None
-
-
-def centre_crops(provider, index):
-    """The float32 test-mode input of test images `index` (centre crop, mean subtracted)."""
-    top, left = provider.center
-    _, height, width = provider.image_shape
-    crops = provider.test_images[index][:, :, top:top + height, left:left + width]
-    return crops.astype(np.float32) - provider.cropped_mean
-
-
-def probabilities_layer(net, cost_name=None):
-    """The softmax layer feeding the net's (first) cost.logreg layer."""
-    from ..training.train import Trainer
-
-    cost = net[cost_name or Trainer.default_cost(net)]
-    return cost.inputs[1]
 
 
 # ----------------------------------------------------------------------------- writing
@@ -128,8 +58,6 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
                                          dtype=np.float32, shape=(count, dim))
     labels = np.lib.format.open_memmap(os.path.join(path, LABELS_FILE), mode="w+",
                                        dtype=np.int64, shape=(count,))
-    from ..engine.layers import DataLayer
-
     start, raw = 0, isinstance(net[layer], DataLayer)
     for x, y in provider.test_batches(batch_size):
         # a data layer's output is the (mean-subtracted) input itself: no need to run the net
@@ -162,8 +90,6 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
 
 
 def parse_batches(provider_name, test_range):
-    from ..data import parse_range
-
     return parse_range(test_range if test_range is not None
                        else DEFAULT_TEST_BATCHES.get(provider_name, "1"))
 
@@ -213,8 +139,6 @@ class FeatureSet:
 
     def source_images(self):
         """uint8 (N, C, H, W) images of the rows, loaded again from the data set."""
-        from ..data import make_provider
-
         meta = self.meta
         rng = meta.get("test_range")
         provider = make_provider(meta["provider"], meta.get("data_path"),

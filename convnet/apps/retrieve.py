@@ -11,11 +11,17 @@ the GPU with CuPy when the cuda backend is available, with NumPy otherwise.
 """
 import argparse
 import sys
+import time
 
 import numpy as np
 
+from .. import cuda_available
+from ..backend import resolve_backend_name
+from ..data import DataError
+from .features import FeatureSet
+from .figures import DPI, pyplot, show_image
+
 EXIT_BAD_INPUT = 2
-DPI = 100
 TILE = 90          # pixels per image in the picture
 LABEL_BAND = 18    # pixels under each image for its class name
 
@@ -112,11 +118,7 @@ def precision_at_k(query_labels, neighbour_labels):
 
 def array_module(backend):
     """CuPy when `backend` resolves to cuda (auto: when a GPU is usable), else NumPy."""
-    from ..backend import resolve_backend_name
-
     if resolve_backend_name(backend) == "cuda":
-        from convnet import cuda_available
-
         if not cuda_available():
             raise RuntimeError("backend 'cuda' is not available (no CuPy, GPU or CUDA build)")
         import cupy
@@ -131,8 +133,6 @@ def plot_retrievals(query_images, query_labels, neighbour_images, neighbour_labe
                     distances, label_names, path, title):
     """One row per query: the query, then its neighbours nearest first; a neighbour of another
     class is framed red. (1 + k) * TILE wide, rows * (TILE + LABEL_BAND) + 60 high (pixels)."""
-    from .show import pyplot, show_image
-
     rows, k = neighbour_labels.shape
     top_band, gap = 60, 10
     fig_w = (k + 1) * TILE + gap + 20
@@ -216,8 +216,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from ..data import DataError
-
     try:
         return run(args)
     except DataError as e:
@@ -229,10 +227,6 @@ def main(argv=None):
 
 
 def run(args):
-    import time
-
-    from .features import FeatureSet
-
     database = FeatureSet(args.features)
     source = FeatureSet(args.queries) if args.queries else database
     if source.features.shape[1] != database.features.shape[1]:

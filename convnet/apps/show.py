@@ -5,31 +5,29 @@
     --show-preds           test images with their top-5 predictions (the paper's Figure 4, left)
 
 Figures are drawn with matplotlib's Agg backend (no display needed) at a fixed 100 dpi, so a
-figure's pixel size follows from its layout alone.
+figure's pixel size follows from its layout alone (figures.py). The filter mosaic and the towers
+are engine/filters.py's; the saved run is read with training/saved_run.py.
 """
 import argparse
 import math
 import os
 import sys
+import textwrap
 
 import numpy as np
 
-DPI = 100
+from ..data import DataError
+from ..engine.config import ConfigError, read_cfg
+from ..engine.filters import filter_mosaic, graph_from_sections, towers_of, upscale
+from ..training.checkpoint import read_metrics
+from ..training.saved_run import array_key, load_run, newest_checkpoint
+from ..training.train import Trainer
+from .figures import DPI, pyplot, show_image
+
 COST_SIZE = (1000, 750)            # pixels
-FILTER_TARGET = (900, 1400)        # the largest mosaic, in pixels, before integer upscaling stops
 MARGIN, TITLE_BAND, TOWER_BAND = 20, 50, 60
 PRED_CELL = (300, 380)             # pixels per predicted image: picture above, top-5 bars below
-PASSTHROUGH = {"pool", "cmrnorm", "rnorm", "cnorm", "neuron", "dropout"}
 EXIT_BAD_INPUT = 2
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # ----------------------------------------------------------------------------- cost
@@ -101,118 +99,6 @@ def plot_cost(records, path, smooth=1, title="run"):
 
 # ----------------------------------------------------------------------------- filters
 
-def graph_from_sections(sections):
-    """{layer: (type, inputs, groups per input)} from a layers cfg's sections."""
-    from ..engine.net import split_list
-
-    graph = {}
-    for name, sec in sections.items():
-        e = sec.entries
-        inputs = split_list(e["inputs"].value) if "inputs" in e else []
-        groups = [int(g) for g in split_list(e["groups"].value)] if "groups" in e else [1]
-        graph[name] = (e["type"].value if "type" in e else "?", inputs, groups)
-    return graph
-
-
-def graph_from_net(net):
-    return {layer.name: (layer.type, list(layer.inputs), list(layer.cfg.get("groups", [1])))
-            for layer in net.layers}
-
-
-def towers_of(graph, name):
-    """How many towers a layer's filters split into: its own groups, or those of the first conv
-    layer downstream (through pooling, normalization, neurons and dropout) that splits them.
-
-    AlexNet's conv1 has groups=1, but conv2 (groups=2) reads its first 48 maps in one tower and
-    the last 48 in the other: that is the split of the paper's Figure 3.
-    """
-    own = graph[name][2][0]
-    if own > 1:
-        return own
-    frontier, seen = [name], {name}
-    while frontier:
-        current = frontier.pop(0)
-        for other, (kind, inputs, groups) in graph.items():
-            if current not in inputs or other in seen:
-                continue
-            seen.add(other)
-            if kind in ("conv", "local"):
-                g = groups[inputs.index(current)] if len(groups) > 1 else groups[0]
-                if g > 1:
-                    return g
-            elif kind in PASSTHROUGH:
-                frontier.append(other)
-    return 1
-
-
-def filter_mosaic(weights, towers=1, rgb=None, norm_each=False, max_filters=None,
-                  max_channels=32):
-    """Filters (F, Cg, fs, fs) as one image: (H, W, 3) for RGB, (H, W) greyscale, in [0, 1].
-
-    One tile per filter (RGB, or one input channel) laid out in rows of 16 (32 for more than
-    256 filters), or, for several greyscale channels, one row per filter with a tile per channel.
-    Towers stack vertically, separated by a dark band 2 pixels high. Gaps are white.
-    Returns (mosaic, info) with info = {"shown", "channels_shown", "tower_rows"}.
-    """
-    w = np.asarray(weights, dtype=np.float64)
-    if w.ndim != 4 or w.shape[2] != w.shape[3]:
-        raise ValueError(f"filter_mosaic: expected weights (F, C, fs, fs), got {w.shape}")
-    count, channels, size = w.shape[0], w.shape[1], w.shape[2]
-    if towers < 1 or count % towers:
-        raise ValueError(f"filter_mosaic: {towers} towers do not divide {count} filters")
-    rgb = channels == 3 if rgb is None else rgb
-    multi = not rgb and channels > 1
-    if max_filters is None:
-        max_filters = 64 if multi else 256
-    per_tower = count // towers
-    shown_per_tower = min(per_tower, max(1, max_filters // towers))
-    keep = np.concatenate([np.arange(t * per_tower, t * per_tower + shown_per_tower)
-                           for t in range(towers)])
-    w = w[keep]
-    channels_shown = min(channels, max_channels) if multi else channels
-    if multi:
-        w = w[:, :channels_shown]
-    axes = tuple(range(1, 4)) if norm_each else None
-    lo = w.min(axis=axes, keepdims=True)
-    hi = w.max(axis=axes, keepdims=True)
-    w = np.where(hi > lo, (w - lo) / np.where(hi > lo, hi - lo, 1), 0.5)
-
-    pitch = size + 1
-    if multi:
-        cols, rows = channels_shown, shown_per_tower
-    else:
-        cols = min(shown_per_tower, 16 if shown_per_tower <= 256 else 32)
-        rows = math.ceil(shown_per_tower / cols)
-    band = 2
-    height = towers * (rows * pitch + 1) + (towers - 1) * band
-    width = cols * pitch + 1
-    mosaic = np.ones((height, width, 3) if rgb else (height, width))
-    tower_rows = []
-    for t in range(towers):
-        top0 = t * (rows * pitch + 1 + band)
-        tower_rows.append((top0, top0 + rows * pitch + 1))
-        if t:
-            mosaic[top0 - band:top0] = 0.0  # the dark band between towers
-        for i in range(shown_per_tower):
-            f = w[t * shown_per_tower + i]
-            if multi:
-                for c in range(channels_shown):
-                    y, x = top0 + 1 + i * pitch, 1 + c * pitch
-                    mosaic[y:y + size, x:x + size] = f[c]
-            else:
-                y, x = top0 + 1 + (i // cols) * pitch, 1 + (i % cols) * pitch
-                mosaic[y:y + size, x:x + size] = f.transpose(1, 2, 0) if rgb else f[0]
-    return mosaic, {"shown": len(keep), "channels_shown": channels_shown,
-                    "tower_rows": tower_rows}
-
-
-def upscale(mosaic, target=FILTER_TARGET):
-    """Integer nearest-neighbour upscaling so the mosaic fills about `target` (w, h) pixels."""
-    height, width = mosaic.shape[:2]
-    scale = max(1, min(16, target[0] // width, target[1] // height))
-    return np.repeat(np.repeat(mosaic, scale, axis=0), scale, axis=1), scale
-
-
 def filter_weights(arrays, graph, layer):
     """(weights (F, Cg, fs, fs), note) of `layer` from checkpoint arrays; ValueError if none."""
     if layer not in graph:
@@ -222,7 +108,7 @@ def filter_weights(arrays, graph, layer):
     if kind not in ("conv", "local"):
         raise ValueError(f"layer '{layer}' (type {kind}) has no filters; layers with filters: "
                          f"{', '.join(convs) or 'none'}")
-    w = arrays.get(f"param/{layer}.w0")
+    w = arrays.get(array_key(f"{layer}.w0"))
     if w is None:
         raise ValueError(f"the checkpoint has no weights for layer '{layer}'")
     note = ""
@@ -240,8 +126,6 @@ def plot_filters(weights, path, title, towers=1, norm_each=False, input_channels
     The figure is the upscaled mosaic (at least 480 pixels wide) plus MARGIN on each side,
     TOWER_BAND on the left when there are towers, and TITLE_BAND on top (14 pixels more per
     extra line of a long subtitle)."""
-    import textwrap
-
     count, channels, size = weights.shape[0], weights.shape[1], weights.shape[2]
     input_channels = channels * towers if input_channels is None else input_channels
     rgb = input_channels == 3 and channels == 3
@@ -285,22 +169,25 @@ def plot_filters(weights, path, title, towers=1, norm_each=False, input_channels
 
 # ----------------------------------------------------------------------------- predictions
 
-def show_image(ax, image):
-    """A uint8 (C, H, W) image on `ax`: greyscale for one channel, RGB for three."""
-    if image.shape[0] == 1:
-        ax.imshow(image[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    else:
-        ax.imshow(np.moveaxis(image[:3], 0, -1), interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+def centre_crops(provider, index):
+    """The float32 test-mode input of test images `index` (centre crop, mean subtracted)."""
+    top, left = provider.center
+    _, height, width = provider.image_shape
+    crops = provider.test_images[index][:, :, top:top + height, left:left + width]
+    return crops.astype(np.float32) - provider.cropped_mean
+
+
+def probabilities_layer(net, cost_name=None):
+    """The softmax layer feeding the net's (first) cost.logreg layer."""
+    cost = net[cost_name or Trainer.default_cost(net)]
+    return cost.inputs[1]
+
 
 
 def predict(net, provider, count, only_errors=False, seed=0, batch_size=128):
     """Up to `count` test images in a seeded random order: (index, probabilities (n, classes)).
 
     With only_errors, only images whose top-1 prediction is wrong (scanning until enough)."""
-    from .features import centre_crops, probabilities_layer
-
     probs_name = probabilities_layer(net)
     order = np.random.default_rng(seed).permutation(provider.num_test)
     picked, probs = [], []
@@ -360,46 +247,6 @@ def plot_predictions(images, labels, probs, label_names, path, title, cols=4):
     return path, (fig_w, fig_h)
 
 
-# ----------------------------------------------------------------------------- TensorBoard
-
-class TensorBoardLogger:
-    """A Trainer test callback: the record's scalars and every conv/local layer's filters."""
-
-    SCALARS = ("train_cost", "test_cost", "top1_error", "top5_error", "images_per_s")
-
-    def __init__(self, log_dir, net):
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:
-            raise RuntimeError("--tensorboard needs tensorboardX, which is not installed: "
-                               "pip install 'convnet[tensorboard]' (or tensorboardX)") from None
-        self.net = net
-        self.graph = graph_from_net(net)
-        self.writer = SummaryWriter(log_dir)
-
-    def __call__(self, record):
-        step = int(record["step"])
-        for key in self.SCALARS:
-            if record.get(key) is not None:
-                self.writer.add_scalar(key, float(record[key]), step)
-        for layer in self.net.layers:
-            if layer.type not in ("conv", "local"):
-                continue
-            w = np.asarray(self.net.B.to_numpy(layer.weights[0].value))
-            if layer.type == "local":
-                w = w[w.shape[0] // 2, w.shape[1] // 2]
-            towers = towers_of(self.graph, layer.name)
-            rgb = w.shape[1] == 3 and layer.cfg["groups"][0] == 1
-            mosaic, _ = filter_mosaic(w, towers, rgb, max_filters=None, max_channels=16)
-            big, _ = upscale(mosaic, (480, 720))
-            self.writer.add_image(f"filters/{layer.name}", big.astype(np.float32), step,
-                                  dataformats="HWC" if rgb else "HW")
-        self.writer.flush()
-
-    def close(self):
-        self.writer.close()
-
-
 # ----------------------------------------------------------------------------- the command
 
 def build_parser():
@@ -434,9 +281,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from ..engine.config import ConfigError
-    from ..data import DataError
-
     try:
         return run(args)
     except (ConfigError, DataError) as e:
@@ -448,10 +292,6 @@ def main(argv=None):
 
 
 def run(args):
-    from ..training.checkpoint import read_metrics
-    from ..engine.config import read_cfg
-    from .features import load_run, newest_checkpoint
-
     if not os.path.isdir(args.run_dir):
         raise ValueError(f"run folder {args.run_dir} does not exist")
     if not (args.show_cost or args.show_filters or args.show_preds):

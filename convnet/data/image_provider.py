@@ -16,7 +16,7 @@ asynchronous copy to the GPU (cuda backend), and the net trains on batch n.
   colour shift but noise hundreds of levels wide, so the shift is taken along each eigenvector
   in units of its standard deviation, as cuda-convnet2's ImageDataProvider did.
 * Test: the centre crop; ``test_views`` gives the 10 views of multiview testing (views 0-4:
-  the four corners and the centre, 5-9 their mirror images), as ``data.Provider``.
+  the four corners and the centre, 5-9 their mirror images), as ``provider.Provider``.
 * Deterministic: epoch ``e`` visits the training images in the order of
   ``default_rng([seed, e]).permutation``; batch ``b`` draws its crops, flips and lighting from
   ``default_rng([seed, e, b])`` (tops, lefts, flips, then alphas). Results do not depend on the
@@ -27,216 +27,31 @@ asynchronous copy to the GPU (cuda backend), and the net trains on batch n.
   threads the GIL, held between decodes, stops the threads from scaling).
 * cuda backend (``set_backend("cuda")``): the crops are decoded into pinned host buffers,
   copied to the GPU on a stream of their own while the previous batch trains, and turned into
-  float there (HWC -> CHW, mean, lighting); ``CudaStager`` at the end of this file.
+  float there (HWC -> CHW, mean, lighting); ``CudaStager`` in staging.py.
 
 JPEGs are decoded with simplejpeg (libjpeg-turbo, fast IDCT and chroma upsampling, in training
 and test alike) when it is installed, else with Pillow (accurate IDCT and upsampling).
+
+The folder's format is prepared.py's, the decoders and crops decode.py's, the buffers, workers
+and prefetching pipeline.py's.
 """
-import io
-import json
 import math
-import os
-import queue
 import threading
-import weakref
-from collections import OrderedDict, deque
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing  # a consumer that stops early stops the pipeline at once
 
 import numpy as np
 
-from .provider import NUM_MULTIVIEW, DataError, _check_batch_size, parse_range
+from .common import NUM_MULTIVIEW, DataError, check_batch_size
+from .decode import CropSpec, decode_checked, get_decoder
+from .pipeline import (HostBuffer, ProcessDecoders, SharedRing, ThreadDecoders, _Decoding,
+                       default_workers, prefetch)
+from .prepared import BatchFiles
+from .staging import CudaStager
 
 DEFAULT_INNER_SIZE = 224
 DEFAULT_COLOR_NOISE = 0.1
-META_FILE = "meta.json"
-FORMAT_NAME = "convnet-image-batches"
 PROCESSES_ABOVE = 4  # parallel="auto": processes when there are more workers than this
-
-
-# ----------------------------------------------------------------------------- decoding
-# Decoders return RGBX: uint8 (H, W, 4), the fourth byte unused. Four-byte pixels make the crop
-# and the mirror image one uint32 copy each (a mirror of 3-byte pixels costs as much as the
-# decode in NumPy), and both libraries produce RGBX as cheaply as RGB.
-
-def _pillow_decode(data, scratch=None):
-    from PIL import Image
-
-    im = Image.open(io.BytesIO(data))
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    return np.frombuffer(im.tobytes("raw", "RGBX"), np.uint8).reshape(im.size[1], im.size[0], 4)
-
-
-# libjpeg-turbo's fast integer IDCT and plain chroma upsampling, for training and test alike:
-# the one-core decode + crop + flip rate rises by about a tenth (bench_pipeline.py --ab). Against
-# the accurate decode (256x256 photo JPEGs, quality 90) pixels differ by 2.2 levels rms (R and B
-# 1.2 darker on average; single pixels by up to ~50-85 at sharp colour edges, from the 4:2:0
-# chroma): a third of the PCA lighting shift the net is trained to ignore (6.8 rms), and less
-# than JPEG's own error (3.8 rms). Test images are decoded as training crops are, so the net is
-# tested on the pixels it was trained on. Pillow keeps its accurate decode.
-SIMPLEJPEG_OPTIONS = {"fastdct": True, "fastupsample": True}
-
-
-def _simplejpeg_decode(data, scratch=None):
-    import simplejpeg
-
-    return simplejpeg.decode_jpeg(data, colorspace="RGBX", buffer=scratch, **SIMPLEJPEG_OPTIONS)
-
-
-DECODERS = {"simplejpeg": _simplejpeg_decode, "pillow": _pillow_decode}
-
-
-def get_decoder(name="auto"):
-    """(name, decode(bytes, scratch=None) -> uint8 RGBX (H, W, 4)): 'simplejpeg', 'pillow', or
-    'auto' (the first that is installed). `scratch`, a (H, W, 4) array, may receive the pixels."""
-    if name not in ("auto", "simplejpeg", "pillow"):
-        raise ValueError(f"image decoder must be 'auto', 'simplejpeg' or 'pillow', got {name!r}")
-    if name in ("auto", "simplejpeg"):
-        try:
-            import simplejpeg  # noqa: F401
-
-            return "simplejpeg", _simplejpeg_decode
-        except ImportError:
-            if name == "simplejpeg":
-                raise ValueError("image decoder 'simplejpeg' is not installed "
-                                 "(pip install simplejpeg)") from None
-    return "pillow", _pillow_decode
-
-
-def default_workers():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-# ----------------------------------------------------------------------------- stored batches
-
-class ImageSet:
-    """The JPEGs of some prepared batches: memory-mapped bytes and labels. Image i lives in
-    blob owners[i] (one per batch) at starts[i]:ends[i]."""
-
-    def __init__(self, blobs, owners, starts, ends, labels, paths):
-        self.blobs, self.owners = blobs, owners
-        self.starts, self.ends, self.labels = starts, ends, labels
-        self.paths = paths  # the .bin file of each blob, for error messages
-        self.bases = np.searchsorted(owners, np.arange(len(blobs)))  # first image of each blob
-
-    def __len__(self):
-        return len(self.labels)
-
-    def jpeg(self, i):
-        return self.blobs[self.owners[i]][self.starts[i]:self.ends[i]].tobytes()
-
-    def source_file(self, i):
-        """The file image i was made from (read from its batch index only when asked)."""
-        owner = self.owners[i]
-        index_path = self.paths[owner][:-len(".bin")] + ".npz"
-        try:
-            with np.load(index_path, allow_pickle=False) as z:
-                return str(z["files"][i - self.bases[owner]])
-        except (OSError, ValueError, KeyError, IndexError):
-            return "source file unknown"
-
-    def where(self, i):
-        return f"{self.paths[self.owners[i]]}, image {i} ({self.source_file(i)})"
-
-
-class BatchFiles:
-    """A folder written by convnet-prepare: meta.json, mean.npy and data_batch_N.{bin,npz}."""
-
-    def __init__(self, path):
-        if path is None:
-            raise DataError("the image provider needs --data-path: a folder made by "
-                            "`convnet-prepare SRC DST`")
-        self.path = os.fspath(path)
-        meta_path = os.path.join(self.path, META_FILE)
-        if not os.path.isfile(meta_path):
-            unfinished = os.path.isdir(self.path) and any(
-                n.startswith("data_batch_") for n in os.listdir(self.path))
-            raise DataError(f"{meta_path}: missing; " + (
-                "the conversion did not finish: run convnet-prepare again to complete it"
-                if unfinished else f"make the folder with `convnet-prepare SRC {self.path}`"))
-        try:
-            with open(meta_path, encoding="utf-8") as f:
-                meta = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{meta_path}: cannot read ({exc})") from None
-        self.meta = self._check_meta(meta_path, meta)
-        size = self.meta["image_size"]
-        mean_path = os.path.join(self.path, self.meta.get("mean_file", "mean.npy"))
-        try:
-            mean = np.load(mean_path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{mean_path}: cannot read ({exc})") from None
-        if mean.shape != (3, size, size) or mean.dtype != np.float32:
-            raise DataError(f"{mean_path}: expected a float32 (3, {size}, {size}) mean image, "
-                            f"found {mean.dtype} {mean.shape}")
-        self.mean = mean
-
-    @staticmethod
-    def _check_meta(where, meta):
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise DataError(f"{where}: not a convnet-prepare meta file")
-        needed = ("image_size", "label_names", "train_batches", "test_batches", "batches",
-                  "rgb_eigenvalues", "rgb_eigenvectors")
-        missing = [k for k in needed if k not in meta]
-        if missing:
-            raise DataError(f"{where}: missing {', '.join(missing)}")
-        values = np.asarray(meta["rgb_eigenvalues"], np.float64)
-        vectors = np.asarray(meta["rgb_eigenvectors"], np.float64)
-        if values.shape != (3,) or vectors.shape != (3, 3) or not np.all(np.isfinite(vectors)) \
-                or not np.all(values >= 0):
-            raise DataError(f"{where}: rgb_eigenvalues must be 3 numbers >= 0 and "
-                            f"rgb_eigenvectors a 3x3 matrix")
-        if not meta["label_names"]:
-            raise DataError(f"{where}: no label names")
-        return meta
-
-    def numbers(self, text, default_key):
-        """Batch numbers of a range (None: the meta's train or test batches), checked."""
-        if text is None:
-            numbers = list(self.meta[default_key])
-        else:
-            numbers = parse_range(text)
-        known = {int(k) for k in self.meta["batches"]}
-        for n in numbers:
-            if n not in known:
-                raise ValueError(f"batch {n} does not exist in {self.path}: it has batches "
-                                 f"{min(known)}-{max(known)}" if known else
-                                 f"{self.path} has no batches")
-        return numbers
-
-    def load(self, numbers):
-        """An ImageSet over the batches `numbers` (in that order)."""
-        blobs, owners, starts, ends, labels, paths = [], [], [], [], [], []
-        classes = len(self.meta["label_names"])
-        for n in numbers:
-            bin_path = os.path.join(self.path, f"data_batch_{n}.bin")
-            index_path = os.path.join(self.path, f"data_batch_{n}.npz")
-            try:
-                with np.load(index_path, allow_pickle=False) as z:
-                    offsets, batch_labels = z["offsets"], z["labels"]
-                size = os.path.getsize(bin_path)
-            except (OSError, ValueError, KeyError) as exc:
-                raise DataError(f"{index_path}: cannot read the batch index ({exc})") from None
-            count = len(batch_labels)
-            if offsets.shape != (count + 1,) or offsets[0] != 0 or np.any(np.diff(offsets) <= 0):
-                raise DataError(f"{index_path}: offsets do not describe {count} images")
-            if int(offsets[-1]) != size:
-                raise DataError(f"{bin_path}: {size} bytes, but its index says "
-                                f"{int(offsets[-1])}")
-            if count and (batch_labels.min() < 0 or batch_labels.max() >= classes):
-                raise DataError(f"{index_path}: a label is outside 0..{classes - 1}")
-            if count == 0:
-                continue
-            owners.append(np.full(count, len(blobs), np.int32))
-            blobs.append(np.memmap(bin_path, np.uint8, mode="r"))
-            paths.append(bin_path)
-            starts.append(offsets[:-1])
-            ends.append(offsets[1:])
-            labels.append(batch_labels.astype(np.int64))
-        join = (lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype))
-        return ImageSet(blobs, join(owners, np.int32), join(starts, np.int64),
-                        join(ends, np.int64), join(labels, np.int64), paths)
 
 
 class DecodedImages:
@@ -267,20 +82,6 @@ class DecodedImages:
         return out[0] if single else out
 
 
-# ----------------------------------------------------------------------------- crops
-
-class CropSpec:
-    """The crops of one batch (picklable: sent to decode processes). Row ``v * m + k`` of the
-    output is view v of image ``images[k]`` of the `split` set, cut at (tops[r], lefts[r])
-    and mirrored where flips[r]."""
-
-    def __init__(self, split, images, tops, lefts, flips, views=1):
-        self.split, self.images = split, np.asarray(images, np.int64)
-        self.tops, self.lefts = np.asarray(tops, np.int64), np.asarray(lefts, np.int64)
-        self.flips, self.views = np.asarray(flips, bool), int(views)
-        self.rows = len(self.images) * self.views
-
-
 class _Job:
     """One batch: its crops, labels, lighting shift (rows, 3) or None, and batch number."""
 
@@ -290,284 +91,6 @@ class _Job:
                                                           spec.flips)
         self.views, self.rows = spec.views, spec.rows
         self.labels = image_set.labels[spec.images]
-
-
-_scratch = threading.local()  # per decode thread: a reusable decoder output
-
-
-def decode_checked(decode, image_set, i, size, scratch):
-    """Image i of `image_set` as uint8 RGBX (size, size, 4); DataError naming the file."""
-    try:
-        image = decode(image_set.jpeg(i), scratch)
-    except Exception as exc:
-        raise DataError(f"{image_set.where(i)}: cannot decode the JPEG ({exc})") from None
-    if image.shape != (size, size, 4):
-        raise DataError(f"{image_set.where(i)}: decoded to {image.shape[:2]}, expected "
-                        f"({size}, {size})")
-    return image
-
-
-def decode_crops(decode, image_set, spec, out, first, last, size):
-    """Decode images first..last-1 of `spec` and write their crops into `out` (uint8 RGBX
-    (rows, h, w, 4)): one uint32 copy per crop, mirrored or not."""
-    height, width = out.shape[1:3]
-    scratch = getattr(_scratch, "image", None)
-    if scratch is None or scratch.shape != (size, size, 4):
-        scratch = _scratch.image = np.empty((size, size, 4), np.uint8)
-    m = len(spec.images)
-    pixels_out = out.view(np.uint32)[..., 0]
-    for k in range(first, last):
-        image = decode_checked(decode, image_set, int(spec.images[k]), size, scratch)
-        pixels = image.view(np.uint32)[..., 0]
-        for v in range(spec.views):
-            r = v * m + k
-            top, left = spec.tops[r], spec.lefts[r]
-            crop = pixels[top:top + height, left:left + width]
-            pixels_out[r] = crop[:, ::-1] if spec.flips[r] else crop
-
-
-# ----------------------------------------------------------------------------- host buffers
-
-class HostBuffer:
-    """A uint8 batch buffer: `array` (rows, h, w, 4); `name` of its shared memory (processes
-    write into it) or None; `release()` gives it back for reuse."""
-
-    def __init__(self, array, name=None, release=None):
-        self.array, self.name, self._release = array, name, release
-
-    def release(self):
-        if self._release is not None:
-            release, self._release = self._release, None
-            release(self)
-
-
-class SharedRing:
-    """`count` buffers of one shape in shared memory, reused in turn (registered as pinned
-    memory for asynchronous copies when `pin`). Closed (unlinked) by close() or at exit."""
-
-    def __init__(self, shape, count, pin=False):
-        from multiprocessing import shared_memory
-
-        self.shape, self.free = tuple(shape), queue.Queue()
-        nbytes = int(np.prod(shape))
-        self.blocks, self.arrays, self.pinned = [], [], []
-        try:
-            for _ in range(count):
-                block = shared_memory.SharedMemory(create=True, size=nbytes)
-                self.blocks.append(block)
-                array = np.ndarray(self.shape, np.uint8, buffer=block.buf)
-                self.arrays.append(array)
-                if pin:
-                    import cupy
-
-                    cupy.cuda.runtime.hostRegister(array.ctypes.data, nbytes, 0)
-                    self.pinned.append(array.ctypes.data)
-                self.free.put(len(self.arrays) - 1)
-        except BaseException:
-            self.close()
-            raise
-        self._finalizer = weakref.finalize(self, SharedRing._cleanup, self.blocks, self.pinned)
-
-    def acquire(self, rows, timeout=600):
-        try:
-            index = self.free.get(timeout=timeout)
-        except queue.Empty:
-            raise RuntimeError("image pipeline: no free shared buffer (a consumer holds them "
-                               "all)") from None
-        return HostBuffer(self.arrays[index][:rows], self.blocks[index].name,
-                          lambda buf, i=index: self.free.put(i))
-
-    @staticmethod
-    def _cleanup(blocks, pinned):
-        if pinned:
-            import cupy
-
-            for pointer in pinned:
-                cupy.cuda.runtime.hostUnregister(pointer)
-            pinned.clear()
-        for block in blocks:
-            try:
-                block.close()
-            except BufferError:  # a consumer still holds an array on it: unmapped when dropped
-                pass
-            try:
-                block.unlink()
-            except OSError:
-                pass
-        blocks.clear()
-
-    def close(self):
-        self.arrays = []
-        finalizer = getattr(self, "_finalizer", None)
-        if finalizer is not None:
-            finalizer()
-        else:
-            SharedRing._cleanup(self.blocks, self.pinned)
-
-
-# ----------------------------------------------------------------------------- decode workers
-
-class ThreadDecoders:
-    """Decode tasks on a thread pool, into any host buffer."""
-
-    def __init__(self, provider, workers):
-        self.provider = provider
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="convnet-decode")
-
-    def submit(self, spec, buffer, first, last):
-        p = self.provider
-        image_set = p.train_set if spec.split == "train" else p.test_set
-        return self.pool.submit(decode_crops, p._decode, image_set, spec, buffer.array, first,
-                                last, p.stored_shape[1])
-
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class ProcessDecoders:
-    """Decode tasks on processes (spawned), into shared-memory buffers."""
-
-    def __init__(self, provider, workers):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        numbers = {"train": provider.train_numbers, "test": provider.test_numbers}
-        self.pool = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_process_init,
-            initargs=(provider.path, numbers, provider.decoder_name, provider.stored_shape[1]))
-
-    def submit(self, spec, buffer, first, last):
-        return self.pool.submit(_process_decode, spec, buffer.name, buffer.array.shape,
-                                first, last)
-
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-_WORKER = {}  # in a decode process: its image sets, decoder and attached shared buffers
-
-
-def _process_init(path, numbers, decoder, size):
-    import signal
-    from multiprocessing import resource_tracker
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    # the parent owns (and unlinks) the shared buffers: attaching must not register them with
-    # the resource tracker, which this process shares with the parent
-    register = resource_tracker.register
-    resource_tracker.register = lambda name, rtype: (
-        None if rtype == "shared_memory" else register(name, rtype))
-    files = BatchFiles(path)
-    _WORKER.update(sets={split: files.load(n) for split, n in numbers.items()},
-                   decode=DECODERS[decoder], size=size, blocks=OrderedDict())
-
-
-def _attach(name):
-    """The shared memory block `name`, attached once per process (the last 64 kept)."""
-    from multiprocessing import shared_memory
-
-    blocks = _WORKER["blocks"]
-    if name in blocks:
-        blocks.move_to_end(name)
-        return blocks[name]
-    block = blocks[name] = shared_memory.SharedMemory(name=name)
-    while len(blocks) > 64:
-        blocks.popitem(last=False)[1].close()
-    return block
-
-
-def _process_decode(spec, name, shape, first, last):
-    block = _attach(name)
-    rows_max = block.size // int(np.prod(shape[1:]))
-    out = np.ndarray((rows_max,) + tuple(shape[1:]), np.uint8, buffer=block.buf)[:shape[0]]
-    decode_crops(_WORKER["decode"], _WORKER["sets"][spec.split], spec, out, first, last,
-                 _WORKER["size"])
-
-
-# ----------------------------------------------------------------------------- the pipeline
-
-class _Decoding:
-    """The futures of one job's decode tasks and the buffer they fill."""
-
-    def __init__(self, job, buffer, futures):
-        self.job, self.buffer, self.futures = job, buffer, futures
-
-    def result(self):
-        for future in self.futures:
-            future.result()  # re-raises a decode error
-        return self.buffer
-
-    def abandon(self):
-        for future in self.futures:
-            future.cancel()
-        wait(self.futures)  # running tasks still write into the buffer: let them finish
-        self.buffer.release()
-
-
-def _put(out, item, stop):
-    while not stop.is_set():
-        try:
-            out.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
-
-
-def prefetch(jobs, start, finish, depth, discard=None):
-    """Yield ``finish(job, buffer)`` for each job in order. A background thread keeps `depth`
-    jobs decoding (``start(job)`` -> _Decoding) and runs `finish` on the oldest one while the
-    consumer works on the previous item. Items never consumed go to `discard`."""
-    out = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def produce():
-        pending = deque()
-        try:
-            for job in jobs:
-                if stop.is_set():
-                    return
-                pending.append(start(job))
-                if len(pending) >= depth:
-                    decoding = pending.popleft()
-                    if not _put(out, ("item", finish(decoding.job, decoding.result())), stop):
-                        return
-            while pending:
-                decoding = pending.popleft()
-                if not _put(out, ("item", finish(decoding.job, decoding.result())), stop):
-                    return
-            _put(out, ("end", None), stop)
-        except BaseException as exc:  # handed to the consumer, raised there
-            _put(out, ("error", exc), stop)
-        finally:
-            for decoding in pending:
-                decoding.abandon()
-
-    thread = threading.Thread(target=produce, name="convnet-image-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = out.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                kind, value = out.get(timeout=0.05)
-                if kind == "item" and discard is not None:
-                    discard(value)
-            except queue.Empty:
-                pass
-        thread.join()
-        while not out.empty():
-            kind, value = out.get_nowait()
-            if kind == "item" and discard is not None:
-                discard(value)
 
 
 # ----------------------------------------------------------------------------- the provider
@@ -744,10 +267,10 @@ class ImageProvider:
     # --- sizes
 
     def num_train_batches(self, batch_size):
-        return -(-self.num_train // _check_batch_size(batch_size))
+        return -(-self.num_train // check_batch_size(batch_size))
 
     def num_test_batches(self, batch_size):
-        return -(-self.num_test // _check_batch_size(batch_size))
+        return -(-self.num_test // check_batch_size(batch_size))
 
     # --- training
 
@@ -813,7 +336,7 @@ class ImageProvider:
     # --- testing
 
     def _test_jobs(self, batch_size, views):
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         size, inner = self.stored_shape[1], self.inner_size
         far = size - inner
         corners = [(0, 0), (0, far), (far, 0), (far, far), self.center]
@@ -856,85 +379,3 @@ def to_float(crops, mean, shift=None):
     if shift is not None:
         x += shift[:, :, None, None]
     return x
-
-
-# ----------------------------------------------------------------------------- the GPU side
-
-class CudaStager:
-    """uint8 RGBX crops -> float32 NCHW on the GPU: pinned host buffers, an asynchronous copy on
-    a stream of its own, then HWC -> CHW, mean and lighting in one kernel on the current stream
-    (cuda_ops.crops_to_float, csrc/stage.cu).
-
-    ``run`` keeps one batch ahead: while the consumer trains on batch n (current stream), the
-    copy of batch n+1 runs on the copy stream. Two device slots alternate; a slot is written
-    again only after the kernel that read it has run (an event on the current stream).
-    """
-
-    def __init__(self, mean):
-        import cupy as cp
-
-        from convnet.backend import cuda_ops
-
-        self.cp = cp
-        self.to_float = cuda_ops.crops_to_float
-        self.mean = cp.asarray(mean, dtype=cp.float32)
-
-    def host_buffer(self, shape):
-        import cupyx
-
-        return cupyx.empty_pinned(shape, np.uint8)
-
-    def run(self, staged):
-        """(x CuPy float32 (rows, 3, h, w), job) for each (HostBuffer, job) of `staged`."""
-        cp = self.cp
-        copy_stream = cp.cuda.Stream(non_blocking=True)
-        slots = [None, None]  # device uint8 buffers
-        free = [None, None]   # events: the kernel that last read each slot has run
-        ahead = None          # the batch whose copy is in flight
-        index = 0
-        try:
-            for buffer, job in staged:
-                nxt = self._upload(copy_stream, slots, free, index % 2, buffer, job)
-                index += 1
-                if ahead is not None:
-                    yield self._convert(ahead, free)
-                ahead = nxt
-            if ahead is not None:
-                yield self._convert(ahead, free)
-                ahead = None
-        finally:
-            staged.close()
-            copy_stream.synchronize()
-            if ahead is not None:
-                ahead[2].release()
-
-    def _upload(self, copy_stream, slots, free, slot, buffer, job):
-        """Start copying `buffer` into device slot `slot` on the copy stream."""
-        cp = self.cp
-        host = buffer.array
-        rows = host.shape[0]
-        if slots[slot] is None or slots[slot].shape[0] < rows \
-                or slots[slot].shape[1:] != host.shape[1:]:
-            # allocated on the current stream: the copy waits for what that stream has queued,
-            # so memory the pool hands back is not written while an earlier kernel reads it
-            slots[slot] = cp.empty(host.shape, cp.uint8)
-            free[slot] = cp.cuda.get_current_stream().record()
-        copy_stream.wait_event(free[slot])
-        device = slots[slot][:rows]
-        device.set(host, stream=copy_stream)
-        return slot, device, buffer, job, copy_stream.record()
-
-    def _convert(self, ahead, free):
-        """The float batch of an uploaded slot, computed on the current stream."""
-        cp = self.cp
-        slot, device, buffer, job, copied = ahead
-        current = cp.cuda.get_current_stream()
-        current.wait_event(copied)
-        rows = device.shape[0]
-        shift = np.zeros((rows, 3), np.float32) if job.shift is None else job.shift
-        shift = cp.asarray(np.ascontiguousarray(shift, dtype=np.float32))
-        x = self.to_float(device, self.mean, shift)
-        free[slot] = current.record()
-        copied.synchronize()  # the host buffer may be reused once its copy is done
-        buffer.release()
-        return x, job

@@ -7,6 +7,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ..backend.numpy_neuron import NEURON_KINDS, NEURON_PARAMS
+
 
 class ConfigError(Exception):
     """A bad config file; str() is the one-line `FILE:LINE: message` a user sees."""
@@ -110,8 +112,6 @@ def parse_str(text):
 
 def parse_neuron(text):
     """`relu`, `tanh[1.7159,0.6666]`, `brelu[6]` -> (kind, (a, b))."""
-    from ..backend.numpy_neuron import NEURON_KINDS, NEURON_PARAMS
-
     m = re.fullmatch(r"\s*([a-z]+)\s*(?:\[([^\]]*)\])?\s*", text)
     if not m:
         raise ValueError(f"bad neuron {text!r}: expected e.g. relu or tanh[1,1]")

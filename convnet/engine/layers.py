@@ -7,6 +7,8 @@ per_input)}; REQUIRED marks a key without a default; per_input keys take one val
 """
 import numpy as np
 
+from ..backend.numpy_conv import conv_output_size
+from ..backend.numpy_pool import pool_output_size
 from .config import (parse_bool, parse_float, parse_int, parse_neuron, parse_schedule,
                      parse_str)
 
@@ -193,8 +195,6 @@ class ConvLayer(WeightLayer):
     shared_biases = True
 
     def setup(self, in_shapes):
-        from ..backend.numpy_conv import conv_output_size
-
         filters, out = self.cfg["filters"], None
         if filters < 1:
             raise self.error(f"filters={filters} must be >= 1", "filters")
@@ -305,8 +305,6 @@ class PoolLayer(Layer):
     has_neuron = True
 
     def setup(self, in_shapes):
-        from ..backend.numpy_pool import pool_output_size
-
         (shape,) = in_shapes
         if len(shape) != 3:
             raise self.error(f"input '{self.inputs[0]}' is not an image (shape {shape})")

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import get_backend
-from .config import ConfigError, Section, Entry, read_cfg
+from .config import ConfigError, Section, read_cfg
 from .devices import placement
-from .layers import (LAYER_TYPES, REQUIRED, DataLayer, DropoutLayer, FcLayer, LogregCostLayer,
-                     NeuronLayer, NormLayer, PoolLayer, SoftmaxLayer, CostLayer, layer_keys)
+from .layers import (LAYER_TYPES, DataLayer, DropoutLayer, FcLayer, LogregCostLayer, NeuronLayer,
+                     NormLayer, PoolLayer, SoftmaxLayer, CostLayer, layer_keys)
+from .sections import parse_section, specs_to_sections, split_list
 
 ONE_INPUT = (PoolLayer, NormLayer, NeuronLayer, DropoutLayer, SoftmaxLayer)
 
@@ -22,47 +23,6 @@ class Context:
     train: bool = True
     seed: int = 0
     step: int = 0
-
-
-def split_list(text):
-    """Split on commas that are not inside [...] (neuron and schedule arguments)."""
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        depth += (ch == "[") - (ch == "]")
-        if ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur.strip())
-    return parts
-
-
-def parse_section(section, table, n_inputs, what):
-    """Parse `section`'s entries with `table`; unknown or missing keys are errors."""
-    for key in section.entries:
-        if key not in table:
-            raise section.error(f"unknown key '{key}' for {what} (known: "
-                                f"{', '.join(sorted(table))})", key)
-    out = {}
-    for key, (parser, default, per_input) in table.items():
-        if key not in section.entries:
-            if default is REQUIRED:
-                raise section.error(f"missing required key '{key}' for {what}")
-            out[key] = [default] if per_input and key != "inputs" else default
-            continue
-        text = section.entries[key].value
-        try:
-            if per_input:
-                values = [parser(v) for v in split_list(text)]
-                if key != "inputs" and len(values) not in (1, n_inputs):
-                    raise ValueError(f"gives {len(values)} values for {n_inputs} inputs")
-                out[key] = values
-            else:
-                out[key] = parser(text)
-        except ValueError as e:
-            raise section.error(f"{key}: {e}", key) from None
-    return out
 
 
 class Net:
@@ -369,33 +329,3 @@ class Net:
 
     def __getitem__(self, name):
         return self.by_name[name]
-
-
-def specs_to_sections(specs):
-    """Layer specs (dicts with cfg and params keys, Python or string values) -> cfg sections."""
-    layers, params = {}, {}
-    for i, spec in enumerate(specs):
-        spec = dict(spec)
-        name = spec.pop("name", None)
-        if not name:
-            raise ConfigError(f"layer spec #{i} has no 'name'", "<specs>")
-        cls = LAYER_TYPES.get(spec.get("type"))
-        param_keys = set(cls.PARAMS) if cls else set()
-        lsec = Section(name, "<specs>", i + 1)
-        psec = Section(name, "<specs>", i + 1)
-        for key, value in spec.items():
-            text = to_cfg_text(value)
-            (psec if key in param_keys else lsec).entries[key] = Entry(text, i + 1)
-        if name in layers:
-            raise ConfigError(f"layer '{name}' defined twice", "<specs>", i + 1)
-        layers[name] = lsec
-        params[name] = psec  # one dict holds both files' keys: its params section always exists
-    return layers, params
-
-
-def to_cfg_text(value):
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, (list, tuple)):
-        return ",".join(to_cfg_text(v) for v in value)
-    return str(value)

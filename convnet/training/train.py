@@ -1,4 +1,7 @@
-"""The training loop: SGD over a provider's batches, tests, checkpoints and metrics.jsonl."""
+"""The training loop: SGD over a provider's batches, tests, checkpoints and metrics.jsonl.
+
+What a checkpoint holds and how it is checked and put back is saved_run.py's; the files are
+checkpoint.py's."""
 import math
 import os
 import signal
@@ -7,88 +10,17 @@ import time
 
 import numpy as np
 
+from ..backend.numpy_cost import logreg_forward
+from ..engine.layers import LogregCostLayer
 from .checkpoint import (CheckpointError, MetricsLog, checkpoint_paths, load_latest_checkpoint,
                          save_checkpoint)
+from .saved_run import check_checkpoint, param_arrays, restore_arrays
 
 WEIGHT_CHECK_EVERY = 50  # steps between NaN/Inf checks of every weight (and at each save/test)
 
 
 class TrainingStopped(Exception):
     """Training cannot go on (NaN/Inf); the last good checkpoint is kept."""
-
-
-def param_arrays(net):
-    arrays = {}
-    for p in net.unique_params():
-        arrays[f"param/{p.name}"] = np.asarray(net.B.to_numpy(p.value))
-        arrays[f"momentum/{p.name}"] = np.asarray(net.B.to_numpy(p.velocity))
-    return arrays
-
-
-def restore_arrays(net, arrays):
-    """Put checkpointed weights and momenta back; a mismatch names every layer and shape.
-
-    Nothing is changed unless every array fits: a parameter missing from the checkpoint, one of
-    another shape, or a checkpoint array that no parameter of the net takes is a ValueError.
-    """
-    problems, assign, used = [], [], set()
-    for layer, p in net.owned_params():
-        for kind, target in (("param", "value"), ("momentum", "velocity")):
-            key = f"{kind}/{p.name}"
-            value = arrays.get(key)
-            used.add(key)
-            if value is None:
-                problems.append(f"{p.name}: missing from the checkpoint")
-            elif tuple(value.shape) != p.shape:
-                problems.append(f"{p.name}: checkpoint {tuple(value.shape)} vs net {p.shape}")
-            else:
-                assign.append((layer, p, target, value))
-    for key in arrays:
-        if key not in used:
-            name = key.split("/", 1)[-1]
-            problems.append(f"{name}: in the checkpoint {tuple(np.shape(arrays[key]))} but not "
-                            f"in the net")
-    if problems:
-        raise ValueError("the checkpoint does not match the net: " + "; ".join(sorted(set(problems))))
-    for layer, p, target, value in assign:
-        with net.dev.on(layer.gpu):  # the array lives on its layer's GPU
-            getattr(p, target)[...] = net.B.asarray(value, net.dtype)
-
-
-def _is_int(value, low=0):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_checkpoint(step, arrays, state):
-    """Raise ValueError unless a loaded checkpoint is one a Trainer can resume from.
-
-    The state must carry epoch >= 1, batch >= 0, step (the file's) and elapsed_s of the right
-    types; every array must be a finite float32 or float64 array. Pass it as
-    load_latest_checkpoint's `check`, so that a checkpoint failing it is skipped like a corrupt one.
-    """
-    if not _is_int(state.get("epoch"), 1) or not _is_int(state.get("batch")):
-        raise ValueError(f"bad epoch/batch in the state ({state.get('epoch')!r}, "
-                         f"{state.get('batch')!r})")
-    if state.get("step") != step or not _is_int(step):
-        raise ValueError(f"the state's step {state.get('step')!r} is not the file's {step}")
-    elapsed = state.get("elapsed_s")
-    if not _is_number(elapsed) or elapsed < 0:
-        raise ValueError(f"bad elapsed_s {elapsed!r} in the state")
-    since = state.get("since_test", [0.0, 0, 0])
-    if not (isinstance(since, list) and len(since) == 3 and _is_number(since[0])
-            and _is_int(since[1]) and _is_int(since[2])):
-        raise ValueError(f"bad since_test {since!r} in the state")
-    if not _is_int(state.get("metrics_records", 0)):
-        raise ValueError(f"bad metrics_records {state.get('metrics_records')!r} in the state")
-    for name, value in arrays.items():
-        if value.dtype not in (np.float32, np.float64):
-            raise ValueError(f"array {name} has dtype {value.dtype}, not float32 or float64")
-        if not np.isfinite(value).all():
-            raise ValueError(f"array {name} holds NaN or Inf")
 
 
 def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=None):
@@ -112,8 +44,6 @@ def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=Non
 
 def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out):
     """evaluate() from the softmax feeding `cost_name`, averaged over the views of each image."""
-    from ..backend.numpy_cost import logreg_forward
-
     probs_layer = net[cost_name].inputs[1]
     if multiview:
         batches = provider.test_views(batch_size)
@@ -191,8 +121,6 @@ class Trainer:
 
     @staticmethod
     def default_cost(net):
-        from ..engine.layers import LogregCostLayer
-
         logreg = [layer.name for layer in net.cost_layers if isinstance(layer, LogregCostLayer)]
         if not logreg:
             raise ValueError("the net has no cost.logreg layer to report errors with")

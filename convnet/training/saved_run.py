@@ -1,0 +1,159 @@
+"""A saved run: what a run folder's checkpoints hold and how a run is rebuilt from them.
+
+Training (resume), convnet-train (--load-file) and convnet-show / convnet-retrieve read the same
+format, defined here once:
+
+* arrays: ``param/<layer>.<w0|w1|..|b>`` (a parameter's value) and ``momentum/<...>`` (its
+  momentum), float32 or float64, one pair per parameter of the net (``param_arrays``);
+* state: the Trainer's position (epoch, batch, step, elapsed_s, since_test, metrics_records;
+  ``check_checkpoint``) and what convnet-train adds so the run can be rebuilt: the layers cfg
+  text, its file name, the params file and the seed (``run_config``, ``check_resumable``).
+
+The files themselves (npz + json, digests, atomic writes, metrics.jsonl) are checkpoint.py's.
+"""
+import math
+import os
+
+import numpy as np
+
+from ..data import make_provider
+from ..engine.config import read_cfg
+from ..engine.net import Net
+from ..engine.sections import data_shapes, declared_image_size
+from .checkpoint import load_latest_checkpoint
+
+
+def array_key(name, kind="param"):
+    """The checkpoint array of parameter `name` (e.g. conv1.w0): kind "param" or "momentum"."""
+    return f"{kind}/{name}"
+
+
+def param_arrays(net):
+    """The arrays a checkpoint keeps of `net`: each parameter's value and momentum (NumPy)."""
+    arrays = {}
+    for p in net.unique_params():
+        arrays[array_key(p.name)] = np.asarray(net.B.to_numpy(p.value))
+        arrays[array_key(p.name, "momentum")] = np.asarray(net.B.to_numpy(p.velocity))
+    return arrays
+
+
+def restore_arrays(net, arrays):
+    """Put checkpointed weights and momenta back; a mismatch names every layer and shape.
+
+    Nothing is changed unless every array fits: a parameter missing from the checkpoint, one of
+    another shape, or a checkpoint array that no parameter of the net takes is a ValueError.
+    """
+    problems, assign, used = [], [], set()
+    for layer, p in net.owned_params():
+        for kind, target in (("param", "value"), ("momentum", "velocity")):
+            key = array_key(p.name, kind)
+            value = arrays.get(key)
+            used.add(key)
+            if value is None:
+                problems.append(f"{p.name}: missing from the checkpoint")
+            elif tuple(value.shape) != p.shape:
+                problems.append(f"{p.name}: checkpoint {tuple(value.shape)} vs net {p.shape}")
+            else:
+                assign.append((layer, p, target, value))
+    for key in arrays:
+        if key not in used:
+            name = key.split("/", 1)[-1]
+            problems.append(f"{name}: in the checkpoint {tuple(np.shape(arrays[key]))} but not "
+                            f"in the net")
+    if problems:
+        raise ValueError("the checkpoint does not match the net: " + "; ".join(sorted(set(problems))))
+    for layer, p, target, value in assign:
+        with net.dev.on(layer.gpu):  # the array lives on its layer's GPU
+            getattr(p, target)[...] = net.B.asarray(value, net.dtype)
+
+
+def _is_int(value, low=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_checkpoint(step, arrays, state):
+    """Raise ValueError unless a loaded checkpoint is one a Trainer can resume from.
+
+    The state must carry epoch >= 1, batch >= 0, step (the file's) and elapsed_s of the right
+    types; every array must be a finite float32 or float64 array. Pass it as
+    load_latest_checkpoint's `check`, so that a checkpoint failing it is skipped like a corrupt one.
+    """
+    if not _is_int(state.get("epoch"), 1) or not _is_int(state.get("batch")):
+        raise ValueError(f"bad epoch/batch in the state ({state.get('epoch')!r}, "
+                         f"{state.get('batch')!r})")
+    if state.get("step") != step or not _is_int(step):
+        raise ValueError(f"the state's step {state.get('step')!r} is not the file's {step}")
+    elapsed = state.get("elapsed_s")
+    if not _is_number(elapsed) or elapsed < 0:
+        raise ValueError(f"bad elapsed_s {elapsed!r} in the state")
+    since = state.get("since_test", [0.0, 0, 0])
+    if not (isinstance(since, list) and len(since) == 3 and _is_number(since[0])
+            and _is_int(since[1]) and _is_int(since[2])):
+        raise ValueError(f"bad since_test {since!r} in the state")
+    if not _is_int(state.get("metrics_records", 0)):
+        raise ValueError(f"bad metrics_records {state.get('metrics_records')!r} in the state")
+    for name, value in arrays.items():
+        if value.dtype not in (np.float32, np.float64):
+            raise ValueError(f"array {name} has dtype {value.dtype}, not float32 or float64")
+        if not np.isfinite(value).all():
+            raise ValueError(f"array {name} holds NaN or Inf")
+
+
+def run_config(layers_text, layers_file, params_file, seed):
+    """What convnet-train keeps in every checkpoint's state besides the Trainer's position."""
+    return {"layers_cfg": layers_text, "layers_file": layers_file,
+            "params_file": os.path.abspath(params_file), "seed": seed}
+
+
+def check_resumable(step, arrays, state):
+    """check_checkpoint plus the fields convnet-train keeps in the state."""
+    check_checkpoint(step, arrays, state)
+    for key in ("layers_cfg", "layers_file", "params_file"):
+        if not isinstance(state.get(key), str) or not state[key]:
+            raise ValueError(f"bad {key} {state.get(key)!r} in the state")
+        if key != "layers_cfg" and not state[key].isprintable():
+            raise ValueError(f"bad {key} {state[key]!r} in the state (not a file name)")
+    seed = state.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+        raise ValueError(f"bad seed {seed!r} in the state")
+
+
+def load_run(run_dir, data_provider="fashion-mnist", data_path=None, test_range=None,
+             inner_size=None, backend="numpy", params_file=None):
+    """Rebuild a run's net from its newest checkpoint: (net, provider, step, state).
+
+    The net comes from the layers cfg text saved in the checkpoint and the params file it names
+    (or `params_file`); the weights are the checkpoint's. The provider serves `test_range`.
+    """
+    step, arrays, state = newest_checkpoint(run_dir)
+    layer_sections = read_cfg(state.get("layers_file") or "layers.cfg", text=state["layers_cfg"])
+    params_path = params_file or state.get("params_file")
+    if not params_path or not os.path.isfile(params_path):
+        raise ValueError(f"{run_dir}: the run's params file {params_path} is missing; "
+                         "pass --params-file")
+    if inner_size is None:
+        inner_size = declared_image_size(layer_sections)
+    provider = make_provider(data_provider, data_path, test_range=test_range,
+                             inner_size=inner_size)
+    net = Net(layer_sections=layer_sections, param_sections=read_cfg(params_path),
+              params_file=params_path, backend=backend,
+              data_shapes=data_shapes(layer_sections, provider))
+    restore_arrays(net, arrays)
+    return net, provider, step, state
+
+
+def newest_checkpoint(run_dir):
+    """(step, arrays, state) of run_dir's newest good checkpoint; ValueError when none."""
+    if not os.path.isdir(run_dir):
+        raise ValueError(f"run folder {run_dir} does not exist")
+    found = load_latest_checkpoint(run_dir)
+    if found is None:
+        raise ValueError(f"{run_dir}: no checkpoint (train with --save-path {run_dir} first)")
+    step, arrays, state = found
+    if "layers_cfg" not in state:
+        raise ValueError(f"{run_dir}: the checkpoint does not record the net's layers cfg")
+    return step, arrays, state
