@@ -148,6 +148,19 @@ def test_engine_and_data_import_nothing_from_training_or_apps():
             assert not [t for t, _ in internal(name) if subpackage(t) in ("training", "apps")]
 
 
+# what the stack above the backend may import of it: the interface, never an implementation file
+BACKEND_INTERFACE = {"convnet.backend", "convnet.backend.contract", "convnet.backend.algos",
+                     "convnet.backend.numpy_backend", "convnet.backend.cuda_backend"}
+
+
+def test_only_the_backend_interface_is_imported_from_above():
+    wrong = [f"{MODULES[name].relative_to(ROOT)}:{line} imports {target}"
+             for name in MODULES if subpackage(name) not in (None, "backend")
+             for target, line in internal(name)
+             if subpackage(target) == "backend" and target not in BACKEND_INTERFACE]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_convnet_modules_are_imported_at_the_top():
     local = [f"{MODULES[name].relative_to(ROOT)}:{line} imports {target} in a function"
              for name in MODULES for target, line in internal(name, local=True)

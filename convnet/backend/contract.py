@@ -33,6 +33,13 @@ def cmpool_output_size(channels, size, stride, start):
     return pool_output_size(channels, size, stride, start)
 
 
+# the neurons (csrc/ops.h indexes the same kinds in this order) and the parameters each reads
+NEURON_KINDS = ("ident", "relu", "logistic", "tanh", "abs", "softrelu", "brelu", "drelu",
+                "linear", "square", "sqrt", "log")
+NEURON_PARAMS = {"tanh": ("a", "b"), "brelu": ("a",), "drelu": ("a",), "linear": ("a", "b"),
+                 "log": ("a",)}
+
+
 # ----------------------------------------------------------------------------------------------
 # argument checks
 

@@ -20,9 +20,8 @@ import numpy as np
 from convnet import _C
 
 from . import contract
-from .contract import pool_output_size
+from .contract import NEURON_KINDS, NEURON_PARAMS, pool_output_size
 from .cuda_arrays import F32, array, output, stream
-from .numpy_neuron import NEURON_KINDS, NEURON_PARAMS
 
 if _C is None or not _C.built_with_cuda:
     raise ImportError("convnet.backend.cuda_ops needs convnet._C built with CUDA "
@@ -461,7 +460,7 @@ def maxnorm(w, wball, axis):
 
 def crops_to_float(crops, mean, shift, out=None):
     """float32 (N, 3, h, w) = RGB of crops (uint8 RGBX (N, h, w, 4)) - mean (3, h, w) + shift
-    (N, 3): the GPU twin of convnet.imagedata.to_float, equal to it bit for bit."""
+    (N, 3): the GPU twin of convnet.data.image_provider.to_float, equal to it bit for bit."""
     op = "crops_to_float"
     array(op, "crops", crops, dtype=np.uint8, ndim=4)
     n, h, w, channels = crops.shape

@@ -23,13 +23,10 @@ NEURON_KINDS lists the kinds; NEURON_PARAMS says which take parameters, in cfg o
 """
 import numpy as np
 
+from .contract import NEURON_KINDS, NEURON_PARAMS
+
 __all__ = ["NEURON_KINDS", "NEURON_PARAMS", "neuron_forward", "neuron_backward"]
 
-NEURON_KINDS = ("ident", "relu", "logistic", "tanh", "abs", "softrelu", "brelu", "drelu",
-                "linear", "square", "sqrt", "log")
-
-NEURON_PARAMS = {"tanh": ("a", "b"), "brelu": ("a",), "drelu": ("a",), "linear": ("a", "b"),
-                 "log": ("a",)}
 
 
 def _logistic(x):

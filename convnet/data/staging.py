@@ -18,10 +18,10 @@ class CudaStager:
     def __init__(self, mean):
         import cupy as cp
 
-        from ..backend import cuda_ops
+        from ..backend import cuda_backend
 
         self.cp = cp
-        self.to_float = cuda_ops.crops_to_float
+        self.to_float = cuda_backend.crops_to_float
         self.mean = cp.asarray(mean, dtype=cp.float32)
 
     def host_buffer(self, shape):

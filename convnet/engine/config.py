@@ -7,7 +7,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from ..backend.numpy_neuron import NEURON_KINDS, NEURON_PARAMS
+from ..backend.contract import NEURON_KINDS, NEURON_PARAMS
 
 
 class ConfigError(Exception):

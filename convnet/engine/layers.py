@@ -7,8 +7,7 @@ per_input)}; REQUIRED marks a key without a default; per_input keys take one val
 """
 import numpy as np
 
-from ..backend.numpy_conv import conv_output_size
-from ..backend.numpy_pool import pool_output_size
+from ..backend.contract import conv_output_size, pool_output_size
 from .config import (parse_bool, parse_float, parse_int, parse_neuron, parse_schedule,
                      parse_str)
 
