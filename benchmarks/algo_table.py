@@ -3,10 +3,12 @@
     python benchmarks/algo_table.py REPORT.json [--out convnet/backend/algos.json]
 
 REPORT: bench_kernels.py --ab's JSON (or a gpu_run.sh report holding its rows). For every conv
-case, the plain row (the algorithm chosen when the report was made, its `variant` empty) and the
-`<layer>@<algo>` rows compete; a row counts only with status ok and rel_err within its tol. The
-winner goes into the table under the case's exact ConvShape when it is not algos.DEFAULT (the
-table then holds only exceptions); a case whose rows all failed keeps what the table had.
+and local case (its contract op: the row's contract_op, or report.contract_op_of its op and
+pass in older reports), the plain row (the algorithm chosen when the report was made, its
+`variant` empty) and the `<layer>@<algo>` rows compete; a row counts only with status ok and
+rel_err within its tol. The winner goes into the table under the case's exact ConvShape when it
+is not algos.DEFAULT (the table then holds only exceptions); a case whose rows all failed keeps
+what the table had.
 """
 import argparse
 import json
@@ -16,6 +18,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import report  # noqa: E402
 import workloads  # noqa: E402
 from convnet.backend import algos  # noqa: E402
 
@@ -23,15 +26,16 @@ from convnet.backend import algos  # noqa: E402
 def winners(rows, table):
     """{(op, shape_key): algo} of the fastest valid row per conv case, `table` naming what the
     plain rows ran."""
-    layers = {layer.label: layer for layer in workloads.CONV_LAYERS}
+    layers = {layer.label: layer for layer in workloads.CONV_LAYERS + workloads.LOCAL_LAYERS}
     best = {}
     for row in rows:
         base, _, algo = row.get("layer", "").partition("@")
-        if row.get("op") != "conv" or base not in layers or row.get("status") != "ok":
+        op = report.contract_op_of(row)
+        if op not in algos.OPS or base not in layers or row.get("status") != "ok":
             continue
         if row.get("rel_err") is None or row["rel_err"] > row.get("tol", 0):
             continue
-        op, shape = workloads.CONV_PASS_OPS[row["pass"]], layers[base].conv_shape
+        shape = layers[base].conv_shape
         key = algos.shape_key(shape)
         algo = algo or table.get(op, {}).get(key, algos.DEFAULT)
         if (op, key) not in best or row["ms"] < best[(op, key)][1]:

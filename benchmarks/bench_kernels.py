@@ -1,10 +1,16 @@
-"""Kernel microbenchmarks: validate, then time, every op on AlexNet's (and Fashion's, CIFAR's)
-shapes, against the device's measured peaks and cuDNN (through PyTorch) in the same run.
+"""Kernel microbenchmarks: validate, then time, every op of the contract (convnet/backend/
+contract.py; workloads.EXCUSED says which have no case of their own, and why) on AlexNet's (and
+Fashion's, CIFAR's) shapes, against the device's measured peaks and cuDNN or PyTorch in the same
+run.
 
     python benchmarks/bench_kernels.py [--out FILE] [--quick] [--only PATTERN] [--list] [--ab]
+        [--batch N]
 
 Writes DESIGN.md's JSON ("Reports from a GPU": device, commit, date, torch, cudnn_tf32, peak,
 rows) and prints a short aligned table last. See benchmarks/README.md for what each figure means.
+
+Rows are named by the contract op (`contract_op`, e.g. conv_backward_filter) and, for reading,
+by `op` and `pass` (conv, bwd_filter; report.split_op); case ids are op.pass.layer.
 
 --ab times kernel algorithms side by side in the same run: after a conv row, the same case again
 under each other algorithm the kernels can run it with (csrc/conv.h's list, asked through
@@ -119,8 +125,9 @@ def worker(args, cases):
 
     props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    meta = {"device": name, "sm_count": props["multiProcessorCount"],
-            "l2_bytes": props["l2CacheSize"], "cupy": cupy.__version__,
+    # the kernel emulator's CuPy stand-in has neither the SM count nor the L2 size
+    meta = {"device": name, "sm_count": props.get("multiProcessorCount", 1),
+            "l2_bytes": props.get("l2CacheSize", 50 << 20), "cupy": cupy.__version__,
             "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion()}
     torch = None
     try:
@@ -177,8 +184,7 @@ def worker(args, cases):
             raw = run_case(case, ctx)
         except Exception as e:  # run_case catches its own; this is a last resort
             traceback.print_exc()
-            raw = {"op": case.op, "pass": case.pass_, "layer": case.layer, "shape": case.shape,
-                   "status": f"error: {type(e).__name__}: {e}"[:400]}
+            raw = {**case.names(), "status": f"error: {type(e).__name__}: {e}"[:400]}
         if case.params.get("algo"):
             raw["variant"] = f"algo={case.params['algo']}"
         emit(type="row", index=index, id=case.id, **raw)
@@ -268,12 +274,10 @@ class Run:
                 rows.append(report.finalize_row(self.raws[i], self.peak))
             elif i in self.failures:
                 rows.append(report.finalize_row(
-                    {"op": case.op, "pass": case.pass_, "layer": case.layer,
-                     "shape": case.shape, "status": self.failures[i]}, self.peak))
+                    {**case.names(), "status": self.failures[i]}, self.peak))
             elif complete:
                 rows.append(report.finalize_row(
-                    {"op": case.op, "pass": case.pass_, "layer": case.layer,
-                     "shape": case.shape, "status": "not run: out of time"}, self.peak))
+                    {**case.names(), "status": "not run: out of time"}, self.peak))
         m = self.meta
         doc = {"device": m.get("device", "unknown"), "commit": self.commit, "date": self.date,
                "torch": m.get("torch"), "cudnn_tf32": m.get("cudnn_tf32"),
@@ -284,7 +288,8 @@ class Run:
             doc["torch_precision"] = m["torch_precision"]
         doc["bench"] = {k: m[k] for k in ("sm_count", "l2_bytes", "cupy", "cuda_runtime",
                                           "torch_full", "torch_note") if k in m}
-        doc["bench"].update(quick=self.args.quick, only=self.args.only, complete=complete,
+        doc["bench"].update(quick=self.args.quick, only=self.args.only, batch=self.args.batch,
+                            complete=complete,
                             timing=("median of CUDA-event times after warm-up; inputs rotated "
                                     "over sets covering 3x L2, or L2 flushed before each call "
                                     "for small inputs"))
@@ -328,6 +333,8 @@ def run_workers(run, args):
             cmd += ["--only", args.only]
         if args.ab:
             cmd.append("--ab")
+        if args.batch != workloads.BATCH:
+            cmd += ["--batch", str(args.batch)]
         if peaks_done:
             cmd.append("--no-peaks")
         rc, why, evs = watch_worker(run, args, cmd, events, log, deadline)
@@ -435,8 +442,12 @@ def parse_args(argv=None):
                         "folder, or a temporary one when --out is not given)")
     p.add_argument("--quick", action="store_true", help="fewer cases and iterations")
     p.add_argument("--only", default=None,
-                   help="comma-separated case-id patterns (op.pass.layer; fnmatch or substring)")
+                   help="comma-separated patterns of case ids (op.pass.layer) or contract ops "
+                        "(conv_forward); fnmatch or substring")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    p.add_argument("--batch", type=int, default=workloads.BATCH,
+                   help="the batch of every case (default %(default)s; weights keep their "
+                        "shapes): a smaller one for the kernel emulator")
     p.add_argument("--ab", action="store_true",
                    help="also time conv cases under every other algorithm that can run them, as "
                         "extra rows <layer>@<algo> (the dy-along-f GEMMs on bwd_filter, "
@@ -455,14 +466,11 @@ def parse_args(argv=None):
 
 
 def ab_variants(case):
-    """The algorithms --ab adds after `case`: every one the kernels can run it with, but the one
-    the plain row runs."""
-    layer = case.params.get("layer")
-    if case.op != "conv" or layer is None:
+    """The algorithms --ab adds after `case` (a conv or local op): every one the kernels can run
+    it with, but the one the plain row runs."""
+    layer, op = case.params.get("layer"), case.contract_op
+    if op not in algos.OPS or layer is None or not algos.names_of_algorithms():
         return []
-    if not algos.names_of_algorithms():
-        return []
-    op = workloads.CONV_PASS_OPS[case.pass_]
     chosen = algos.choose(op, layer.conv_shape)
     return [a for a in algos.supported(op, layer.conv_shape) if a != chosen]
 
@@ -488,12 +496,16 @@ def main(argv=None):
     # shell that started us left SIGINT ignored)
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
-    cases = workloads.select(workloads.all_cases(), args.quick, args.only)
+    cases = workloads.select(workloads.all_cases(args.batch), args.quick, args.only)
     if args.ab:
         cases = with_variants(cases)
     if args.list:
         for case in cases:
-            print(f"{case.id:40s} {case.work_kind:5s} {case.work:>16,d}  {case.shape}")
+            print(f"{case.id:40s} {case.contract_op:26s} {case.work_kind:5s} {case.work:>16,d}  "
+                  f"{case.shape}")
+        if not (args.quick or args.only):  # the whole list: say which ops have no case
+            for op, why in workloads.EXCUSED.items():
+                print(f"# {op} has no case of its own: {why}")
         return 0
     if args.worker:
         sys.path.insert(0, ROOT)

@@ -2,6 +2,7 @@
 
 Pure Python (no GPU, no third-party packages), so tests/test_bench_report.py runs it anywhere.
 
+    split_op / contract_op_of     a row's names: contract op <-> op and pass (one rule)
     finalize_row(raw, peak)       one benchmark row: ms -> TFLOP/s or GB/s, frac_peak, ratio
     refinalize(report)            a finished report with the rules of finalize_row applied again
     junit_counts(xml_text)        passed / failed / skipped, and per_op (test_<op>_... names)
@@ -29,9 +30,44 @@ import shutil
 import sys
 import xml.etree.ElementTree as ET
 
+# ---- op names -----------------------------------------------------------------------------------
+# A row names its op twice: `op` and `pass`, short and readable (conv, bwd_filter; the case id is
+# op.pass.layer), and `contract_op`, the contract's `<op>_<pass>` (conv_backward_filter;
+# convnet/backend/contract.py's OPS). One rule joins the two, so reports written before rows had
+# `contract_op` get it when they are read (finalize_row).
+
+PASS_SUFFIXES = (("_backward_filter", "bwd_filter"), ("_backward_data", "bwd_data"),
+                 ("_backward", "bwd"), ("_forward", "fwd"))
+PASS_OF_WHOLE_OPS = {"sgd_update": "update", "maxnorm": "update", "random_normal": "draw",
+                     "dropout_mask": "draw"}  # ops without a pass in their name
+# old rows no rule names: the case timed two contract ops in one call (split since)
+OLD_ROWS = {("softmax_logreg", "fwd"): "softmax_forward+logreg_forward"}
+
+
+def split_op(contract_op):
+    """'conv_backward_filter' -> ('conv', 'bwd_filter'); 'sgd_update' -> ('sgd_update',
+    'update')."""
+    for suffix, pass_ in PASS_SUFFIXES:
+        if contract_op.endswith(suffix):
+            return contract_op[:-len(suffix)], pass_
+    return contract_op, PASS_OF_WHOLE_OPS.get(contract_op, "call")
+
+
+def contract_op_of(row):
+    """The contract op a row timed: its `contract_op`, else the one its op and pass name."""
+    if row.get("contract_op"):
+        return row["contract_op"]
+    op, pass_ = row.get("op"), row.get("pass")
+    if op is None:
+        return None
+    if (op, pass_) in OLD_ROWS:
+        return OLD_ROWS[(op, pass_)]
+    return op + dict((p, s) for s, p in PASS_SUFFIXES).get(pass_, "")
+
+
 # ---- benchmark rows ---------------------------------------------------------------------------
 
-ROW_KEYS = ("op", "pass", "layer", "shape")
+ROW_KEYS = ("op", "pass", "layer", "shape", "contract_op")
 # Figures finalize_row derives: a finished row fed back in (refinalize) gets them afresh.
 DERIVED_KEYS = ("ratio_vs_cudnn", "twin_outside_tol", "twin_note")
 
@@ -46,9 +82,10 @@ def _sig(x, digits=4):
 def finalize_row(raw, peak):
     """One report row from a raw measurement.
 
-    raw: op, pass, layer, shape, status ("ok" when validated and timed), ms, work_kind
-    ("flops" | "bytes"), work, and optionally twin_ms / twin (the cuDNN or PyTorch twin's median
-    ms and what it was), plus free-form extras (rel_err, tol, iters, notes ...), kept as they are.
+    raw: op, pass, layer, shape, contract_op (worked out from op and pass when missing), status
+    ("ok" when validated and timed), ms, work_kind ("flops" | "bytes"), work, and optionally
+    twin_ms / twin (the cuDNN or PyTorch twin's median ms and what it was), plus free-form
+    extras (rel_err, tol, iters, notes ...), kept as they are.
     peak: {"fp32_tflops": ..., "copy_gbps": ...} (either may be missing).
 
     A row that is not "ok" keeps its status and carries no timing figures. A twin whose own
@@ -58,6 +95,7 @@ def finalize_row(raw, peak):
     twin_outside_tol / twin_note.
     """
     row = {k: raw.get(k) for k in ROW_KEYS}
+    row["contract_op"] = contract_op_of(raw)
     row["status"] = raw.get("status", "error: no status")
     ms = raw.get("ms")
     extras = {k: v for k, v in raw.items()
@@ -334,8 +372,9 @@ def merge(bench=None, tests=None, sanitizer=None, steps=None, train=None, device
 
 
 def format_table(rows):
-    """A short aligned table of the rows: op, pass, layer, ms, rate, frac of peak, vs cuDNN."""
-    header = ("op", "pass", "layer", "ms", "rate", "frac", "vs_twin", "status")
+    """A short aligned table of the rows: op, pass, layer, ms, rate, frac of peak, vs the twin,
+    the contract op, status."""
+    header = ("op", "pass", "layer", "ms", "rate", "frac", "vs_twin", "contract_op", "status")
     lines = [header]
     for r in rows:
         if "tflops" in r:
@@ -351,7 +390,7 @@ def format_table(rows):
                  else "twin>tol" if r.get("twin_outside_tol") else "-")
         status = str(r.get("status", ""))
         lines.append((str(r.get("op")), str(r.get("pass")), str(r.get("layer")), ms, rate, frac,
-                      ratio, status[:60]))
+                      ratio, str(contract_op_of(r)), status[:60]))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
                      for line in lines)
