@@ -140,8 +140,8 @@ class DataLayer(Layer):
     def declared_shape(self):
         """The shape the cfg declares (this project's extension), or None."""
         c = self.cfg
-        if self.cfg["dataIdx"] != 0:
-            return ()
+        if self.cfg["dataIdx"] != 0:  # labels: integer classes, or (outputs,) class weights
+            return (c["outputs"],) if c["outputs"] is not None else ()
         for key in ("channels", "imgSize", "imgSizeY", "outputs"):
             if c[key] is not None and c[key] < 1:
                 raise self.error(f"{key}={c[key]} must be >= 1", key)
@@ -456,7 +456,7 @@ class DropoutLayer(Layer):
 
 
 class SoftmaxLayer(Layer):
-    fused_into_cost = False  # set by the net when its only consumer is cost.logreg
+    fused_into_cost = False  # set by the net when its only consumer fuses it (cost.logreg)
 
     def setup(self, in_shapes):
         if len(in_shapes[0]) != 1:
@@ -474,13 +474,17 @@ class CostLayer(Layer):
     """A cost: forward records host statistics in self.stats; its gradient is coeff * d(mean)."""
     PARAMS = {"coeff": (parse_float, 1.0, False)}
     needs_params_section = True
+    takes_labels = False
+    fuses_softmax = False
 
     def setup(self, in_shapes):
         return ()
 
 
 class LogregCostLayer(CostLayer):
-    fused = False  # the probabilities come from a softmax whose gradient is fused in here
+    takes_labels = True  # its first input is a dataIdx=1 data layer
+    fuses_softmax = True  # the net fuses a softmax feeding only this cost into its gradient
+    fused = False
 
     def setup(self, in_shapes):
         if len(in_shapes) != 2 or in_shapes[0] != () or len(in_shapes[1]) != 1:
@@ -564,7 +568,7 @@ class ConcatLayer(Layer):
         return B.concat_backward(dz, self.sizes)
 
 
-LAYER_TYPES = {
+CORE_LAYER_TYPES = {  # with layers_cc2's: layer_types.LAYER_TYPES
     "data": DataLayer, "conv": ConvLayer, "local": LocalLayer, "fc": FcLayer, "pool": PoolLayer,
     "cmrnorm": CrossMapNormLayer, "rnorm": NormLayer, "cnorm": NormLayer, "neuron": NeuronLayer,
     "dropout": DropoutLayer, "softmax": SoftmaxLayer, "cost.logreg": LogregCostLayer,

@@ -10,11 +10,14 @@ import numpy as np
 from ..backend import get_backend
 from .config import ConfigError, Section, read_cfg
 from .devices import placement
-from .layers import (LAYER_TYPES, DataLayer, DropoutLayer, FcLayer, LogregCostLayer, NeuronLayer,
-                     NormLayer, PoolLayer, SoftmaxLayer, CostLayer, layer_keys)
+from .layer_types import LAYER_TYPES
+from .layers_cc2 import CropLayer, CrossMapPoolLayer, SumLayer
+from .layers import (DataLayer, DropoutLayer, FcLayer, NeuronLayer, NormLayer, PoolLayer,
+                     SoftmaxLayer, CostLayer, layer_keys)
 from .sections import parse_section, specs_to_sections, split_list
 
-ONE_INPUT = (PoolLayer, NormLayer, NeuronLayer, DropoutLayer, SoftmaxLayer)
+ONE_INPUT = (PoolLayer, NormLayer, NeuronLayer, DropoutLayer, SoftmaxLayer, CrossMapPoolLayer,
+             SumLayer, CropLayer)
 
 
 @dataclass
@@ -124,7 +127,7 @@ class Net:
                 layer.out_shape = declared
                 continue
             for src in layer.inputs:  # before setup, which expects image or vector inputs
-                if layers[src].out_shape == () and not isinstance(layer, LogregCostLayer):
+                if layers[src].out_shape == () and not getattr(layer, "takes_labels", False):
                     raise layer.error(f"input '{src}' is a label layer", "inputs")
             if isinstance(layer, ONE_INPUT) and len(layer.inputs) != 1:
                 raise layer.error(f"type {layer.type} takes one input, got "
@@ -138,7 +141,7 @@ class Net:
             for src in layer.inputs:
                 self.consumers[src].append(layer)
         for layer in layers.values():
-            if isinstance(layer, LogregCostLayer):
+            if getattr(layer, "fuses_softmax", False):
                 probs = layers[layer.inputs[1]]
                 if isinstance(probs, SoftmaxLayer) and len(self.consumers[probs.name]) == 1:
                     probs.fused_into_cost = layer.fused = True
@@ -226,7 +229,7 @@ class Net:
 
     def read_data(self, layer, data):
         value = self.data_for(layer, data)
-        return self.B.asarray(value, self.dtype if layer.cfg["dataIdx"] == 0 else np.int64)
+        return self.B.asarray(value, self.dtype if layer.out_shape != () else np.int64)
 
     def move(self, a, producer, consumer, direction, ready):
         """`a` (the producer's output going forward, or its gradient coming back) for the other

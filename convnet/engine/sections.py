@@ -2,7 +2,8 @@
 layer's key table, Python layer specs as sections, and what the data layers declare (the crop
 size a provider should serve, the shapes it gives the net)."""
 from .config import ConfigError, Entry, Section
-from .layers import LAYER_TYPES, REQUIRED
+from .layer_types import LAYER_TYPES
+from .layers import REQUIRED
 
 
 def split_list(text):
