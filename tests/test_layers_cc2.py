@@ -3,6 +3,8 @@ float64 gradient checks through each, and FILE:LINE errors for bad keys."""
 import numpy as np
 import pytest
 
+import convnet
+
 from convnet.engine.config import ConfigError
 from convnet.engine.gradcheck import check_net_grads
 from convnet.engine.net import Net
@@ -10,7 +12,7 @@ from convnet.engine.net import Net
 W = dict(epsW=0.01, epsB=0.02, momW=0.9, momB=0.9, wc=0.0)
 
 
-def net_with(middle, cost=None, classes=4, shape=(8, 7, 7), data=()):
+def net_with(middle, cost=None, classes=4, shape=(8, 7, 7), data=(), **net_args):
     """data (shape) -> conv -> `middle` layers (the last named 'mid') -> fc -> softmax -> cost;
     `data`: more data layers."""
     specs = [dict(name="data", type="data", dataIdx=0, channels=shape[0], imgSize=shape[1]),
@@ -21,7 +23,7 @@ def net_with(middle, cost=None, classes=4, shape=(8, 7, 7), data=()):
     specs += [dict(name="fc", type="fc", inputs="mid", outputs=classes, initW=0.2, **W)]
     specs += cost or [dict(name="probs", type="softmax", inputs="fc"),
                       dict(name="cost", type="cost.logreg", inputs="labels,probs", coeff=1)]
-    return Net(specs, dtype=np.float64, seed=7)
+    return Net(specs, **{"dtype": np.float64, "seed": 7, **net_args})
 
 
 def batch(rng, n=3, shape=(8, 7, 7), classes=4):
@@ -101,3 +103,44 @@ def test_crossent_takes_a_label_layer_of_class_weights(rng):
 def test_bad_keys_are_errors_naming_the_layer_and_key(layer, key, message):
     with pytest.raises(ConfigError, match=f"layer .mid.*{message}"):
         net_with([dict(name="mid", inputs="conv", **layer)])
+
+
+CUDA_CASES = [
+    ([dict(name="mid", type="cmpool", inputs="conv", pool="max", size=3, stride=2)], None),
+    ([dict(name="mid", type="sum", inputs="conv", stride=2)], None),
+    ([dict(name="mid", type="crop", inputs="conv", startX=1, startY=2, sizeX=4)],
+     [dict(name="probs", type="softmax", inputs="fc"),
+      dict(name="cost", type="cost.crossent", inputs="labels,probs", coeff=1)]),
+    ([dict(name="mid", type="sum", inputs="conv", stride=4)],
+     [dict(name="probs", type="neuron", inputs="fc", neuron="logistic"),
+      dict(name="cost", type="cost.bce", inputs="labels,probs", coeff=1)]),
+    ([dict(name="mid", type="sum", inputs="conv", stride=4)],
+     [dict(name="probs", type="neuron", inputs="fc", neuron="logistic"),
+      dict(name="cost", type="cost.dce", inputs="labels,probs", coeff=1)]),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("middle, cost", CUDA_CASES,
+                         ids=["cmpool", "sum", "crop+crossent", "bce", "dce"])
+def test_the_cuda_backend_runs_each_new_layer_as_the_reference(rng, middle, cost):
+    """The same net in float32 on both backends: outputs, cost statistics and gradients."""
+    if not convnet.cuda_available():
+        pytest.skip("needs a GPU (or the emulated one), CuPy and convnet._C built with CUDA")
+    nets = [net_with(middle, cost, backend=b, dtype=np.float32) for b in ("numpy", "cuda")]
+    data = batch(rng)
+    outs = [net.forward(data, train=True, step=1) for net in nets]
+    for net in nets:
+        net.backward()
+    ref, got = nets[0].B, nets[1].B
+    for name in ("mid", "probs"):
+        np.testing.assert_allclose(got.to_numpy(outs[1][name]), ref.to_numpy(outs[0][name]),
+                                   rtol=1e-4, atol=1e-5)
+    want, have = nets[0].cost_stats()["cost"], nets[1].cost_stats()["cost"]
+    assert have.keys() == want.keys()
+    for key in want:
+        assert have[key] == pytest.approx(want[key], rel=1e-4, abs=1e-5), key
+    grads = [net.get_grads() for net in nets]
+    for name in grads[0]:
+        np.testing.assert_allclose(grads[1][name], grads[0][name], rtol=1e-3, atol=1e-5,
+                                   err_msg=name)
