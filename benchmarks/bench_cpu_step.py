@@ -38,7 +38,7 @@ def torch_twin(net):
                 if kind == "conv":
                     fs, stride, pad, groups, _ = layer.geometry[0]
                     (shape,) = [net[s].out_shape for s in layer.inputs]
-                    m = nn.Conv2d(shape[0], layer.cfg["filters"], fs, stride, pad, groups=groups)
+                    m = nn.Conv2d(shape[0], layer.out_shape[0], fs, stride, pad, groups=groups)
                 elif kind == "fc":
                     m = nn.Linear(int(np.prod(net[layer.inputs[0]].out_shape)), layer.cfg["outputs"])
                 elif kind == "pool":

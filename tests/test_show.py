@@ -274,7 +274,7 @@ size=5
 [conv2]
 type=conv
 inputs=rnorm1
-filters=8
+filters=4
 filterSize=3
 groups=2
 initW=0.05

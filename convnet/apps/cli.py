@@ -15,7 +15,7 @@ from ..engine.layers import CostLayer, DataLayer
 from ..engine.net import Net
 from ..engine.sections import data_shapes, declared_image_size
 from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
-from ..training.saved_run import check_resumable, run_config
+from ..training.saved_run import check_resumable, in_todays_meaning, run_config
 from ..training.tensorboard import TensorBoardLogger
 from ..training.train import Trainer, TrainingStopped, evaluate
 from .features import write_features
@@ -196,6 +196,7 @@ def run(args):
         if found is None:
             warnings.warn(f"{args.load_file}: no checkpoint found; starting fresh")
         else:
+            found = found[0], found[1], in_todays_meaning(found[2])
             state = found[2]
     if args.seed is None:
         args.seed = state["seed"] if state is not None else 0

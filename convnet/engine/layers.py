@@ -181,7 +181,7 @@ class WeightLayer(Layer):
         return self.params[-1]
 
 
-CONV_KEYS = {"channels": (parse_int, None, True), "filters": (parse_int, REQUIRED, False),
+CONV_KEYS = {"channels": (parse_int, None, True), "filters": (parse_int, REQUIRED, True),
              "filterSize": (parse_int, REQUIRED, True), "padding": (parse_int, 0, True),
              "stride": (parse_int, 1, True), "groups": (parse_int, 1, True),
              "initW": (parse_float, 0.01, True), "initB": (parse_float, 0.0, False),
@@ -189,30 +189,40 @@ CONV_KEYS = {"channels": (parse_int, None, True), "filters": (parse_int, REQUIRE
 
 
 class ConvLayer(WeightLayer):
+    """conv (and local, below). `filters` counts the filters of each group, as in both
+    originals (layer.py: filters * groups): an input with groups=G makes filters * G maps, and
+    every input must make the same number."""
     KEYS = {**CONV_KEYS, "sharedBiases": (parse_bool, True, False)}
     op = "conv"
     shared_biases = True
 
     def setup(self, in_shapes):
-        filters, out = self.cfg["filters"], None
-        if filters < 1:
-            raise self.error(f"filters={filters} must be >= 1", "filters")
+        out = total = None
         self.geometry = []
         for i, shape in enumerate(in_shapes):
             if len(shape) != 3:
                 raise self.error(f"input '{self.inputs[i]}' is not an image (shape {shape})")
             c, h, w = shape
-            fs, pad, stride, groups = (per_input(self, k, i) for k in
-                                       ("filterSize", "padding", "stride", "groups"))
+            per_group, fs, pad, stride, groups = (per_input(self, k, i) for k in
+                                                  ("filters", "filterSize", "padding", "stride",
+                                                   "groups"))
+            if per_group < 1:
+                raise self.error(f"filters={per_group} must be >= 1", "filters")
             declared = per_input(self, "channels", i) if self.cfg["channels"] else None
             if declared is not None and declared != c:
                 raise self.error(f"channels={declared} but input '{self.inputs[i]}' has {c}",
                                  "channels")
             if min(fs, stride, groups) < 1 or pad < 0:
                 raise self.error("filterSize, stride and groups must be >= 1, padding >= 0")
-            if c % groups or filters % groups:
-                raise self.error(f"groups={groups} must divide the input channels ({c}) and "
-                                 f"filters ({filters})", "groups")
+            if c % groups:
+                raise self.error(f"groups={groups} must divide the input channels ({c})",
+                                 "groups")
+            filters = per_group * groups
+            if total is not None and filters != total:
+                raise self.error(f"input {i} makes {per_group} filters x {groups} groups = "
+                                 f"{filters} maps, input 0 makes {total}; every input must "
+                                 "make the same number (filters counts each group's)", "filters")
+            total = filters
             if fs > min(h, w) + 2 * pad:
                 raise self.error(f"filterSize={fs} is larger than the padded image "
                                  f"({h}x{w} + 2*{pad})", "filterSize")
@@ -223,9 +233,9 @@ class ConvLayer(WeightLayer):
             self.geometry.append((fs, stride, pad, groups, (h, w)))
             self.params.append(self.make_weight(i, self.weight_shape(filters, c // groups, fs, o),
                                                 unit_dims=1 if self.op == "conv" else 3))
-        bias_shape = (filters,) if self.shared_biases else (filters,) + out
+        bias_shape = (total,) if self.shared_biases else (total,) + out
         self.params.append(self.make_bias(bias_shape))
-        return (filters,) + out
+        return (total,) + out
 
     def weight_shape(self, filters, cg, fs, out):
         return (filters, cg, fs, fs)

@@ -19,7 +19,7 @@ import numpy as np
 from ..data import make_provider
 from ..engine.config import read_cfg
 from ..engine.net import Net
-from ..engine.sections import data_shapes, declared_image_size
+from ..engine.sections import data_shapes, declared_image_size, split_list
 from .checkpoint import load_latest_checkpoint
 
 
@@ -103,10 +103,57 @@ def check_checkpoint(step, arrays, state):
             raise ValueError(f"array {name} holds NaN or Inf")
 
 
+# What `filters` means beside `groups` in the saved layers cfg: "per group" (both originals,
+# layer.py's filters * groups, and this project from issue 16 on). Checkpoints saved before
+# carry no "filters" field; their cfg counted all of a layer's filters.
+FILTERS_MEANING = "per group"
+
+
 def run_config(layers_text, layers_file, params_file, seed):
     """What convnet-train keeps in every checkpoint's state besides the Trainer's position."""
     return {"layers_cfg": layers_text, "layers_file": layers_file,
-            "params_file": os.path.abspath(params_file), "seed": seed}
+            "params_file": os.path.abspath(params_file), "seed": seed,
+            "filters": FILTERS_MEANING}
+
+
+def total_filters_to_per_group(text, name="layers.cfg"):
+    """A layers cfg written when `filters` counted all of a conv/local layer's filters, in
+    today's meaning (per group): each grouped layer's filters=F line becomes F / groups (one
+    value per input where the inputs' groups differ). Other lines are kept as written."""
+    lines = text.splitlines(keepends=True)
+    for sec in read_cfg(name, text=text).values():
+        e = sec.entries
+        if "type" not in e or e["type"].value not in ("conv", "local") or "groups" not in e \
+                or "filters" not in e:
+            continue
+        try:
+            total = int(e["filters"].value)
+            groups = [int(g) for g in split_list(e["groups"].value)]
+        except ValueError:
+            continue  # the layer's own parser reports it, with its line
+        if all(g == 1 for g in groups) or any(g < 1 or total % g for g in groups):
+            continue  # nothing to convert, or a net that never built
+        value = ",".join(dict.fromkeys(str(total // g) for g in groups)) \
+            if len(set(groups)) == 1 else ",".join(str(total // g) for g in groups)
+        i = e["filters"].line - 1
+        raw = lines[i]
+        indent = raw[:len(raw) - len(raw.lstrip())]
+        newline = raw[len(raw.rstrip("\r\n")):]
+        lines[i] = f"{indent}filters={value}{newline}"
+    return "".join(lines)
+
+
+def in_todays_meaning(state):
+    """`state` (a checkpoint's) with its layers cfg in today's meaning of filters: an older
+    state's cfg is converted and marked, so that the run rebuilds the net it trained and the
+    checkpoints it writes next say which meaning they hold."""
+    if state.get("filters") == FILTERS_MEANING or not isinstance(state.get("layers_cfg"), str):
+        return state
+    state = dict(state)
+    state["layers_cfg"] = total_filters_to_per_group(state["layers_cfg"],
+                                                     state.get("layers_file") or "layers.cfg")
+    state["filters"] = FILTERS_MEANING
+    return state
 
 
 def check_resumable(step, arrays, state):
@@ -156,4 +203,4 @@ def newest_checkpoint(run_dir):
     step, arrays, state = found
     if "layers_cfg" not in state:
         raise ValueError(f"{run_dir}: the checkpoint does not record the net's layers cfg")
-    return step, arrays, state
+    return step, arrays, in_todays_meaning(state)
