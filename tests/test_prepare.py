@@ -482,3 +482,49 @@ def test_prepare_cli_errors_exit_2(tmp_path, capsys):
     assert prep.main([good, str(tmp_path / "ok"), "--size", "32", "--workers", "1",
                       "--progress", "0"]) == 0
     assert os.path.isfile(tmp_path / "ok" / "meta.json")
+
+
+def test_prepare_reads_each_file_once_through_links_and_skips_special_files(tmp_path):
+    """A link back to SRC, two links to '.', a second link to a class folder, a FIFO and a
+    broken link: each image is stored once, in one split, and nothing hangs; what was not read
+    is listed in the report."""
+    src = build_photo_tree(str(tmp_path / "src"), classes=2, per_class=6)
+    os.symlink("..", os.path.join(src, "class_0", "loop"))        # back to SRC
+    os.symlink(".", os.path.join(src, "class_1", "self_a"))
+    os.symlink(".", os.path.join(src, "class_1", "self_b"))
+    os.symlink(os.path.join(src, "class_0"), os.path.join(src, "class_1", "again"))
+    os.mkfifo(os.path.join(src, "class_1", "pipe.jpg"))
+    os.symlink("missing.jpg", os.path.join(src, "class_0", "broken.jpg"))
+    report = prep.prepare(src, str(tmp_path / "dst"), size=32, images_per_batch=5,
+                          test_fraction=0.34, workers=1, progress=False, out=io.StringIO())
+    c = report["counts"]
+    assert c["found"] == c["stored"] == 12 and c["stored_test"] == 4
+    why = {e["path"]: e["why"] for e in report["left_out"]}
+    assert why == {"class_0/loop": "a link to a folder already included",
+                   "class_1/self_a": "a link to a folder already included",
+                   "class_1/self_b": "a link to a folder already included",
+                   "class_1/again": "a link to a folder already included",
+                   "class_1/pipe.jpg": "not a regular file",
+                   "class_0/broken.jpg": "a broken link"}
+    text = (tmp_path / "dst" / prep.REPORT_TEXT).read_text()
+    assert "left out               6" in text and "class_1/pipe.jpg: not a regular file" in text
+    files = [(name, label) for _, label, name in read_batches(str(tmp_path / "dst"))]
+    assert len({name for name, _ in files}) == 12
+    assert all(name.startswith(f"class_{label}/") and name.count("/") == 1
+               for name, label in files)
+
+
+def test_prepare_leaves_out_undecodable_file_names_and_refuses_such_class_names(tmp_path):
+    src = build_photo_tree(str(tmp_path / "src"), classes=2, per_class=3)
+    good = os.path.join(src, "class_0", "000.jpg")
+    odd = os.fsencode(os.path.join(src, "class_0")) + b"/caf\xe9.jpg"      # Latin-1, not UTF-8
+    with open(good, "rb") as f, open(odd, "wb") as g:
+        g.write(f.read())
+    report = prep.prepare(src, str(tmp_path / "dst"), size=32, workers=1, progress=False,
+                          out=io.StringIO())
+    assert report["left_out"] == [{"path": "class_0/caf\\xe9.jpg",
+                                   "why": "its name is not valid UTF-8"}]
+    assert "caf\\xe9.jpg" in (tmp_path / "dst" / prep.REPORT_TEXT).read_text()
+    assert (tmp_path / "dst" / "meta.json").exists()
+    os.mkdir(os.fsencode(src) + b"/\xffclass")
+    assert prep.main([src, str(tmp_path / "dst2"), "--progress", "0"]) == 2

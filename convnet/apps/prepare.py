@@ -36,7 +36,7 @@ import numpy as np
 from ..data.prepared import (MEAN_FILE, META_FILE, TEMP_MARK, batch_paths, is_batch_file,
                              make_meta, read_index, write_meta)
 from .prepare_images import PCA_STRIDE, convert_batch
-from .prepare_source import PrepareError, batch_digest, plan_batches, scan_source
+from .prepare_source import PrepareError, batch_digest, plan_batches, printable, scan_source
 
 REPORT_JSON, REPORT_TEXT = "report.json", "report.txt"
 EXIT_BAD_INPUT = 2
@@ -214,7 +214,7 @@ def build_report(src, dst, source, converted, skipped, num):
     for entry in skipped:
         kinds[entry["kind"]] = kinds.get(entry["kind"], 0) + 1
     return {
-        "source": src, "destination": dst,
+        "source": printable(src), "destination": printable(dst),
         "counts": {
             "found": len(source.train) + len(source.test),
             "stored": num["train"] + num["test"], "stored_train": num["train"],
@@ -223,12 +223,14 @@ def build_report(src, dst, source, converted, skipped, num):
             "skipped_by_kind": dict(sorted(kinds.items())),
             "empty_class_folders": len(source.empty_classes),
             "files_outside_class_folders": len(source.stray_files),
+            "left_out": len(source.left_out),
         },
         "converted": sorted(converted, key=lambda e: e["file"]),
         "skipped": sorted(skipped, key=lambda e: e["file"]),
         "empty_class_folders": source.empty_classes,
         "files_outside_class_folders": source.stray_files,
         "test_classes_not_in_train": source.unknown_classes,
+        "left_out": [{"path": path, "why": why} for path, why in source.left_out],
     }
 
 
@@ -240,6 +242,8 @@ def report_summary(report):
         parts.append(f"{c['empty_class_folders']} empty class folders")
     if c["files_outside_class_folders"]:
         parts.append(f"{c['files_outside_class_folders']} files outside class folders (ignored)")
+    if c["left_out"]:
+        parts.append(f"{c['left_out']} links, special files or undecodable names left out")
     return (f"convnet-prepare: {', '.join(parts)}; details in "
             f"{os.path.join(report['destination'], REPORT_TEXT)}")
 
@@ -256,6 +260,8 @@ def report_text(report):
     lines += [f"  {key:<30} {n}" for key, n in c["skipped_by_kind"].items()]
     lines.append(f"empty class folders    {c['empty_class_folders']}")
     lines.append(f"files outside classes  {c['files_outside_class_folders']}  (ignored)")
+    lines.append(f"left out               {c['left_out']}  (links to folders already read, "
+                 f"special files, undecodable names)")
     if report["skipped"]:
         lines += ["", "skipped files:"]
         lines += [f"  {e['file']}: {e['reason']}" for e in report["skipped"]]
@@ -268,6 +274,9 @@ def report_text(report):
                         "test_classes_not_in_train")):
         if report[key]:
             lines += ["", f"{title}:"] + [f"  {name}" for name in report[key]]
+    if report["left_out"]:
+        lines += ["", "left out (not read):"]
+        lines += [f"  {e['path']}: {e['why']}" for e in report["left_out"]]
     return "\n".join(lines) + "\n"
 
 

@@ -25,30 +25,79 @@ class Source:
     empty_classes: list = field(default_factory=list)     # relative folder paths
     stray_files: list = field(default_factory=list)       # files outside any class folder
     unknown_classes: list = field(default_factory=list)   # test class folders not in train
+    left_out: list = field(default_factory=list)          # [(relative path, why)] not read
 
 
-def _list_files(root, rel):
-    """Files under root/rel (recursively, sorted), as paths relative to root."""
-    found = []
-    for folder, dirs, files in os.walk(os.path.join(root, rel), followlinks=True):
-        dirs.sort()
-        rel_folder = os.path.relpath(folder, root)
-        found.extend(os.path.join(rel_folder, name) for name in sorted(files))
-    return found
+def printable(name):
+    """A path as text that can be written anywhere: undecodable bytes as \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _class_folders(root, rel, stray):
-    """{class name: [files]} of root/rel's sub-folders; its loose files go to `stray`."""
-    classes = {}
-    base = os.path.join(root, rel) if rel else root
-    for name in sorted(os.listdir(base)):
-        path = os.path.join(base, name)
-        rel_path = os.path.join(rel, name) if rel else name
-        if os.path.isdir(path):
-            classes[name] = _list_files(root, rel_path)
-        else:
-            stray.append(rel_path)
-    return classes
+def _is_utf8(name):
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+class _Walk:
+    """Files under SRC, each read once: folder links are followed, but never into SRC, a split
+    or a class folder, nor into a folder already walked (a link to a parent, a second link to
+    one folder), and only regular files are taken (not FIFOs, sockets or devices, which would
+    block or never end)."""
+
+    def __init__(self, root):
+        self.root, self.files, self.left_out = root, {}, []
+        self.reserved = {os.path.realpath(root)}  # walked only as themselves
+        self.folders = set()
+
+    def class_folders(self, rel, stray):
+        """[(class name, relative path)] of SRC/rel's sub-folders, reserved before any class is
+        walked; SRC/rel's loose files go to `stray`."""
+        found = []
+        base = os.path.join(self.root, rel) if rel else self.root
+        self.reserved.add(os.path.realpath(base))
+        for name in sorted(os.listdir(base)):
+            path, rel_path = os.path.join(base, name), os.path.join(rel, name) if rel else name
+            if not os.path.isdir(path):
+                stray.append(printable(rel_path))
+                continue
+            if not _is_utf8(name):
+                raise PrepareError(f"{printable(path)}: a class folder whose name is not valid "
+                                   "UTF-8; rename it (class names are labels)")
+            self.reserved.add(os.path.realpath(path))
+            found.append((name, rel_path))
+        return found
+
+    def files_under(self, rel, top=True):
+        found = []
+        self._walk(rel, found, top)
+        return found
+
+    def _walk(self, rel, found, top):
+        path = os.path.join(self.root, rel)
+        real = os.path.realpath(path)
+        if real in self.folders or (not top and real in self.reserved):
+            self.left_out.append((printable(rel), "a link to a folder already included"))
+            return
+        self.folders.add(real)
+        for name in sorted(os.listdir(path)):
+            rel_name = os.path.join(rel, name)
+            full = os.path.join(path, name)
+            if not _is_utf8(name):
+                self.left_out.append((printable(rel_name), "its name is not valid UTF-8"))
+            elif os.path.isdir(full):
+                self._walk(rel_name, found, False)
+            elif not os.path.isfile(full):
+                why = "a broken link" if os.path.islink(full) else "not a regular file"
+                self.left_out.append((rel_name, why))
+            elif os.path.realpath(full) in self.files:
+                self.left_out.append((rel_name, f"the same file as "
+                                                f"{self.files[os.path.realpath(full)]}"))
+            else:
+                self.files[os.path.realpath(full)] = rel_name
+                found.append(rel_name)
 
 
 def scan_source(src, test_fraction=0.1, seed=0):
@@ -58,15 +107,18 @@ def scan_source(src, test_fraction=0.1, seed=0):
     subfolders = {n for n in os.listdir(src) if os.path.isdir(os.path.join(src, n))}
     train_name = "train" if "train" in subfolders else None
     test_names = [n for n in ("val", "validation", "test") if n in subfolders]
-    stray = []
+    stray, walk = [], _Walk(src)
     if train_name and test_names:
         if len(test_names) > 1:
             raise PrepareError(f"{src}: holds {' and '.join(test_names)}; keep one test folder")
         for name in sorted(os.listdir(src)):
             if name not in (train_name, test_names[0]):
-                stray.append(name + ("/" if os.path.isdir(os.path.join(src, name)) else ""))
-        train_classes = _class_folders(src, train_name, stray)
-        test_classes = _class_folders(src, test_names[0], stray)
+                stray.append(printable(name) + ("/" if os.path.isdir(os.path.join(src, name))
+                                                else ""))
+        train_folders = walk.class_folders(train_name, stray)
+        test_folders = walk.class_folders(test_names[0], stray)
+        train_classes = {name: walk.files_under(rel) for name, rel in train_folders}
+        test_classes = {name: walk.files_under(rel) for name, rel in test_folders}
         label_names = sorted(train_classes)
         index = {name: i for i, name in enumerate(label_names)}
         source = Source(label_names, [], [], True, stray_files=stray)
@@ -82,7 +134,7 @@ def scan_source(src, test_fraction=0.1, seed=0):
         empty += [os.path.join(test_names[0], n) for n, f in test_classes.items() if not f]
         source.empty_classes = empty
     else:
-        classes = _class_folders(src, "", stray)
+        classes = {name: walk.files_under(rel) for name, rel in walk.class_folders("", stray)}
         label_names = sorted(classes)
         source = Source(label_names, [], [], False, stray_files=stray)
         if not 0 <= test_fraction < 1:
@@ -98,6 +150,7 @@ def scan_source(src, test_fraction=0.1, seed=0):
             for i, f in enumerate(files):
                 (source.test if i in chosen else source.train).append((f, label))
         source.test.sort(key=lambda e: (e[1], e[0]))
+    source.left_out = walk.left_out
     if not label_names:
         raise PrepareError(f"{src}: no class folders (expected one folder per class, or "
                            f"train/ and val/ each holding them)")
