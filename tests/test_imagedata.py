@@ -203,6 +203,10 @@ def test_image_test_batches_centre_and_ten_views(imagenet256, decoder):
     # features.py and convnet-show read test images back through test_images[index]
     assert np.array_equal(provider.test_images[[1, 0]], images[[1, 0]].transpose(0, 3, 1, 2))
     assert provider.test_images[2].shape == (3, 256, 256)
+    # convnet-retrieve takes its neighbours as a (queries, k) index (it once crashed here)
+    grid = np.array([[2, 0], [1, 1]])
+    assert np.array_equal(provider.test_images[grid], images[grid].transpose(0, 1, 4, 2, 3))
+    assert np.array_equal(provider.test_images[1:3], images[1:3].transpose(0, 3, 1, 2))
     provider.close()
 
 

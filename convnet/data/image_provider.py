@@ -67,19 +67,20 @@ class DecodedImages:
         return len(self._set)
 
     def __getitem__(self, index):
-        single = isinstance(index, (int, np.integer))
-        ids = np.atleast_1d(np.arange(len(self._set))[index])
+        """As a uint8 array's first axis: an int, a slice, or an integer array of any shape
+        (convnet-retrieve asks for (queries, k) neighbours at once)."""
+        ids = np.arange(len(self._set))[index]
         size = self.shape[2]
         decode = self._provider._decode
 
         def one(i):
             return decode_checked(decode, self._set, int(i), size, None)
 
-        images = list(self._provider._threads().map(one, ids))
-        out = np.empty((len(ids),) + self.shape[1:], np.uint8)
-        for k, image in enumerate(images):
+        flat = np.reshape(ids, -1)
+        out = np.empty((len(flat),) + self.shape[1:], np.uint8)
+        for k, image in enumerate(self._provider._threads().map(one, flat)):
             out[k] = image[:, :, :3].transpose(2, 0, 1)
-        return out[0] if single else out
+        return out.reshape(np.shape(ids) + self.shape[1:])
 
 
 class _Job:
