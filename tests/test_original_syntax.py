@@ -1,11 +1,13 @@
 """cuda-convnet's and cuda-convnet2's own cfg syntax (issue 16), in test cfgs written here in
 each original's style: what each key means there, and FILE:LINE for each bad value."""
+import json
 import re
 
 import numpy as np
 import pytest
 
 from convnet.apps.cli import main
+from convnet.data.prepared import FORMAT_NAME, META_FILE, NEEDED_META
 from convnet.engine.config import ConfigError, read_cfg
 from convnet.engine.net import Net
 from convnet.training.saved_run import (FILTERS_MEANING, in_todays_meaning, run_config,
@@ -161,3 +163,49 @@ def test_old_cfg_conversion_per_input_and_untouched_lines():
     assert "filters=6,4" in out  # 12 maps from 2 and from 3 groups
     assert "filters=5" in out  # no groups: unchanged
     assert "filters=6\ngroups=4" in out  # never built (6 % 4): left for its own error
+
+
+# --- --describe and --check-grads take the shapes from the data provider ---------------
+
+V1_SIZELESS = V1_GROUPED.replace("channels=8\nimgSize=8\n", "").replace(
+    "channels=8\ngroups=4\nfilters=16", "channels=3\nfilters=16")
+
+
+@pytest.mark.parametrize("provider,extra,shape", [
+    ("cifar", [], "16x32x32"), ("cifar", ["--inner-size", "24"], "16x24x24"),
+    ("fashion-mnist", [], "16x28x28")])
+def test_describe_asks_the_provider_without_reading_images(tmp_path, capsys, provider, extra,
+                                                           shape):
+    lp, pp = tmp_path / "layers.cfg", tmp_path / "params.cfg"
+    text = V1_SIZELESS if provider == "cifar" else V1_SIZELESS.replace("channels=3\n", "")
+    lp.write_text(text)
+    pp.write_text(V1_PARAMS)
+    missing = str(tmp_path / "no-such-folder")  # nothing is read from it
+    assert main([str(lp), str(pp), "--describe", "--data-provider", provider, "--data-path",
+                 missing, *extra]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("conv1 "))
+    assert shape in row
+
+
+def test_describe_image_provider_reads_only_the_meta(tmp_path, capsys):
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    meta = {k: [] for k in NEEDED_META}
+    meta.update(format=FORMAT_NAME, image_size=40, label_names=["a", "b"],
+                rgb_eigenvalues=[1, 1, 1], rgb_eigenvectors=np.eye(3).tolist())
+    (folder / META_FILE).write_text(json.dumps(meta))
+    lp, pp = tmp_path / "layers.cfg", tmp_path / "params.cfg"
+    lp.write_text(V1_SIZELESS)
+    pp.write_text(V1_PARAMS)
+    assert main([str(lp), str(pp), "--describe", "--data-provider", "image", "--data-path",
+                 str(folder), "--inner-size", "36"]) == 0
+    assert "16x36x36" in capsys.readouterr().out
+
+
+def test_check_grads_asks_the_provider(tmp_path, capsys):
+    lp, pp = tmp_path / "layers.cfg", tmp_path / "params.cfg"
+    lp.write_text(V1_SIZELESS.replace("filters=16", "filters=2"))
+    pp.write_text(V1_PARAMS)
+    assert main([str(lp), str(pp), "--check-grads", "--data-provider", "cifar",
+                 "--inner-size", "6", "--data-path", str(tmp_path / "none")]) == 0
+    assert "FAIL" not in capsys.readouterr().out

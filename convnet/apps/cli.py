@@ -6,14 +6,14 @@ import warnings
 
 import numpy as np
 
-from ..data import DataError, make_provider
+from ..data import DataError, make_provider, provider_image_shape
 from ..engine.config import ConfigError, read_cfg
 from ..engine.describe import describe
 from ..engine.devices import parse_gpus
 from ..engine.gradcheck import check_net_grads
 from ..engine.layers import CostLayer, DataLayer
 from ..engine.net import Net
-from ..engine.sections import data_shapes, declared_image_size
+from ..engine.sections import data_shapes, declared_image_size, undeclared_data_shapes
 from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
 from ..training.saved_run import check_resumable, in_todays_meaning, run_config
 from ..training.tensorboard import TensorBoardLogger
@@ -70,7 +70,8 @@ def build_parser():
     a("--check-grads", type=flag, nargs="?", const=True, default=False,
       help="numeric gradient check of the whole net in float64, then exit")
     a("--describe", type=flag, nargs="?", const=True, default=False,
-      help="list the layers, shapes and parameters, then exit (no data needed)")
+      help="list the layers, shapes and parameters, then exit (the data provider gives the "
+           "shapes data layers do not declare; no image is read)")
     a("--conv-to-local", default=None, help="comma-separated conv layers to turn into local")
     a("--unshare-weights", default=None, help="synonym of --conv-to-local (cuda-convnet)")
     a("--write-features", metavar="LAYER", default=None,
@@ -207,16 +208,18 @@ def run(args):
     layer_sections = convert_conv_to_local(layer_sections, args)
     param_sections = read_cfg(params_path)
 
-    if args.describe:
-        net = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,
-                            params_file=params_path, backend="numpy")
-        print(describe(net, args.mini))
-        return 0
-    if args.check_grads:
-        return check_grads(layer_sections, param_sections, params_path, args.seed)
-
     inner_size = args.inner_size if args.inner_size is not None else declared_image_size(
         layer_sections)
+    if args.describe or args.check_grads:  # the provider's shapes, without reading its images
+        shapes = undeclared_data_shapes(layer_sections, provider_image_shape(
+            args.data_provider, args.data_path, inner_size))
+        if args.describe:
+            net = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,
+                                params_file=params_path, backend="numpy", data_shapes=shapes)
+            print(describe(net, args.mini))
+            return 0
+        return check_grads(layer_sections, param_sections, params_path, args.seed, shapes)
+
     provider = make_provider(args.data_provider, args.data_path, args.train_range,
                              args.test_range, inner_size, seed=args.seed,
                              **({} if args.color_noise is None
@@ -322,9 +325,10 @@ def convert_conv_to_local(sections, args):
     return sections
 
 
-def check_grads(layer_sections, param_sections, params_path, seed, batch=2):
+def check_grads(layer_sections, param_sections, params_path, seed, data_shapes=None, batch=2):
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
-              params_file=params_path, backend="numpy", dtype=np.float64, seed=seed)
+              params_file=params_path, backend="numpy", dtype=np.float64, seed=seed,
+              data_shapes=data_shapes)
     rng = np.random.default_rng(seed)
     # The cfg's initW is tuned for training (often 1e-4): through several layers that leaves
     # gradients far below float64's resolution of the cost. Unit-scale weights keep every

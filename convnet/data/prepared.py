@@ -158,23 +158,8 @@ class BatchFiles:
     """A folder written by convnet-prepare: meta.json, mean.npy and data_batch_N.{bin,npz}."""
 
     def __init__(self, path):
-        if path is None:
-            raise DataError("the image provider needs --data-path: a folder made by "
-                            "`convnet-prepare SRC DST`")
+        self.meta = self.read_meta(path)
         self.path = os.fspath(path)
-        meta_path = os.path.join(self.path, META_FILE)
-        if not os.path.isfile(meta_path):
-            unfinished = os.path.isdir(self.path) and any(
-                n.startswith(BATCH_PREFIX) for n in os.listdir(self.path))
-            raise DataError(f"{meta_path}: missing; " + (
-                "the conversion did not finish: run convnet-prepare again to complete it"
-                if unfinished else f"make the folder with `convnet-prepare SRC {self.path}`"))
-        try:
-            with open(meta_path, encoding="utf-8") as f:
-                meta = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{meta_path}: cannot read ({exc})") from None
-        self.meta = self._check_meta(meta_path, meta)
         size = self.meta["image_size"]
         mean_path = os.path.join(self.path, self.meta.get("mean_file", MEAN_FILE))
         try:
@@ -185,6 +170,27 @@ class BatchFiles:
             raise DataError(f"{mean_path}: expected a float32 (3, {size}, {size}) mean image, "
                             f"found {mean.dtype} {mean.shape}")
         self.mean = mean
+
+    @classmethod
+    def read_meta(cls, path):
+        """The folder's meta.json, checked (no image or batch file is read)."""
+        if path is None:
+            raise DataError("the image provider needs --data-path: a folder made by "
+                            "`convnet-prepare SRC DST`")
+        path = os.fspath(path)
+        meta_path = os.path.join(path, META_FILE)
+        if not os.path.isfile(meta_path):
+            unfinished = os.path.isdir(path) and any(
+                n.startswith(BATCH_PREFIX) for n in os.listdir(path))
+            raise DataError(f"{meta_path}: missing; " + (
+                "the conversion did not finish: run convnet-prepare again to complete it"
+                if unfinished else f"make the folder with `convnet-prepare SRC {path}`"))
+        try:
+            with open(meta_path, encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{meta_path}: cannot read ({exc})") from None
+        return cls._check_meta(meta_path, meta)
 
     @staticmethod
     def _check_meta(where, meta):

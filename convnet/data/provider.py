@@ -27,8 +27,13 @@ Batch numbering follows cuda-convnet's ``--train-range`` / ``--test-range``:
 import numpy as np
 
 from .common import NUM_MULTIVIEW, check_batch_size, parse_range
-from .datasets import FASHION_LABEL_NAMES, load_cifar_batches, load_fashion_batches
-from .image_provider import ImageProvider
+from .datasets import (CIFAR_IMAGE_SHAPE, FASHION_LABEL_NAMES, load_cifar_batches,
+                       load_fashion_batches)
+from .image_provider import DEFAULT_INNER_SIZE, ImageProvider
+from .prepared import BatchFiles
+
+FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fashion")
+CIFAR_NAMES = ("cifar", "cifar10", "cifar-10", "cifar100", "cifar-100")
 
 
 # ----------------------------------------------------------------------------- the provider
@@ -170,6 +175,27 @@ def _join(batches, numbers):
     return images, labels
 
 
+def provider_image_shape(name, path=None, inner_size=None):
+    """The (C, H, W) a provider would serve, without reading any image: Fashion-MNIST 1x28x28,
+    CIFAR 3x32x32, a convnet-prepare folder its meta.json's size (3 x S x S), each cropped to
+    `inner_size` where given (the image provider's default crop where not)."""
+    key = str(name).lower()
+    if key in ("image", "images", "jpeg"):
+        size = int(BatchFiles.read_meta(path)["image_size"])
+        if inner_size is None:
+            inner_size = DEFAULT_INNER_SIZE if size > DEFAULT_INNER_SIZE else size
+        channels = 3
+    elif key in FASHION_NAMES or key in CIFAR_NAMES:
+        channels, size = (1, 28) if key in FASHION_NAMES else CIFAR_IMAGE_SHAPE[:2]
+    else:
+        raise ValueError(f"unknown data set {name!r}: expected 'fashion-mnist', 'cifar' or "
+                         f"'image'")
+    if inner_size is not None and not 1 <= int(inner_size) <= size:
+        raise ValueError(f"provider {key}: inner_size must be in 1..{size}, got {inner_size}")
+    side = size if inner_size is None else int(inner_size)
+    return (channels, side, side)
+
+
 def make_provider(name, path=None, train_range=None, test_range=None, inner_size=None, seed=0,
                   flip=None, **options):
     """A Provider for "fashion-mnist" or "cifar" ("cifar10" / "cifar100" are aliases), or an
@@ -187,9 +213,9 @@ def make_provider(name, path=None, train_range=None, test_range=None, inner_size
     if options:
         raise ValueError(f"data set {name!r}: {', '.join(sorted(options))} apply to the image "
                          f"provider only")
-    if key in ("fashion-mnist", "fashion_mnist", "fashion"):
+    if key in FASHION_NAMES:
         key, last, default_train, default_test = "fashion-mnist", 7, "1-6", "7"
-    elif key in ("cifar", "cifar10", "cifar-10", "cifar100", "cifar-100"):
+    elif key in CIFAR_NAMES:
         key, last, default_train, default_test = "cifar", 6, "1-5", "6"
     else:
         raise ValueError(f"unknown data set {name!r}: expected 'fashion-mnist', 'cifar' or "

@@ -101,3 +101,10 @@ def declared_image_size(sections):
 def data_shapes(sections, provider):
     """{data layer: the provider's image shape} for Net(data_shapes=...)."""
     return {name: provider.image_shape for name, _ in _data_layers(sections)}
+
+
+def undeclared_data_shapes(sections, image_shape):
+    """{data layer: image_shape} for the dataIdx=0 data layers that declare no size (no imgSize
+    or outputs; the originals' data layers never do, their provider gives it)."""
+    return {name: tuple(image_shape) for name, sec in _data_layers(sections)
+            if "imgSize" not in sec.entries and "outputs" not in sec.entries}
