@@ -5,6 +5,7 @@ import pytest
 
 from convnet.apps.cli import main
 from convnet.engine.config import ConfigError, parse_neuron, parse_schedule, read_cfg
+from convnet.engine.net import Net
 
 GOOD_LAYERS = """\
 [data]
@@ -207,3 +208,17 @@ def test_parse_schedule_values():
     for bad in ("dexp[base=0.01]", "foo[base=1]", "exp[base=1;tgtFactor=0]", "x"):
         with pytest.raises(ValueError):
             parse_schedule(bad)
+
+
+def test_a_bad_params_value_is_reported_at_the_params_files_line(tmp_path):
+    """keep=0 in layer-params.cfg is that file's line, not the layer's line in layers.cfg."""
+    layers = tmp_path / "layers.cfg"
+    params = tmp_path / "params.cfg"
+    layers.write_text("[data]\ntype=data\ndataIdx=0\noutputs=6\n\n[labels]\ntype=data\n"
+                      "dataIdx=1\n\n[drop]\ntype=dropout\ninputs=data\n\n[fc]\ntype=fc\n"
+                      "inputs=drop\noutputs=3\n\n[probs]\ntype=softmax\ninputs=fc\n\n"
+                      "[cost]\ntype=cost.logreg\ninputs=labels,probs\n")
+    params.write_text("[drop]\n\nkeep=0\n\n[fc]\nepsW=0.01\nepsB=0.01\nmomW=0.9\nmomB=0.9\n"
+                      "wc=0\n\n[cost]\ncoeff=1\n")
+    with pytest.raises(ConfigError, match=f"{params}:3: layer 'drop': keep=0.0 must be in"):
+        Net.from_cfg(str(layers), str(params))

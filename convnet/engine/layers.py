@@ -72,7 +72,12 @@ class Layer:
         self.out_shape = None
         self.cache = {}
 
+    psection = None  # the layer's params-file section (set by the net)
+
     def error(self, message, key=None):
+        """A ConfigError at `key`'s line: in the params file for a PARAMS key given there."""
+        if key in self.PARAMS and self.psection is not None and key in self.psection.entries:
+            return self.psection.error(message, key)
         return self.section.error(message, key)
 
     # -- shapes and parameters --
@@ -377,7 +382,7 @@ class NormLayer(Layer):
         if self.cfg["channels"] is not None and self.cfg["channels"] != c:
             raise self.error(f"channels={self.cfg['channels']} but the input has {c}", "channels")
         if self.pcfg["minDiv"] <= 0:
-            raise self.error("minDiv must be > 0")
+            raise self.error("minDiv must be > 0", "minDiv")
         self.alpha = self.pcfg["scale"] / (size if self.kind == "lrn" else size * size)
         return shape
 
@@ -448,7 +453,7 @@ class DropoutLayer(Layer):
 
     def setup(self, in_shapes):
         if not 0 < self.pcfg["keep"] <= 1:
-            raise self.error(f"keep={self.pcfg['keep']} must be in (0, 1]")
+            raise self.error(f"keep={self.pcfg['keep']} must be in (0, 1]", "keep")
         return in_shapes[0]
 
     def fprop(self, B, xs, ctx):

@@ -73,6 +73,7 @@ class Net:
                 psec = Section(name, sec.file, sec.line)
             pcfg = parse_section(psec, cls.PARAMS, n_inputs, f"the params of type {ltype}")
             layers[name] = cls(name, cfg, pcfg, sec, index)
+            layers[name].psection = psec
         for name, psec in psections.items():
             if name not in layers:
                 raise psec.error("this params section matches no layer in the layers file")
