@@ -144,4 +144,3 @@ def test_the_cuda_backend_runs_each_new_layer_as_the_reference(rng, middle, cost
     for name in grads[0]:
         np.testing.assert_allclose(grads[1][name], grads[0][name], rtol=1e-3, atol=1e-5,
                                    err_msg=name)
-
