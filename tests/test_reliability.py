@@ -404,6 +404,21 @@ def _cifar_label_out_of_range(path, marker):
     write_cifar_batch(path, np.zeros((40, 3072), np.uint8), [3] * 39 + [12])
 
 
+def _cifar_fractional_labels(path, marker):
+    with open(path, "wb") as f:
+        pickle.dump({b"data": np.zeros((40, 3072), np.uint8), b"labels": [3.7] * 40}, f)
+
+
+def _cifar_string_labels(path, marker):
+    with open(path, "wb") as f:
+        pickle.dump({b"data": np.zeros((40, 3072), np.uint8), b"labels": ["3"] * 40}, f)
+
+
+def _cifar_no_images(path, marker):
+    with open(path, "wb") as f:
+        pickle.dump({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, f)
+
+
 def _cifar_float_data(path, marker):
     with open(path, "wb") as f:
         pickle.dump({b"data": np.zeros((40, 3072), np.float32), b"labels": [0] * 40}, f)
@@ -423,7 +438,8 @@ def _cifar_eval(path, marker):
 
 @pytest.mark.parametrize("damage,words", [
     (_cifar_truncated, "truncated or malformed"), (_cifar_label_out_of_range, "label 12 out of"),
-    (_cifar_float_data, "uint8"), (_cifar_code, "refused: the pickle refers to posix.system"),
+    (_cifar_float_data, "uint8"), (_cifar_fractional_labels, "labels must be integers"),
+    (_cifar_string_labels, "labels must be integers"), (_cifar_no_images, "holds no images"), (_cifar_code, "refused: the pickle refers to posix.system"),
     (_cifar_eval, "refused: the pickle refers to builtins.eval"),
 ])
 def test_train_bad_cifar_batch_is_one_line_naming_it_and_runs_nothing(tmp_path, capsys, damage,

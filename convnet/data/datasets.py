@@ -227,10 +227,16 @@ def _cifar_images_labels(path, batch, num_classes):
         raise DataError(f"{path}: 'data' must be a uint8 N x 3072 array, found {found}")
     if labels is None:
         raise DataError(f"{path}: no 'labels' or 'fine_labels' entry")
+    if len(data) == 0:
+        raise DataError(f"{path}: the batch holds no images")
     try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise DataError(f"{path}: labels are not a list of integers") from None
+        raw = np.asarray(labels)
+    except (TypeError, ValueError):
+        raw = None
+    if raw is None or raw.dtype.kind not in "iu":  # 3.7 or "3" is no class (once read as 3)
+        found = f"{raw.dtype} values" if raw is not None else type(labels).__name__
+        raise DataError(f"{path}: labels must be integers, found {found}")
+    labels = raw.astype(np.int64)
     if labels.shape != (len(data),):
         raise DataError(f"{path}: {labels.size} labels for {len(data)} images")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
