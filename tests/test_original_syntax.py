@@ -209,3 +209,133 @@ def test_check_grads_asks_the_provider(tmp_path, capsys):
     assert main([str(lp), str(pp), "--check-grads", "--data-provider", "cifar",
                  "--inner-size", "6", "--data-path", str(tmp_path / "none")]) == 0
     assert "FAIL" not in capsys.readouterr().out
+
+
+# --- keys and types of the originals -----------------------------------------------------
+
+def small(tmp_path, body, params="", data="channels=4\nimgSize=6\n"):
+    """A net: data (4x6x6) -> body (its sections, ending in a layer named 'top') -> fc10."""
+    text = (f"[data]\ntype=data\ndataIdx=0\n{data}\n[labels]\ntype=data\ndataIdx=1\n\n{body}\n"
+            "[fc10]\ntype=fc\ninputs=top\noutputs=3\ninitW=0.1\n\n[probs]\ntype=softmax\n"
+            "inputs=fc10\n\n[logprob]\ntype=cost.logreg\ninputs=labels,probs\n")
+    return text, weight_params("fc10") + params + "[logprob]\ncoeff=1\n"
+
+
+CONV = "[top]\ntype=conv\ninputs=data\nchannels=4\nfilters=2\nfilterSize=3\npadding=1\n"
+
+
+@pytest.mark.parametrize("body,params", [
+    (CONV + "sumWidth=4\npartialSum=4\nrandSparse=0\n", weight_params("top")),
+    (CONV + "updatePeriod=0\n".replace("updatePeriod=0\n", ""), weight_params("top") .replace(
+        "wc=0\n", "wc=0\nupdatePeriod=2\n")),
+    ("[top]\ntype=rnorm\ninputs=data\nchannels=4\nsizeX=3\nscale=0.001\npow=0.75\n", ""),
+    ("[top]\ntype=cnorm\ninputs=data\nsize=3\n", "[top]\nscale=0.001\npow=0.5\n"),
+    ("[top]\ntype=dropout2\ninputs=data\n", "[top]\nkeep=0.5\nenable=1\n"),
+    ("[top]\ntype=dropout\ninputs=data\n", "[top]\nenable=false\n"),
+    ("[p]\ntype=pass\ninputs=data\n\n[top]\ntype=pass\ninputs=p,data\n", ""),
+    ("[top]\ntype=eltsum\ninputs=data,data\ncoeffs=0.5,2\n", ""),
+], ids=["tuning-keys", "updatePeriod", "rnorm-v1-early", "cnorm-params", "dropout2",
+        "enable", "pass", "eltsum-v1-coeffs"])
+def test_original_keys_load_and_check_gradients(tmp_path, capsys, body, params):
+    text, ptext = small(tmp_path, body, params)
+    lp, pp = tmp_path / "layers.cfg", tmp_path / "params.cfg"
+    lp.write_text(text)
+    pp.write_text(ptext)
+    assert main([str(lp), str(pp), "--check-grads"]) == 0, capsys.readouterr()
+    assert "FAIL" not in capsys.readouterr().out
+    assert main([str(lp), str(pp), "--describe"]) == 0
+
+
+BAD = [  # (layers body, params, the line's text, words)
+    (CONV + "sumWidth=0\n", weight_params("top"), "sumWidth=0", ["sumWidth=0", ">= 1"]),
+    (CONV + "partialSum=5\n", weight_params("top"), "partialSum=5", ["partialSum=5", "36"]),
+    (CONV + "randSparse=2\n", weight_params("top"), "randSparse=2", ["randSparse"]),
+    (CONV.replace("channels=4", "channels=4\ngroups=2") + "randSparse=1\nfilterChannels=4\n",
+     weight_params("top"), "randSparse=1", ["not supported yet"]),
+    (CONV, weight_params("top").replace("wc=0\n", "wc=0\nupdatePeriod=-1\n"), None,
+     ["updatePeriod=-1"]),
+    ("[top]\ntype=rnorm\ninputs=data\nsize=3\nsizeX=3\nscale=1\npow=1\n", "", "sizeX=3",
+     ["size (line", "sizeX (line"]),
+    ("[top]\ntype=rnorm\ninputs=data\nsize=3\nscale=1\npow=1\n", "[top]\nscale=2\n", "scale=1",
+     ["both files", "params.cfg:", "layers.cfg:"]),
+    ("[top]\ntype=rnorm\ninputs=data\nsizeX=x\nscale=1\npow=1\n", "", "sizeX=x", ["integer"]),
+    ("[top]\ntype=dropout2\ninputs=data\n", "[top]\nkeep=0\n", None, ["keep=0"]),
+    ("[top]\ntype=dropout\ninputs=data\n", "[top]\nenable=maybe\n", None, ["enable"]),
+    ("[top]\ntype=eltsum\ninputs=data,data\ncoeffs=1,1\n", "[top]\ncoeffs=1,2\n", "coeffs=1,1",
+     ["both files"]),
+    ("[top]\ntype=neuron\ninputs=data\nneuron=relu\n", "[logprob]\ntopk=4\n", None,
+     ["topk=4", "3 classes"]),
+]
+
+
+@pytest.mark.parametrize("body,params,needle,words", BAD, ids=[
+    "sumWidth", "partialSum", "randSparse-value", "randSparse-1", "updatePeriod", "size+sizeX",
+    "scale-twice", "sizeX-int", "dropout2-keep", "enable", "coeffs-twice", "topk"])
+def test_bad_value_of_each_new_key_names_its_line(tmp_path, capsys, body, params, needle, words):
+    text, ptext = small(tmp_path, body, params)
+    if "[logprob]\ntopk" in params:
+        ptext = weight_params("fc10") + "[logprob]\ncoeff=1\ntopk=4\n"
+    err, lp = cli_error(tmp_path, capsys, text, ptext)
+    if needle is not None:
+        assert f"{lp}:{line_of(text, needle)}:" in err, err
+    else:
+        assert re.search(r"params\.cfg:\d+: ", err), err
+    for w in words:
+        assert w in err, err
+
+
+def test_dropout2_scales_at_test_time_as_cuda_convnet2(tmp_path, rng):
+    text, ptext = small(tmp_path, "[top]\ntype=dropout2\ninputs=data\n", "[top]\nkeep=0.25\n")
+    net = net_from(tmp_path, text, ptext, dtype=np.float64)
+    x = rng.standard_normal((2, 4, 6, 6))
+    acts = net.forward({0: x, 1: np.array([0, 1])}, train=False)
+    assert np.allclose(acts["top"], 0.25 * x)
+    train = net.forward({0: x, 1: np.array([0, 1])}, train=True, step=1)["top"]
+    kept = train != 0
+    assert np.allclose(train[kept], x[kept])  # the 0/1 mask, not divided by keep
+
+
+def test_pass_concatenates_its_inputs(tmp_path, rng):
+    text, ptext = small(tmp_path, "[top]\ntype=pass\ninputs=data,data\n")
+    net = net_from(tmp_path, text, ptext, dtype=np.float64)
+    x = rng.standard_normal((2, 4, 6, 6))
+    assert np.array_equal(net.forward({0: x, 1: np.array([0, 1])})["top"],
+                          np.concatenate([x, x], 1))
+
+
+def test_topk_sets_the_reported_error(tmp_path, rng):
+    text, _ = small(tmp_path, "[top]\ntype=neuron\ninputs=data\nneuron=relu\n")
+    net = net_from(tmp_path, text, weight_params("fc10") + "[logprob]\ncoeff=1\ntopk=3\n")
+    net.forward({0: rng.standard_normal((4, 4, 6, 6)), 1: np.array([0, 1, 2, 0])})
+    assert net["logprob"].topk == 3 and net.cost_stats()["logprob"]["top5"] == 0  # all 3 count
+
+
+def test_update_period_is_n_accumulated_passes(tmp_path, rng):
+    period = 3
+    text, ptext = small(tmp_path, CONV, weight_params("top").replace(
+        "wc=0\n", f"wc=0\nupdatePeriod={period}\n"))
+    text_1, ptext_1 = small(tmp_path, CONV, weight_params("top"))
+    (tmp_path / "b").mkdir()
+    net = net_from(tmp_path, text, ptext, dtype=np.float64, seed=1)
+    ref = net_from(tmp_path / "b", text_1, ptext_1, dtype=np.float64, seed=1)
+    batches = [{0: rng.standard_normal((2, 4, 6, 6)), 1: np.array([0, 2])} for _ in range(period)]
+    start = {k: v.copy() for k, v in net.get_params().items()}
+    grads = []
+    for i, data in enumerate(batches):
+        ref.set_params(net.get_params())  # fc10 (updatePeriod 0) moves every pass, top does not
+        net.train_step(data, step=i + 1, progress=0.0)
+        ref.forward(data, train=True, step=i + 1)
+        ref.zero_grads()
+        ref.backward()
+        grads.append(ref.get_grads())
+        if i < period - 1:  # nothing moves before the Nth pass
+            for k, v in net.get_params().items():
+                assert not k.startswith("top.") or np.array_equal(v, start[k]), k
+    # by hand: one step of the paper's update on the mean of the N gradients (velocity 0)
+    for p in net.unique_params():
+        if not p.name.startswith("top."):
+            continue
+        mean = sum(g[p.name] for g in grads) / period
+        eps = p.eps(0.0)
+        expected = start[p.name] + eps * (-p.wc * start[p.name] - mean)
+        assert np.allclose(net.get_params()[p.name], expected), p.name

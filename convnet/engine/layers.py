@@ -28,6 +28,7 @@ class Param:
         self.unit_dims = unit_dims
         self.value = self.grad = self.velocity = None
         self.shared = False  # True when another layer owns it (weightSource)
+        self.period, self.passes = 1, 0  # cuda-convnet2's updatePeriod: passes per update
 
     def init(self, B, rng, dtype):
         if self.init_std:
@@ -42,9 +43,16 @@ class Param:
         self.grad = g if self.grad is None else self.grad + g
 
     def update(self, B, progress):
+        """The paper's update; with updatePeriod N, every Nth call, on the mean of the N
+        passes' gradients (cuda-convnet2 sums them and divides by N times the cases)."""
         if self.grad is None:
             return
-        B.sgd_update(self.value, self.velocity, self.grad, self.eps(progress), self.mom, self.wc)
+        self.passes += 1
+        if self.passes < self.period:
+            return  # the next pass adds its gradient to this one
+        grad = self.grad if self.period == 1 else self.grad / self.period
+        self.passes = 0
+        B.sgd_update(self.value, self.velocity, grad, self.eps(progress), self.mom, self.wc)
         if self.wball > 0:
             if self.unit_dims < 0:
                 B.maxnorm(self.value, self.wball, 1)
@@ -73,6 +81,25 @@ class Layer:
         self.cache = {}
 
     psection = None  # the layer's params-file section (set by the net)
+
+    def either_file(self, key, default=REQUIRED):
+        """A key the originals read from layers.cfg in one version and from the params file in
+        another (early cuda-convnet's norm scale/pow, v1's eltsum coeffs): either place, not
+        both; parsed values as the layer's cfg or pcfg holds them."""
+        in_cfg, in_params = key in self.section.entries, self.psection is not None and \
+            key in self.psection.entries
+        if in_cfg and in_params:
+            raise self.section.error(f"{key} is given in both files ({self.section.file}:"
+                                     f"{self.section.entries[key].line} and "
+                                     f"{self.psection.file}:{self.psection.entries[key].line}): "
+                                     "keep one", key)
+        if in_cfg:
+            return self.cfg[key]
+        if in_params:
+            return self.pcfg[key]
+        if default is REQUIRED:
+            raise self.error(f"missing required key '{key}' (layers or params file)")
+        return default
 
     def error(self, message, key=None):
         """A ConfigError at `key`'s line: in the params file for a PARAMS key given there."""
@@ -166,16 +193,28 @@ class WeightLayer(Layer):
     has_neuron = True
     PARAMS = {"epsW": (parse_schedule, REQUIRED, True), "epsB": (parse_schedule, REQUIRED, False),
               "momW": (parse_float, REQUIRED, True), "momB": (parse_float, REQUIRED, False),
-              "wc": (parse_float, REQUIRED, True), "wball": (parse_float, 0.0, True)}
+              "wc": (parse_float, REQUIRED, True), "wball": (parse_float, 0.0, True),
+              "updatePeriod": (parse_int, 0, False)}
+
+    def period(self):
+        """updatePeriod (cuda-convnet2; 0, the default, updates after every pass)."""
+        n = self.pcfg["updatePeriod"]
+        if n < 0:
+            raise self.error(f"updatePeriod={n} must be >= 0 (0: every pass)", "updatePeriod")
+        return max(1, n)
 
     def make_weight(self, i, shape, unit_dims):
-        return Param(f"{self.name}.w{i}", shape, per_input(self, "initW", i), 0.0,
-                     per_input(self, "epsW", i), per_input(self, "momW", i),
-                     per_input(self, "wc", i), per_input(self, "wball", i), unit_dims)
+        w = Param(f"{self.name}.w{i}", shape, per_input(self, "initW", i), 0.0,
+                  per_input(self, "epsW", i), per_input(self, "momW", i),
+                  per_input(self, "wc", i), per_input(self, "wball", i), unit_dims)
+        w.period = self.period()
+        return w
 
     def make_bias(self, shape):
         p = self.pcfg
-        return Param(f"{self.name}.b", shape, 0.0, self.cfg["initB"], p["epsB"], p["momB"], 0.0)
+        b = Param(f"{self.name}.b", shape, 0.0, self.cfg["initB"], p["epsB"], p["momB"], 0.0)
+        b.period = self.period()
+        return b
 
     @property
     def weights(self):
@@ -190,20 +229,34 @@ CONV_KEYS = {"channels": (parse_int, None, True), "filters": (parse_int, REQUIRE
              "filterSize": (parse_int, REQUIRED, True), "padding": (parse_int, 0, True),
              "stride": (parse_int, 1, True), "groups": (parse_int, 1, True),
              "initW": (parse_float, 0.01, True), "initB": (parse_float, 0.0, False),
-             "partialSum": (parse_int, 0, False)}
+             "partialSum": (parse_int, 0, False),
+             "randSparse": (parse_bool, False, True), "filterChannels": (parse_int, None, True)}
+TUNING_KEYS = ("partialSum", "sumWidth")  # how the originals' kernels summed; never the result
 
 
 class ConvLayer(WeightLayer):
     """conv (and local, below). `filters` counts the filters of each group, as in both
     originals (layer.py: filters * groups): an input with groups=G makes filters * G maps, and
     every input must make the same number."""
-    KEYS = {**CONV_KEYS, "sharedBiases": (parse_bool, True, False)}
+    KEYS = {**CONV_KEYS, "sharedBiases": (parse_bool, True, False),
+            "sumWidth": (parse_int, 0, False)}
     op = "conv"
     shared_biases = True
 
     def setup(self, in_shapes):
         out = total = None
         self.geometry = []
+        if any(self.cfg["randSparse"]):
+            raise self.error("randSparse=1 (cuda-convnet's random sparse channel groups) is not "
+                             "supported yet; randSparse=0 is", "randSparse")
+        if self.cfg["filterChannels"] != [None]:
+            raise self.error("filterChannels applies only with randSparse=1, which is not "
+                             "supported yet", "filterChannels")
+        for key in TUNING_KEYS:
+            if self.cfg.get(key, 0) < 0 or (key == "sumWidth" and key in self.section.entries
+                                            and self.cfg[key] < 1):
+                raise self.error(f"{key}={self.cfg[key]} must be >= 1 (it only tunes the "
+                                 "original's kernels)", key)
         for i, shape in enumerate(in_shapes):
             if len(shape) != 3:
                 raise self.error(f"input '{self.inputs[i]}' is not an image (shape {shape})")
@@ -238,6 +291,10 @@ class ConvLayer(WeightLayer):
             self.geometry.append((fs, stride, pad, groups, (h, w)))
             self.params.append(self.make_weight(i, self.weight_shape(filters, c // groups, fs, o),
                                                 unit_dims=1 if self.op == "conv" else 3))
+        if self.cfg["partialSum"] and (out[0] * out[1]) % self.cfg["partialSum"]:
+            raise self.error(f"partialSum={self.cfg['partialSum']} does not divide the "
+                             f"{out[0]}x{out[1]}={out[0] * out[1]} outputs per filter (as "
+                             "cuda-convnet requires)", "partialSum")
         bias_shape = (total,) if self.shared_biases else (total,) + out
         self.params.append(self.make_bias(bias_shape))
         return (total,) + out
@@ -365,17 +422,26 @@ class NormLayer(Layer):
     cuda-convnet divides `scale` by the window: cmrnorm uses alpha = scale / size per squared
     input (the paper's alpha=1e-4 over n=5 maps is written scale=0.0001), rnorm and cnorm use
     scale / size^2. minDiv is the paper's k (default 1; the paper uses 2)."""
-    KEYS = {"size": (parse_int, REQUIRED, False), "channels": (parse_int, None, False)}
-    PARAMS = {"scale": (parse_float, REQUIRED, False), "pow": (parse_float, REQUIRED, False),
+    KEYS = {"size": (parse_int, None, False), "channels": (parse_int, None, False),
+            # early cuda-convnet (2011-12): the window as sizeX, scale and pow in layers.cfg
+            "sizeX": (parse_int, None, False), "scale": (parse_float, None, False),
+            "pow": (parse_float, None, False)}
+    PARAMS = {"scale": (parse_float, None, False), "pow": (parse_float, None, False),
               "minDiv": (parse_float, 1.0, False)}
-    needs_params_section = True
 
     def setup(self, in_shapes):
         (shape,) = in_shapes
         if len(shape) != 3:
             raise self.error(f"input '{self.inputs[0]}' is not an image (shape {shape})")
         c = shape[0]
-        size = self.cfg["size"]
+        e = self.section.entries
+        if "size" in e and "sizeX" in e:
+            raise self.error(f"size (line {e['size'].line}) and sizeX (line {e['sizeX'].line}) "
+                             "both give the window: keep one", "sizeX")
+        if "size" not in e and "sizeX" not in e:
+            raise self.error("missing required key 'size'")
+        self.cfg["size"] = size = self.cfg["size"] if "size" in e else self.cfg["sizeX"]
+        self.scale, self.pow = self.either_file("scale"), self.either_file("pow")
         limit = c // self.cfg.get("groups", 1) if self.kind == "lrn" else min(shape[1:])
         if not 1 <= size <= limit:
             raise self.error(f"size={size} must be between 1 and {limit}", "size")
@@ -383,7 +449,7 @@ class NormLayer(Layer):
             raise self.error(f"channels={self.cfg['channels']} but the input has {c}", "channels")
         if self.pcfg["minDiv"] <= 0:
             raise self.error("minDiv must be > 0", "minDiv")
-        self.alpha = self.pcfg["scale"] / (size if self.kind == "lrn" else size * size)
+        self.alpha = self.scale / (size if self.kind == "lrn" else size * size)
         return shape
 
     @property
@@ -391,7 +457,7 @@ class NormLayer(Layer):
         return {"cmrnorm": "lrn", "rnorm": "rnorm", "cnorm": "cnorm"}[self.type]
 
     def args(self):
-        return self.cfg["size"], self.alpha, self.pcfg["pow"], self.pcfg["minDiv"]
+        return self.cfg["size"], self.alpha, self.pow, self.pcfg["minDiv"]
 
     def fprop(self, B, xs, ctx):
         return getattr(B, f"{self.kind}_forward")(xs[0], *self.args())
@@ -410,7 +476,8 @@ class CrossMapNormLayer(NormLayer):
     """cmrnorm with this project's `groups` key: windows stay inside each group of maps, as
     the paper's two GPUs normalized only their own tower's maps (a one-GPU net with groups=2
     then computes exactly what the two-tower net computes). groups=1 is cuda-convnet's cmrnorm."""
-    KEYS = {**NormLayer.KEYS, "groups": (parse_int, 1, False)}
+    KEYS = {**{k: v for k, v in NormLayer.KEYS.items() if k != "sizeX"},
+            "groups": (parse_int, 1, False)}
 
     def setup(self, in_shapes):
         groups = self.cfg["groups"]
@@ -449,7 +516,9 @@ class NeuronLayer(Layer):
 
 
 class DropoutLayer(Layer):
-    PARAMS = {"keep": (parse_float, 0.5, False)}
+    """Inverted dropout: training keeps each unit with probability `keep` and divides by it;
+    testing passes the input through. enable=0 (cuda-convnet2) turns it off."""
+    PARAMS = {"keep": (parse_float, 0.5, False), "enable": (parse_bool, True, False)}
 
     def setup(self, in_shapes):
         if not 0 < self.pcfg["keep"] <= 1:
@@ -458,7 +527,7 @@ class DropoutLayer(Layer):
 
     def fprop(self, B, xs, ctx):
         keep = self.pcfg["keep"]
-        if not ctx.train or keep == 1:
+        if not ctx.train or keep == 1 or not self.pcfg["enable"]:
             self.cache["mask"] = None
             return xs[0]
         mask = B.dropout_mask(xs[0].shape, keep, ctx.seed, self.index, ctx.step)
@@ -468,6 +537,18 @@ class DropoutLayer(Layer):
     def bprop(self, B, dz, xs, need):
         mask = self.cache["mask"]
         return [dz if mask is None else B.dropout_backward(dz, mask, self.pcfg["keep"])]
+
+
+class Dropout2Layer(DropoutLayer):
+    """cuda-convnet2's dropout2: training multiplies by the 0/1 mask without dividing by
+    `keep`; testing (and enable=0) multiplies by `keep`, as Dropout2Layer::fpropActs."""
+
+    def fprop(self, B, xs, ctx):
+        y = super().fprop(B, xs, ctx)
+        return y * self.pcfg["keep"]
+
+    def bprop(self, B, dz, xs, need):
+        return [dx * self.pcfg["keep"] for dx in super().bprop(B, dz, xs, need)]
 
 
 class SoftmaxLayer(Layer):
@@ -497,6 +578,8 @@ class CostLayer(Layer):
 
 
 class LogregCostLayer(CostLayer):
+    # topk (cuda-convnet2): the k of the top-k error its statistics report (default 5)
+    PARAMS = {**CostLayer.PARAMS, "topk": (parse_int, None, False)}
     takes_labels = True  # its first input is a dataIdx=1 data layer
     fuses_softmax = True  # the net fuses a softmax feeding only this cost into its gradient
     fused = False
@@ -506,11 +589,16 @@ class LogregCostLayer(CostLayer):
             raise self.error("cost.logreg takes inputs=<labels>,<probabilities>: a dataIdx=1 "
                              f"data layer, then a softmax (got shapes {in_shapes})", "inputs")
         self.classes = in_shapes[1][0]
+        topk = self.pcfg["topk"]
+        if topk is not None and not 1 <= topk <= self.classes:
+            raise self.error(f"topk={topk} must be between 1 and the {self.classes} classes",
+                             "topk")
+        self.topk = min(5, self.classes) if topk is None else topk
         return ()
 
     def fprop(self, B, xs, ctx):
         labels, probs = xs
-        nll, wrong1, wrongk = B.logreg_forward(probs, labels, min(5, self.classes))
+        nll, wrong1, wrongk = B.logreg_forward(probs, labels, self.topk)
         self.stats = {"cost": float(nll.sum()), "top1": float(wrong1.sum()),
                       "top5": float(wrongk.sum()), "cases": int(labels.shape[0])}
         return None
@@ -534,13 +622,18 @@ class Sum2CostLayer(CostLayer):
 
 
 class EltSumLayer(Layer):
+    KEYS = {"coeffs": (parse_float, 1.0, True)}  # cuda-convnet's place; cuda-convnet2's: params
     PARAMS = {"coeffs": (parse_float, 1.0, True)}
     has_neuron = True
 
     def setup(self, in_shapes):
         if len(set(in_shapes)) != 1:
             raise self.error(f"eltsum inputs must have one shape, got {in_shapes}", "inputs")
-        self.coeffs = [per_input(self, "coeffs", i) for i in range(len(in_shapes))]
+        coeffs = self.either_file("coeffs", [1.0])
+        if len(coeffs) not in (1, len(in_shapes)):
+            raise self.error(f"coeffs: gives {len(coeffs)} values for {len(in_shapes)} inputs",
+                             "coeffs")
+        self.coeffs = [coeffs[i] if len(coeffs) > 1 else coeffs[0] for i in range(len(in_shapes))]
         return in_shapes[0]
 
     def fprop(self, B, xs, ctx):
@@ -583,12 +676,17 @@ class ConcatLayer(Layer):
         return B.concat_backward(dz, self.sizes)
 
 
+class PassLayer(ConcatLayer):
+    """cuda-convnet2's pass: its inputs concatenated (one input: itself), copied to the layer's
+    device where it sits on another (the net's cross-device edges)."""
+
+
 CORE_LAYER_TYPES = {  # with layers_cc2's: layer_types.LAYER_TYPES
     "data": DataLayer, "conv": ConvLayer, "local": LocalLayer, "fc": FcLayer, "pool": PoolLayer,
     "cmrnorm": CrossMapNormLayer, "rnorm": NormLayer, "cnorm": NormLayer, "neuron": NeuronLayer,
     "dropout": DropoutLayer, "softmax": SoftmaxLayer, "cost.logreg": LogregCostLayer,
     "cost.sum2": Sum2CostLayer, "eltsum": EltSumLayer, "eltmax": EltMaxLayer,
-    "concat": ConcatLayer,
+    "concat": ConcatLayer, "dropout2": Dropout2Layer, "pass": PassLayer,
 }
 
 
