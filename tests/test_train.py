@@ -8,7 +8,7 @@ import pytest
 
 from convnet.apps.cli import main
 from convnet.data.datasets import write_cifar_batch, write_cifar_meta
-from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
+from convnet.training.checkpoint import load_latest_checkpoint, read_metrics, save_checkpoint
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
 CIFAR_NETS = ["cifar10-80sec", "cifar10-18pct", "cifar10-conv-local-11pct"]
@@ -135,3 +135,22 @@ def test_train_metrics_lines_are_json(cifar_dir, tmp_path):
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3  # after batches 2 and 4, and at the end of the epoch (batch 5 of 5)
     assert [json.loads(line)["batch"] for line in lines] == [2, 4, 5]
+
+
+def test_train_resume_mid_epoch_needs_the_minibatch_it_was_saved_with(cifar_dir, tmp_path,
+                                                                      capsys):
+    """A checkpoint saved at batch 1 of an epoch with --mini 16: resuming that epoch with
+    --mini 8 would see some images twice and skip others, so it is refused; 16 resumes."""
+    run = tmp_path / "run"
+    assert train("cifar10-80sec", cifar_dir, run, "--epochs", "1", "--train-range", "1") == 0
+    step, arrays, state = load_latest_checkpoint(run)
+    assert state["minibatch"] == 16
+    save_checkpoint(str(run), step + 1, arrays, {**state, "step": step + 1, "batch": 1})
+    base = os.path.join(LAYERS_DIR, "cifar10-80sec")
+    resume = [base + "-params.cfg", "--load-file", str(run), "--epochs", "1",
+              "--data-provider", "cifar", "--data-path", str(cifar_dir), "--train-range", "1"]
+    capsys.readouterr()
+    assert main(resume + ["--mini", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "with minibatches of 16" in err and "resume with --mini 16" in err, err
+    assert main(resume + ["--mini", "16"]) == 0

@@ -94,6 +94,8 @@ def check_checkpoint(step, arrays, state):
     if not (isinstance(since, list) and len(since) == 3 and _is_number(since[0])
             and _is_int(since[1]) and _is_int(since[2])):
         raise ValueError(f"bad since_test {since!r} in the state")
+    if "minibatch" in state and not _is_int(state["minibatch"], 1):
+        raise ValueError(f"bad minibatch {state['minibatch']!r} in the state")
     if not _is_int(state.get("metrics_records", 0)):
         raise ValueError(f"bad metrics_records {state.get('metrics_records')!r} in the state")
     for name, value in arrays.items():

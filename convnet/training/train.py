@@ -138,6 +138,12 @@ class Trainer:
         step, arrays, state = found
         where = checkpoint_paths(self.run_dir or ".", step)[0]
         per_epoch = self.provider.num_train_batches(self.batch_size)
+        saved_mini = state.get("minibatch")
+        if state["batch"] and saved_mini is not None and saved_mini != self.batch_size:
+            raise CheckpointError(f"{where}: saved at batch {state['batch']} of epoch "
+                                  f"{state['epoch']} with minibatches of {saved_mini}; resuming "
+                                  f"that epoch with {self.batch_size} would see some images "
+                                  f"twice and skip others: resume with --mini {saved_mini}")
         if state["batch"] > per_epoch:
             raise CheckpointError(f"{where}: saved at batch {state['batch']} of epoch "
                                   f"{state['epoch']}, but minibatches of {self.batch_size} make "
@@ -162,8 +168,8 @@ class Trainer:
             return
         self.check_weights()  # a checkpoint never holds NaN or Inf
         state = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
-                 "elapsed_s": self.elapsed, "since_test": list(self.since_test),
-                 **self.saved_config}
+                 "minibatch": self.batch_size, "elapsed_s": self.elapsed,
+                 "since_test": list(self.since_test), **self.saved_config}
         if self.metrics:
             state["metrics_records"] = self.metrics.count
         save_checkpoint(self.run_dir, self.step, param_arrays(self.net), state)
