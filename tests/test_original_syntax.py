@@ -339,3 +339,39 @@ def test_update_period_is_n_accumulated_passes(tmp_path, rng):
         eps = p.eps(0.0)
         expected = start[p.name] + eps * (-p.wc * start[p.name] - mean)
         assert np.allclose(net.get_params()[p.name], expected), p.name
+
+
+# --- pool windows: checked at parse time, as both originals' layer.py ---------------------
+
+POOL = "[top]\ntype=pool\npool=max\ninputs=data\nchannels=4\n"
+
+
+@pytest.mark.parametrize("keys,needle,words", [
+    ("sizeX=1\nstride=2\n", "stride=2", ["stride=2", "sizeX=1", "start=0"]),
+    ("sizeX=2\nstride=3\nstart=1\n", "stride=3", ["stride=3", "sizeX=2", "start=1"]),
+    ("sizeX=2\nstride=1\nstart=-2\n", "start=-2",
+     ["sizeX=2", "stride=1", "start=-2", "outputsX=", "wholly outside"]),
+    ("sizeX=3\nstride=2\nstart=-3\noutputsX=2\n", "outputsX=2",
+     ["sizeX=3", "stride=2", "start=-3", "outputsX=2", "wholly outside"]),
+], ids=["stride>sizeX", "stride>sizeX-start", "window-before-the-image", "with-outputsX"])
+def test_pool_windows_outside_the_image_name_the_line(tmp_path, capsys, keys, needle, words):
+    text, ptext = small(tmp_path, POOL + keys)
+    err, lp = cli_error(tmp_path, capsys, text, ptext)
+    assert f"{lp}:{line_of(text, needle)}:" in err, err
+    for w in words:
+        assert w in err, err
+
+
+@pytest.mark.parametrize("keys,out", [
+    ("sizeX=3\nstride=2\n", 3), ("sizeX=2\nstride=2\n", 3), ("sizeX=3\nstride=3\nstart=-1\n", 3),
+    ("sizeX=2\nstride=1\nstart=-1\n", 6)])
+def test_pool_windows_that_overlap_the_image_build_as_the_originals(tmp_path, rng, keys, out):
+    """outputsX = 1 + ceil((imgSize - start - sizeX) / stride), both originals' layer.py."""
+    text, ptext = small(tmp_path, POOL + keys)
+    net = net_from(tmp_path, text, ptext, dtype=np.float64)
+    size, stride = (int(re.search(k + r"=(-?\d+)", keys).group(1)) for k in ("sizeX", "stride"))
+    start = int(re.search(r"start=(-?\d+)", keys).group(1)) if "start" in keys else 0
+    assert out == 1 + int(np.ceil((6 - start - size) / stride))
+    assert net["top"].out_shape == (4, out, out)
+    acts = net.forward({0: rng.standard_normal((2, 4, 6, 6)), 1: np.array([0, 1])})
+    assert acts["top"].shape == (2, 4, out, out)

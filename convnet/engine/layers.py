@@ -7,7 +7,7 @@ per_input)}; REQUIRED marks a key without a default; per_input keys take one val
 """
 import numpy as np
 
-from ..backend.contract import conv_output_size, pool_output_size
+from ..backend.contract import conv_output_size, pool_output_size, pool_windows
 from .config import (parse_bool, parse_float, parse_int, parse_neuron, parse_schedule,
                      parse_str)
 
@@ -389,12 +389,22 @@ class PoolLayer(Layer):
         if size < 1 or stride < 1 or size > min(h, w) - start:
             raise self.error(f"sizeX={size}, stride={stride}, start={start} do not fit a "
                              f"{h}x{w} image", "sizeX")
+        if stride > size:  # both originals' layer.py: verify_num_range(stride, 1, sizeX)
+            raise self.error(f"stride={stride} exceeds sizeX={size} (start={start}): the "
+                             "windows would skip pixels; stride must be between 1 and sizeX",
+                             "stride")
         oh, ow = pool_output_size(h, size, stride, start), pool_output_size(w, size, stride, start)
         if cfg["outputsX"]:
             if cfg["outputsX"] > ow:
                 raise self.error(f"outputsX={cfg['outputsX']} exceeds the {ow} windows that fit",
                                  "outputsX")
             oh = ow = cfg["outputsX"]
+        try:  # the forward pass's own check: every window overlaps the image
+            pool_windows("pool", (h, w), size, stride, start, (oh, ow))
+        except ValueError:
+            raise self.error(f"sizeX={size}, stride={stride}, start={start}, outputsX={ow}: a "
+                             f"window lies wholly outside the {h}x{w} image",
+                             "outputsX" if cfg["outputsX"] else "start") from None
         return (c, oh, ow)
 
     def fprop(self, B, xs, ctx):
