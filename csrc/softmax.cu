@@ -53,13 +53,21 @@ __global__ void logreg_forward_kernel(const float* __restrict__ p,
         }
         const float* pr = p + row * K;
         const float lp = pr[label];
-        int greater = 0;
-        for (int k = lane; k < K; k += 32) greater += pr[k] > lp ? 1 : 0;
+        int greater = 0, equal = 0;  // equal counts the label's own class
+        for (int k = lane; k < K; k += 32) {
+            greater += pr[k] > lp ? 1 : 0;
+            equal += pr[k] == lp ? 1 : 0;
+        }
         greater = warp_sum_int(greater);
-        if (lane == 0) {
+        equal = warp_sum_int(equal);
+        if (lane == 0) {  // ties split: 1 - clip((k - greater) / equal, 0, 1), as numpy_cost
+            const auto wrong = [&](int k) {
+                const float right = static_cast<float>(k - greater) / static_cast<float>(equal);
+                return 1.f - fminf(fmaxf(right, 0.f), 1.f);
+            };
             nll[row] = -logf(lp);
-            wrong1[row] = greater >= 1 ? 1.f : 0.f;
-            wrongk[row] = greater >= topk ? 1.f : 0.f;
+            wrong1[row] = wrong(1);
+            wrongk[row] = wrong(topk);
         }
     });
 }

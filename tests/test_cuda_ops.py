@@ -476,7 +476,7 @@ def labels_for(rng, n, k):
 @pytest.mark.parametrize("topk", [1, 5])
 def test_logreg_forward_matches_reference(shape, topk, rng):
     p = numpy_cost.softmax_forward(softmax_input(rng, shape))
-    if shape[1] >= 4:  # ties with the label's probability count as right
+    if shape[1] >= 4:  # ties with the label's probability take their share (cuda-convnet)
         p[:, 1] = p[:, 0]
     labels = labels_for(rng, *shape)
     want = numpy_cost.logreg_forward(p, labels, topk)
@@ -486,6 +486,18 @@ def test_logreg_forward_matches_reference(shape, topk, rng):
     assert_close(got[0], nll_ref, 1e-5, 1e-6, "logreg_forward nll")
     assert_equal(got[1], want[1], "logreg_forward wrong1")
     assert_equal(got[2], want[2], "logreg_forward wrongk")
+
+
+@pytest.mark.parametrize("classes", [7, 1000])
+def test_logreg_forward_splits_ties_as_the_reference(classes, rng):
+    """Uniform rows: every class ties, (K - 1) / K wrong at top-1, (K - 5) / K at top-5."""
+    p = np.full((3, classes), 1 / classes, np.float32)
+    labels = labels_for(rng, 3, classes)
+    want = numpy_cost.logreg_forward(p, labels, 5)
+    got = cu.logreg_forward(to_device(p), cupy.asarray(labels), 5)
+    assert_equal(got[1], want[1], "logreg_forward wrong1 with ties")
+    assert_equal(got[2], want[2], "logreg_forward wrongk with ties")
+    assert np.allclose(want[1], (classes - 1) / classes)
 
 
 def test_logreg_forward_takes_any_integer_labels(rng):

@@ -63,18 +63,20 @@ def test_logreg_forward_top1_top5_known_table():
         [0.30, 0.25, 0.20, 0.10, 0.10, 0.05, 0.00],
         # label 6 has five larger classes: wrong at both
         [0.25, 0.20, 0.20, 0.15, 0.10, 0.06, 0.04],
-        # label 5 is fifth: exactly four larger, right at top-5
+        # label 5 is fifth, tied with class 6 for the last slot: half right at top-5
         [0.30, 0.20, 0.20, 0.15, 0.00, 0.15 / 2, 0.15 / 2],
-        # label 1 ties the maximum: nothing strictly greater, right at both
+        # label 1 ties the maximum: half right at top-1 (cuda-convnet's 1 / numMax), right at 2
         [0.40, 0.40, 0.10, 0.05, 0.05, 0.00, 0.00],
+        # uniform: 6 of 7 wrong at top-1, 2 of 7 at top-5 (it once scored 0% error)
+        [1 / 7] * 7,
     ])
-    labels = np.array([0, 2, 6, 5, 1])
+    labels = np.array([0, 2, 6, 5, 1, 3])
     nll, wrong1, wrong5 = logreg_forward(p, labels, topk=5)
-    np.testing.assert_allclose(nll, -np.log([0.50, 0.20, 0.04, 0.075, 0.40]), rtol=1e-14)
-    np.testing.assert_array_equal(wrong1, [0, 1, 1, 1, 0])
-    np.testing.assert_array_equal(wrong5, [0, 0, 1, 0, 0])
+    np.testing.assert_allclose(nll, -np.log([0.50, 0.20, 0.04, 0.075, 0.40, 1 / 7]), rtol=1e-14)
+    np.testing.assert_allclose(wrong1, [0, 1, 1, 1, 0.5, 6 / 7], rtol=1e-14)
+    np.testing.assert_allclose(wrong5, [0, 0, 1, 0.5, 0, 2 / 7], rtol=1e-14)
     _, _, wrong2 = logreg_forward(p, labels, topk=2)
-    np.testing.assert_array_equal(wrong2, [0, 1, 1, 1, 0])
+    np.testing.assert_allclose(wrong2, [0, 1, 1, 1, 0, 5 / 7], rtol=1e-14)
     assert nll.dtype == wrong1.dtype == wrong5.dtype == np.float64
 
 

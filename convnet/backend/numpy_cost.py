@@ -61,7 +61,10 @@ def softmax_backward(p, dp):
 
 
 def logreg_forward(p, labels, topk=5):
-    """Per case: (-log p[label], top-1 wrong, top-k wrong), all in p's dtype."""
+    """Per case: (-log p[label], top-1 wrong, top-k wrong), all in p's dtype. With G classes
+    above the label's probability and E at it (the label's included), top-k is wrong with
+    probability 1 - clip((k - G) / E, 0, 1): a tie is broken at random, as cuda-convnet
+    counted it (uniform probabilities are (K - 1) / K wrong at top-1, not right)."""
     p = _check_rows("logreg_forward", "p", p)
     labels = _check_labels("logreg_forward", labels, p)
     if int(topk) != topk or topk < 1:
@@ -70,7 +73,13 @@ def logreg_forward(p, labels, topk=5):
     with np.errstate(divide="ignore"):
         nll = -np.log(label_p)
     greater = np.sum(p > label_p[:, None], axis=1)
-    return nll, (greater >= 1).astype(p.dtype), (greater >= topk).astype(p.dtype)
+    equal = np.sum(p == label_p[:, None], axis=1)  # the label's own class among them
+
+    def wrong(k):  # ties split as cuda-convnet: the label takes its share of the slots left
+        right = (k - greater).astype(p.dtype) / equal.astype(p.dtype)  # p's precision, as the
+        return 1 - np.clip(right, 0, 1)                                   # kernel's: bit-equal
+
+    return nll, wrong(1), wrong(topk)
 
 
 def logreg_backward(p, labels, scale):
