@@ -617,3 +617,17 @@ def test_train_gpu_out_of_memory_prints_table_and_hint(tmp_path):
     assert "hint:" in err and "--mini 500" in err
     assert not os.path.exists(tmp_path / "run") or \
         load_latest_checkpoint(tmp_path / "run") is None
+
+
+def test_train_diverged_but_finite_weights_never_become_the_last_good_checkpoint(tiny_run,
+                                                                                 capsys):
+    """epsW=1e6: the weights stay finite but the test cost comes out infinite; training stops
+    there (exit 1) naming a layer, the test record is kept in metrics.jsonl, and the newest
+    checkpoint is still the one from before the edit."""
+    status, line, before = resume_with_lr(tiny_run, capsys, "1e6", "--save-interval", "0")
+    assert status == 1, line
+    assert "layer '" in line and "last good checkpoint (step 5) is kept" in line, line
+    step, arrays, _ = load_latest_checkpoint(tiny_run[0])
+    assert step == 5
+    for name, value in before[1].items():
+        assert value.tobytes() == arrays[name].tobytes()

@@ -118,6 +118,7 @@ class Trainer:
         self.last_saved_step = None
         self.metrics = MetricsLog(run_dir) if run_dir else None
         self.on_test = []  # callables given each test record (e.g. the TensorBoard writer)
+        self.last_batch = None  # the minibatch of the last step: saves check their cost on it
 
     @staticmethod
     def default_cost(net):
@@ -166,7 +167,8 @@ class Trainer:
     def save(self):
         if not self.run_dir:
             return
-        self.check_weights()  # a checkpoint never holds NaN or Inf
+        self.check_weights()  # a checkpoint never holds NaN or Inf,
+        self.check_saved_cost()  # nor weights whose cost already overflows
         state = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
                  "minibatch": self.batch_size, "elapsed_s": self.elapsed,
                  "since_test": list(self.since_test), **self.saved_config}
@@ -196,6 +198,11 @@ class Trainer:
             self.metrics.append(record)
         for callback in self.on_test:
             callback(record)
+        if not math.isfinite(result["test_cost"]):  # never saved: the last good one stays
+            raise TrainingStopped(
+                f"step {self.step} (epoch {self.epoch}, batch {self.batch}): the test cost is "
+                f"{result['test_cost']}; {self.first_non_finite() or self.largest_output()}; "
+                f"try smaller learning rates; {self.kept()}")
         return record
 
     def kept(self):
@@ -207,11 +214,25 @@ class Trainer:
         for name, layer_stats in stats.items():
             cost = layer_stats["cost"]
             if not math.isfinite(cost):
-                bad = self.first_non_finite() or \
-                    "every output and weight is finite: the cost itself overflowed"
+                bad = self.first_non_finite() or ("every output and weight is finite, but the "
+                                                  f"cost overflowed ({self.largest_output()})")
                 raise TrainingStopped(
                     f"step {self.step} (epoch {self.epoch}, batch {self.batch + 1}): the cost of "
                     f"'{name}' is {cost}; {bad}; try smaller learning rates; {self.kept()}")
+
+    def check_saved_cost(self):
+        """Stop when the weights about to be saved give a non-finite cost on the last minibatch
+        (finite but diverged weights: the next resume would start from them)."""
+        if self.last_batch is None:
+            return
+        self.net.forward(self.last_batch, train=False)
+        for name, layer_stats in self.net.cost_stats().items():
+            if not math.isfinite(layer_stats["cost"]):
+                raise TrainingStopped(
+                    f"step {self.step} (epoch {self.epoch}, batch {self.batch}): the weights "
+                    f"give the cost of '{name}' {layer_stats['cost']} on the last minibatch; "
+                    f"{self.first_non_finite() or self.largest_output()}; not saved: try "
+                    f"smaller learning rates; {self.kept()}")
 
     def check_weights(self):
         """Stop when any weight or momentum is NaN/Inf (a gradient or an update blew up)."""
@@ -237,6 +258,19 @@ class Trainer:
                 return found
         return None
 
+    def largest_output(self):
+        """'the largest output is X, in layer L': where a finite net is heading to overflow."""
+        acts = getattr(self.net, "acts", {})
+        size, where = 0.0, None
+        for layer in self.net.layers:
+            out = acts.get(layer.name)
+            if out is not None and out.dtype.kind == "f" and out.size:
+                with self.net.dev.on(layer.gpu):
+                    top = float(self.net.B.xp.abs(out).max())
+                if top > size:
+                    size, where = top, layer.name
+        return f"the largest output is {size:.3g}, in layer '{where}'" if where else "no outputs"
+
     def non_finite_in(self, layer, out):
         xp = self.net.B.xp
         for p in layer.params:
@@ -258,7 +292,8 @@ class Trainer:
                 batches = self.provider.train_batches(self.epoch, self.batch_size, self.batch)
                 for x, labels, index in self.progress_bar(batches, per_epoch):
                     tick = time.monotonic()
-                    stats = self.net.train_step({0: x, 1: labels}, self.step, self.progress(),
+                    self.last_batch = {0: x, 1: labels}
+                    stats = self.net.train_step(self.last_batch, self.step, self.progress(),
                                                 check=self.check_finite)
                     self.step, self.batch = self.step + 1, index + 1
                     since_test[0] += stats[self.cost_name]["cost"]
