@@ -10,10 +10,12 @@ from PIL import Image
 from convnet.apps.cli import main as train_main
 from convnet.apps.show import (COST_SIZE, PRED_CELL, TITLE_BAND, epoch_positions, main,
                                moving_average)
-from convnet.data.datasets import write_cifar_batch, write_cifar_meta, write_idx
+from convnet.data.datasets import write_idx
 from convnet.engine.config import read_cfg
 from convnet.engine.filters import filter_mosaic, graph_from_sections, towers_of
 from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
+
+from cifar_files import write_cifar_folder
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
 SIZE = 12  # tiny "Fashion-MNIST" images
@@ -300,15 +302,7 @@ inputs=labels,probs
 def cifar_run(tmp_path_factory):
     """Tiny CIFAR-10 batches and a 1-epoch run of a net whose conv2 splits conv1 in towers."""
     root = tmp_path_factory.mktemp("cifar")
-    rng = np.random.default_rng(1)
-    data = root / "data"
-    data.mkdir()
-    for b in range(1, 7):
-        labels = rng.integers(0, 10, 20)
-        images = rng.integers(0, 256, (20, 3, 32, 32))
-        write_cifar_batch(data / ("test_batch" if b == 6 else f"data_batch_{b}"),
-                          images.reshape(20, -1), labels.tolist())
-    write_cifar_meta(data / "batches.meta", [f"class{i}" for i in range(10)])
+    data = write_cifar_folder(root / "data", 20, seed=1)
     (root / "rgb.cfg").write_text(RGB_LAYERS)
     (root / "rgb-params.cfg").write_text("".join(
         f"[{n}]\nepsW=0.0001\nepsB=0.002\nmomW=0.9\nmomB=0.9\nwc=0.0005\n\n"

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from ..data import DataError, make_provider, provider_image_shape
+from ..data import CIFAR_IMAGE_SHAPE, DataError, make_provider, provider_image_shape
 from ..engine.config import ConfigError, read_cfg
 from ..engine.describe import describe
 from ..engine.devices import parse_gpus
@@ -42,10 +42,17 @@ def build_parser():
                    help="layers.cfg and layer-params.cfg (with --load-file: PARAMS alone, or "
                         "nothing to re-read the params file the run was started with)")
     a = p.add_argument
-    a("--data-provider", default="fashion-mnist", help="fashion-mnist (default) or cifar")
+    a("--layer-def", metavar="LAYERS", default=None,
+      help="cuda-convnet's spelling of the LAYERS argument")
+    a("--layer-params", metavar="PARAMS", default=None,
+      help="cuda-convnet's spelling of the PARAMS argument")
+    a("--data-provider", default="fashion-mnist",
+      help="fashion-mnist (default), cifar or image; cuda-convnet's cifar-cropped is cifar with "
+           "--inner-size 32 - 2 x --crop-border (24 unless --crop-border is given)")
     a("--data-path", default=None, help="the data set's folder")
     a("--save-path", default=None, help="run folder: checkpoints and metrics.jsonl")
-    a("--load-file", default=None, help="resume from this run folder's newest checkpoint")
+    a("-f", "--load-file", default=None,
+      help="resume from this run folder's newest checkpoint (-f: cuda-convnet's spelling)")
     a("--train-range", default=None, help="training batches, e.g. 1-5")
     a("--test-range", default=None, help="test batches, e.g. 6")
     a("--epochs", type=int, default=10, help="total epochs (a resumed run stops at this epoch)")
@@ -53,11 +60,19 @@ def build_parser():
     a("--test-freq", type=int, default=0, help="test every N minibatches (0: each epoch)")
     a("--save-interval", type=float, default=600.0, help="checkpoint at least every N seconds")
     a("--test-only", type=flag, nargs="?", const=True, default=False)
+    a("--test-one", type=flag, nargs="?", const=True, default=None,
+      help="cuda-convnet's option (1 there by default) to test on one batch of --test-range at a "
+           "time; each test here scores every batch of --test-range, which is the same for a "
+           "one-batch range such as CIFAR's 6")
     a("--backend", default=None, help="auto (default), numpy or cuda; also $CONVNET_BACKEND")
     a("--gpu", default=None, help="the physical GPU of each logical device (layers' gpu=), e.g. "
                                   "0,1; 0,0 runs both on GPU 0 (cuda backend; numpy ignores it)")
     a("--seed", type=int, default=None, help="0 by default; a resumed run keeps its own")
     a("--inner-size", type=int, default=None, help="random crops of this size (centre at test)")
+    a("--crop-border", type=int, default=None,
+      help="cuda-convnet's cifar-cropped crop: --inner-size 32 - 2 x N on CIFAR (its default "
+           "4: random 24x24 crops, each flipped with probability 1/2, the centre crop at test, "
+           "the centre crop of the mean image subtracted; exactly what --inner-size 24 does)")
     a("--logreg-name", default=None, help="the cost.logreg layer that reports errors")
     a("--multiview-test", type=flag, nargs="?", const=True, default=False,
       help="test on 10 views of each image (4 corners + centre, and their mirrors), the "
@@ -185,7 +200,39 @@ def out_of_memory_message(net, batch_size, exc, backend):
             f"largest layers above smaller")
 
 
+def originals_options(args):
+    """cuda-convnet's spellings (--layer-def, --layer-params, cifar-cropped, --crop-border,
+    --test-one) as today's options, in place."""
+    named = [f for f in (args.layer_def, args.layer_params) if f is not None]
+    if named and args.files:
+        raise ValueError("give the files either as LAYERS PARAMS or as --layer-def/"
+                         "--layer-params, not both")
+    if args.layer_def is not None and args.layer_params is None:
+        raise ValueError("--layer-def needs --layer-params (cuda-convnet's convnet.py too)")
+    if named:
+        args.files = named
+    if args.load_file and args.load_file.startswith("="):  # getopt's -f=RUN
+        args.load_file = args.load_file[1:]
+    cropped = str(args.data_provider).lower() == "cifar-cropped"
+    if args.crop_border is not None or cropped:
+        if not str(args.data_provider).lower().startswith("cifar"):
+            raise ValueError(f"--crop-border is cuda-convnet's cifar-cropped option; for "
+                             f"{args.data_provider} give --inner-size")
+        border, side = 4 if args.crop_border is None else args.crop_border, CIFAR_IMAGE_SHAPE[1]
+        if not 0 <= 2 * border < side:
+            raise ValueError(f"--crop-border must be in 0..{(side - 1) // 2} (a crop of {side} "
+                             f"- 2 x N), got {border}")
+        if args.inner_size is not None and args.inner_size != side - 2 * border:
+            raise ValueError(f"--inner-size {args.inner_size} and --crop-border {border} "
+                             f"(--inner-size {side - 2 * border}) disagree: give one")
+        args.data_provider, args.inner_size = "cifar", side - 2 * border
+    if args.test_one and args.test_range and any(c in args.test_range for c in "-,"):
+        warnings.warn(f"--test-one: each test scores all of --test-range {args.test_range}, "
+                      "not one batch of it at a time as cuda-convnet did")
+
+
 def run(args):
+    originals_options(args)
     state = found = None
     if args.gpu is not None:
         args.gpu = parse_gpus(args.gpu)

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from ..engine.filters import filter_mosaic, graph_from_sections, towers_of, upsc
 from ..training.checkpoint import read_metrics
 from ..training.saved_run import array_key, load_run, newest_checkpoint
 from ..training.train import Trainer
+from .cli import flag
 from .figures import DPI, pyplot, show_image
 
 COST_SIZE = (1000, 750)            # pixels
@@ -177,6 +179,26 @@ def centre_crops(provider, index):
     return crops.astype(np.float32) - provider.cropped_mean
 
 
+def check_cost_layer(run_dir, name, records):
+    """shownet.py's --show-cost=LAYER: LAYER must be a cost layer of the run's net and the one
+    its metrics.jsonl reports (recorded as cost_layer; older runs: the first cost.logreg)."""
+    _, _, state = newest_checkpoint(run_dir)
+    sections = read_cfg(state.get("layers_file") or "layers.cfg", text=state["layers_cfg"])
+    types = {n: sec.entries["type"].value for n, sec in sections.items() if "type" in sec.entries}
+    if not types.get(name, "").startswith("cost."):
+        costs = ", ".join(n for n, t in types.items() if t.startswith("cost.")) or "none"
+        raise ValueError(f"--show-cost={name}: not a cost layer of the run's net (its cost "
+                         f"layers: {costs})")
+    recorded = [r["cost_layer"] for r in records if r.get("cost_layer")]
+    if recorded and recorded[-1] != name:
+        raise ValueError(f"--show-cost={name}: metrics.jsonl records the cost of "
+                         f"'{recorded[-1]}'")
+    first = next((n for n, t in types.items() if t == "cost.logreg"), None)
+    if not recorded and first != name:  # older runs did not record it
+        warnings.warn(f"--show-cost={name}: metrics.jsonl holds the cost the run reported, "
+                      f"'{first}' unless it was trained with --logreg-name {name}")
+
+
 def probabilities_layer(net, cost_name=None):
     """The softmax layer feeding the net's (first) cost.logreg layer."""
     cost = net[cost_name or Trainer.default_cost(net)]
@@ -184,11 +206,12 @@ def probabilities_layer(net, cost_name=None):
 
 
 
-def predict(net, provider, count, only_errors=False, seed=0, batch_size=128):
+def predict(net, provider, count, only_errors=False, seed=0, batch_size=128, probs_name=None):
     """Up to `count` test images in a seeded random order: (index, probabilities (n, classes)).
 
-    With only_errors, only images whose top-1 prediction is wrong (scanning until enough)."""
-    probs_name = probabilities_layer(net)
+    With only_errors, only images whose top-1 prediction is wrong (scanning until enough).
+    probs_name: the softmax layer (default: the one feeding the first cost.logreg)."""
+    probs_name = probs_name or probabilities_layer(net)
     order = np.random.default_rng(seed).permutation(provider.num_test)
     picked, probs = [], []
     for start in range(0, len(order), batch_size):
@@ -254,18 +277,25 @@ def build_parser():
         prog="convnet-show", description="Draw what a saved run learned as PNG files: cost "
         "curves, filters, predictions (cuda-convnet's shownet.py).")
     a = p.add_argument
-    a("run_dir", metavar="RUN_DIR", help="a run folder written by convnet-train --save-path")
+    a("run_dir", metavar="RUN_DIR", nargs="?", default=None,
+      help="a run folder written by convnet-train --save-path")
+    a("-f", "--load-file", metavar="RUN_DIR", default=None,
+      help="the run folder, as cuda-convnet's shownet.py -f")
     a("--out", default=None, help="folder for the PNG files (default: RUN_DIR)")
-    a("--show-cost", action="store_true",
-      help="cost.png: train/test cost, top-1/top-5 error against epochs")
+    a("--show-cost", metavar="COST_LAYER", nargs="?", const=True, default=None,
+      help="cost.png: train/test cost, top-1/top-5 error against epochs (--show-cost=LAYER, "
+           "shownet.py's form, names the cost layer: the one the run reported)")
     a("--smooth", type=int, default=1, help="with --show-cost: mean over N tests (default 1)")
     a("--show-filters", metavar="LAYER", default=None,
       help="filters-LAYER.png: a conv or local layer's filters (RGB for 3-channel input)")
     a("--norm-filters", action="store_true",
       help="with --show-filters: normalize each filter to its own range")
-    a("--show-preds", action="store_true",
-      help="preds.png (preds-errors.png with --only-errors): test images and top-5 guesses")
-    a("--only-errors", action="store_true", help="with --show-preds: misclassified images only")
+    a("--show-preds", metavar="SOFTMAX_LAYER", nargs="?", const=True, default=None,
+      help="preds.png (preds-errors.png with --only-errors): test images and top-5 guesses "
+           "(--show-preds=LAYER, shownet.py's form: that softmax's; by default the one feeding "
+           "the first cost.logreg)")
+    a("--only-errors", type=flag, nargs="?", const=True, default=False,
+      help="with --show-preds: misclassified images only (also --only-errors=1)")
     a("--num-preds", type=int, default=16, help="with --show-preds: how many images (16)")
     a("--seed", type=int, default=0, help="with --show-preds: which random test images")
     a("--data-provider", default="fashion-mnist", help="fashion-mnist (default) or cifar")
@@ -292,6 +322,13 @@ def main(argv=None):
 
 
 def run(args):
+    if args.load_file is not None:  # shownet.py -f RUN_DIR
+        load = args.load_file[1:] if args.load_file.startswith("=") else args.load_file
+        if args.run_dir is not None and os.path.abspath(args.run_dir) != os.path.abspath(load):
+            raise ValueError(f"two run folders: {args.run_dir} and -f {load}")
+        args.run_dir = load
+    if args.run_dir is None:
+        raise ValueError("give the run folder: convnet-show RUN_DIR (or -f RUN_DIR)")
     if not os.path.isdir(args.run_dir):
         raise ValueError(f"run folder {args.run_dir} does not exist")
     if not (args.show_cost or args.show_filters or args.show_preds):
@@ -303,6 +340,8 @@ def run(args):
     written = []
     if args.show_cost:
         records = read_metrics(args.run_dir)
+        if args.show_cost is not True:
+            check_cost_layer(args.run_dir, args.show_cost, records)
         if not records:
             raise ValueError(f"{args.run_dir}: no metrics.jsonl records yet (a run writes one "
                              "at each test)")
@@ -325,7 +364,12 @@ def run(args):
         net, provider, step, _ = load_run(args.run_dir, args.data_provider, args.data_path,
                                           args.test_range, args.inner_size, args.backend,
                                           args.params_file)
-        index, probs = predict(net, provider, args.num_preds, args.only_errors, args.seed)
+        softmax = None if args.show_preds is True else args.show_preds
+        if softmax is not None and getattr(net.by_name.get(softmax), "type", None) != "softmax":
+            raise ValueError(f"--show-preds={softmax}: the run's net has no softmax layer "
+                             f"'{softmax}'")
+        index, probs = predict(net, provider, args.num_preds, args.only_errors, args.seed,
+                               probs_name=softmax)
         if len(index) == 0:
             raise ValueError("no misclassified test images to show")
         labels = provider.test_labels[index]
