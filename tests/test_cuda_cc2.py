@@ -30,7 +30,7 @@ from convnet import _C  # noqa: E402
 from convnet.backend import cuda_cc2 as cu  # noqa: E402
 from convnet.backend import numpy_cc2 as ref  # noqa: E402
 from convnet.backend.numpy_cost import softmax_forward  # noqa: E402
-from test_cuda_ops import (assert_close, assert_equal, host, normal, poisoned,  # noqa: E402
+from opcheck import (assert_close, assert_equal, host, normal, poisoned,  # noqa: E402
                            to_device)
 
 

@@ -14,7 +14,6 @@ Bounds, float32 against the float64 reference:
   element-wise ops              |err| <= 1e-5 |ref|   (bit-equal to the float32 reference where
                                                        the kernel rounds as it does: relu, abs,
                                                        linear, bias_forward, dropout, sgd, ...)
-  window sums (pool, norms)     |err| <= 1e-5 |ref| + 1e-6 max|ref|
   reductions (bias_backward, sum2, softmax rows, maxnorm, fc)
                                 |err| <= 1e-4 |ref| + 1e-5 * (the same sum over |terms|)
   dropout_mask                  equal to the reference bit for bit
@@ -34,74 +33,8 @@ import cupy  # noqa: E402
 
 from convnet.backend import cuda_ops as cu  # noqa: E402
 from convnet.backend import numpy_conv, numpy_cost, numpy_dropout, numpy_neuron  # noqa: E402
-from convnet.backend import numpy_norm, numpy_pool, numpy_update, philox  # noqa: E402
-
-
-# ----------------------------------------------------------------------------------------------
-# helpers
-
-
-def _offset_view(base, size, misaligned):
-    """A C-contiguous slice of `size` elements of `base` (which holds size + 2) that starts off a
-    16-byte boundary when `misaligned` (whatever the alignment of base itself)."""
-    start = 0
-    if misaligned:
-        start = 1 if (base.data.ptr + base.itemsize) % 16 else 2
-    return base[start:start + size]
-
-
-def to_device(a, misaligned=False):
-    """A float32 (or the given dtype) C-contiguous device copy; misaligned puts its first element
-    off a 16-byte boundary (a C-contiguous slice of a larger buffer)."""
-    a = np.ascontiguousarray(a)
-    if not misaligned:
-        return cupy.asarray(a)
-    view = _offset_view(cupy.empty(a.size + 2, dtype=a.dtype), a.size, True).reshape(a.shape)
-    view[...] = cupy.asarray(a)
-    assert view.data.ptr % 16 != 0 and view.flags.c_contiguous
-    return view
-
-
-def poisoned(shape, dtype=np.float32, misaligned=False):
-    """An output buffer full of NaN (0xAB for integer dtypes)."""
-    size = int(np.prod(shape))
-    base = cupy.empty(size + 2, dtype=dtype)
-    base.fill(np.nan if np.dtype(dtype).kind == "f" else 0xAB)
-    return _offset_view(base, size, misaligned).reshape(shape)
-
-
-def host(a):
-    return cupy.asnumpy(a)
-
-
-def assert_close(got, want, rtol, atol=0.0, what=""):
-    """|got - want| <= rtol |want| + atol (atol a scalar or an array), no NaN anywhere."""
-    got = host(got) if isinstance(got, cupy.ndarray) else np.asarray(got)
-    want = np.asarray(want, dtype=np.float64)
-    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
-    assert not np.isnan(got).any(), f"{what}: NaN in the output (an unwritten element?)"
-    err = np.abs(got.astype(np.float64) - want)
-    bound = rtol * np.abs(want) + atol
-    bad = err > bound
-    if bad.any():
-        i = np.unravel_index(np.argmax(err - bound), err.shape)
-        raise AssertionError(f"{what}: {bad.sum()} of {err.size} elements out of bounds; worst at "
-                             f"{i}: got {got[i]!r}, want {want[i]!r}")
-
-
-def assert_equal(got, want, what=""):
-    got = host(got) if isinstance(got, cupy.ndarray) else np.asarray(got)
-    assert got.shape == want.shape and got.dtype == want.dtype, what
-    mismatch = got != want
-    if np.issubdtype(got.dtype, np.floating):
-        mismatch &= ~(np.isnan(got) & np.isnan(want))
-        assert not np.isnan(got).any() or np.isnan(want).any(), f"{what}: NaN in the output"
-    assert not mismatch.any(), (f"{what}: {mismatch.sum()} of {got.size} elements differ, first at "
-                                f"{np.argwhere(mismatch)[0]}")
-
-
-def normal(rng, shape, scale=1.0):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
+from convnet.backend import numpy_update, philox  # noqa: E402
+from opcheck import assert_close, assert_equal, host, normal, poisoned, to_device  # noqa: E402
 
 
 ELEMENTWISE_SHAPES = [(128, 4096), (1, 3), (129, 37), (7,), (2, 96, 13, 13)]
@@ -250,138 +183,6 @@ def test_fc_ops_match_reference(n, k, m, rng):
     ]
     for name, got, want, abs_sum in cases:
         assert_close(got, want, 1e-4, 1e-5 * abs_sum, name)
-
-
-# ----------------------------------------------------------------------------------------------
-# pooling
-
-POOL_CASES = [  # shape, size, stride, start
-    pytest.param((128, 96, 55, 55), 3, 2, 0, marks=pytest.mark.big),   # AlexNet pool1
-    ((1, 3, 7, 9), 3, 2, 0),
-    ((3, 17, 13, 13), 3, 3, -1),
-    ((129, 5, 6, 6), 2, 1, 0),
-    ((2, 7, 8, 5), 4, 2, 0),        # the last column window is clipped
-    ((4, 20, 9, 9), 5, 2, -2),
-]
-
-
-def pool_case(shape, size, stride, start):
-    return tuple(numpy_pool.pool_output_size(s, size, stride, start) for s in shape[2:])
-
-
-@pytest.mark.parametrize("shape,size,stride,start", POOL_CASES)
-def test_maxpool_forward_backward_match_reference(shape, size, stride, start, rng):
-    out_size = pool_case(shape, size, stride, start)
-    x = normal(rng, shape)
-    y_ref = numpy_pool.maxpool_forward(x, size, stride, start, out_size)
-    y = cu.maxpool_forward(to_device(x), size, stride, start, out_size,
-                           out=poisoned(y_ref.shape))
-    assert_equal(y, y_ref, "maxpool_forward")
-    dy = normal(rng, y_ref.shape)
-    dx_ref = numpy_pool.maxpool_backward(x.astype(np.float64), y_ref.astype(np.float64),
-                                         dy.astype(np.float64), size, stride, start)
-    dx = cu.maxpool_backward(to_device(x), y, to_device(dy), size, stride, start,
-                             out=poisoned(shape))
-    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), "maxpool_backward")
-
-
-def test_maxpool_backward_ties_share_the_gradient(rng):
-    """Inputs drawn from four values: most windows hold several maxima, and each gets dy."""
-    shape, size, stride, start = (5, 6, 11, 11), 3, 2, 0
-    out_size = pool_case(shape, size, stride, start)
-    x = rng.integers(0, 4, shape).astype(np.float32)
-    y = numpy_pool.maxpool_forward(x, size, stride, start, out_size)
-    dy = normal(rng, y.shape)
-    dx_ref = numpy_pool.maxpool_backward(x.astype(np.float64), y.astype(np.float64),
-                                         dy.astype(np.float64), size, stride, start)
-    dx = cu.maxpool_backward(to_device(x), to_device(y), to_device(dy), size, stride, start,
-                             out=poisoned(shape))
-    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), "maxpool_backward with ties")
-
-
-@pytest.mark.parametrize("shape,size,stride,start", POOL_CASES)
-def test_avgpool_forward_backward_match_reference(shape, size, stride, start, rng):
-    out_size = pool_case(shape, size, stride, start)
-    x = normal(rng, shape)
-    y_ref = numpy_pool.avgpool_forward(x.astype(np.float64), size, stride, start, out_size)
-    y = cu.avgpool_forward(to_device(x), size, stride, start, out_size,
-                           out=poisoned(y_ref.shape))
-    abs_ref = numpy_pool.avgpool_forward(np.abs(x).astype(np.float64), size, stride, start,
-                                         out_size)
-    assert_close(y, y_ref, 1e-5, 1e-6 * abs_ref, "avgpool_forward")
-    dy = normal(rng, y_ref.shape)
-    dx_ref = numpy_pool.avgpool_backward(dy.astype(np.float64), shape[2:], size, stride, start)
-    dx = cu.avgpool_backward(to_device(dy), shape[2:], size, stride, start,
-                             out=poisoned(shape))
-    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), "avgpool_backward")
-
-
-def test_pool_rejects_windows_off_the_image():
-    x = cupy.zeros((1, 1, 4, 4), cupy.float32)
-    with pytest.raises(ValueError, match="maxpool_forward: with start"):
-        cu.maxpool_forward(x, 2, 2, 0, (3, 2))
-    with pytest.raises(ValueError, match="avgpool_forward: stride"):
-        cu.avgpool_forward(x, 2, 0, 0, (2, 2))
-
-
-# ----------------------------------------------------------------------------------------------
-# response normalization
-
-NORM_CASES = [  # shape, size, alpha, beta, k
-    pytest.param((128, 96, 55, 55), 5, 1e-4 / 5, 0.75, 2.0,
-                 marks=pytest.mark.big),           # AlexNet's LRN after conv1
-    ((4, 24, 9, 7), 5, 1e-4 / 5, 0.75, 2.0),       # the same at a size the emulator runs
-    ((1, 3, 5, 7), 5, 0.02, 0.75, 1.0),            # window wider than the channels
-    ((3, 17, 4, 6), 4, 0.01, 0.5, 1.5),            # even size
-    ((129, 10, 3, 3), 3, 0.05, 0.9, 1.0),
-]
-SAME_MAP_CASES = [
-    ((8, 16, 27, 27), 5, 1e-3 / 25, 0.75, 2.0),
-    ((1, 3, 7, 5), 3, 0.02, 0.75, 1.0),
-    ((2, 5, 6, 4), 4, 0.01, 0.5, 1.5),             # even size
-    ((3, 18, 5, 9), 9, 0.005, 0.8, 1.0),           # window larger than the image
-]
-
-
-def check_norm(name, shape, size, alpha, beta, k, rng):
-    forward_ref = getattr(numpy_norm, f"{name}_forward")
-    backward_ref = getattr(numpy_norm, f"{name}_backward")
-    x = normal(rng, shape, 2.0)
-    dy = normal(rng, shape)
-    y_ref = forward_ref(x.astype(np.float64), size, alpha, beta, k)
-    y = getattr(cu, f"{name}_forward")(to_device(x), size, alpha, beta, k, out=poisoned(shape))
-    assert_close(y, y_ref, 1e-5, 1e-6 * np.abs(y_ref).max(), f"{name}_forward")
-    y32 = forward_ref(x, size, alpha, beta, k)
-    dx_ref = backward_ref(x.astype(np.float64), y32.astype(np.float64), dy.astype(np.float64),
-                          size, alpha, beta, k)
-    dx = getattr(cu, f"{name}_backward")(to_device(x), to_device(y32), to_device(dy), size,
-                                         alpha, beta, k, out=poisoned(shape))
-    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), f"{name}_backward")
-
-
-@pytest.mark.parametrize("shape,size,alpha,beta,k", NORM_CASES)
-def test_lrn_forward_backward_match_reference(shape, size, alpha, beta, k, rng):
-    check_norm("lrn", shape, size, alpha, beta, k, rng)
-
-
-@pytest.mark.parametrize("shape,size,alpha,beta,k", SAME_MAP_CASES)
-def test_rnorm_forward_backward_match_reference(shape, size, alpha, beta, k, rng):
-    check_norm("rnorm", shape, size, alpha, beta, k, rng)
-
-
-@pytest.mark.parametrize("shape,size,alpha,beta,k", SAME_MAP_CASES)
-def test_cnorm_forward_backward_match_reference(shape, size, alpha, beta, k, rng):
-    check_norm("cnorm", shape, size, alpha, beta, k, rng)
-
-
-def test_norm_rejects_bad_arguments():
-    x = cupy.zeros((1, 3, 4, 4), cupy.float32)
-    with pytest.raises(ValueError, match="lrn_forward: k"):
-        cu.lrn_forward(x, 5, 1e-4, 0.75, 0.0)
-    with pytest.raises(ValueError, match="rnorm_forward: size"):
-        cu.rnorm_forward(x, 0, 1e-4, 0.75, 1.0)
-    with pytest.raises(ValueError, match="cnorm_forward: x must be 4-D"):
-        cu.cnorm_forward(x[0], 3, 1e-4, 0.75, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ PLANTED = [
      "        buf ^= 1;",
      "tests/test_cuda_conv.py", "awkward_shapes and forward"),
     ("off-by-one window index", "pool.cu", "c.hi = min(out - 1,", "c.hi = min(out,",
-     "tests/test_cuda_ops.py", "maxpool"),
+     "tests/test_pool.py", "maxpool and cuda"),
     ("wrong shuffle lane", "softmax.cu", "v += __shfl_xor_sync(0xffffffffu, v, offset);",
      "v += __shfl_xor_sync(0xffffffffu, v, offset ^ 1);", "tests/test_cuda_ops.py", "logreg"),
 ]

@@ -9,6 +9,7 @@ from convnet.backend.numpy_conv import (
     local_backward_filter, local_forward)
 from convnet.backend.numpy_direct import conv_forward_direct, local_forward_direct
 from gradcheck import check_op_grads
+from opcheck import memory_orders
 
 
 # (batch, channels, height, width, filters, filter_size, stride, padding, groups)
@@ -38,15 +39,6 @@ def local_weights(rng, case):
     out_h = conv_output_size(height, fs, stride, padding)
     out_w = conv_output_size(width, fs, stride, padding)
     return rng.standard_normal((out_h, out_w, filters, channels // groups, fs, fs))
-
-
-def memory_orders(a):
-    """The NCHW array `a` in each memory order a caller may pass: C-contiguous, an NCHW view of
-    (C, H, W, N) memory (what conv and pooling return), and a strided slice of a larger array."""
-    chwn = np.ascontiguousarray(a.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-    larger = np.zeros((a.shape[0], 2 * a.shape[1], *a.shape[2:]), dtype=a.dtype)
-    larger[:, 1::2] = a
-    return {"nchw": np.ascontiguousarray(a), "chwn": chwn, "strided": larger[:, 1::2]}
 
 
 # ---------------------------------------------------------------------------------------------

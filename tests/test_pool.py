@@ -1,4 +1,11 @@
-"""The NumPy reference for max and average pooling against direct definitions and gradients."""
+"""Max and average pooling: one case list on the NumPy backend (numpy_pool against numpy_direct's
+definitions and float64 gradients) and on the cuda backend (csrc/pool.cu against the reference,
+on a GPU or the CPU emulator; tests/opcheck.py says how).
+
+cuda bounds, float32 against the float64 reference, every out= poisoned with NaN:
+  maxpool_forward                  equal to the float32 reference
+  the rest (window sums)           |err| <= 1e-5 |ref| + 1e-6 max|ref|
+"""
 import itertools
 
 import numpy as np
@@ -8,39 +15,112 @@ from convnet.backend.numpy_direct import avgpool_forward_direct, maxpool_forward
 from convnet.backend.numpy_pool import (
     avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward, pool_output_size)
 from gradcheck import check_op_grads
-from test_ref_conv import memory_orders
+from opcheck import (assert_close, assert_equal, cu, cuda_test, cupy, distinct_values,
+                     memory_orders, normal, on_backends, poisoned, reference_cases, to_device)
 
-
-def distinct_values(rng, shape):
-    """A random permutation of well separated values: no ties in any window."""
-    return rng.permutation(np.prod(shape)).reshape(shape) / np.prod(shape) - 0.5
-
-
-# (batch, channels, height, width, size, stride, start, out_size or None for the default)
-POOL_CASES = [
-    (1, 1, 5, 5, 3, 2, 0, None),        # batch 1, overlapping 3/2
-    (2, 3, 7, 6, 3, 2, 0, None),        # rectangular, the last window clipped
-    (2, 2, 9, 9, 2, 2, 0, None),        # non-overlapping, 9 is odd: last window half outside
-    (1, 3, 6, 7, 3, 2, -1, None),       # start < 0: the first window hangs over the top/left
-    (2, 2, 8, 8, 3, 2, 1, None),        # start > 0: row/column 0 is in no window
-    (3, 2, 11, 10, 3, 3, 0, (2, 3)),    # out_size smaller than the default
-    (2, 1, 7, 5, 4, 1, -2, None),       # stride 1, large negative start
-    (1, 2, 8, 11, 2, 3, 0, None),       # stride > size: gaps between windows
+# (shape, size, stride, start, out_size or None for the default)
+CASES = [
+    ((1, 1, 5, 5), 3, 2, 0, None),        # batch 1, overlapping 3/2
+    ((2, 3, 7, 6), 3, 2, 0, None),        # rectangular, the last window clipped
+    ((2, 2, 9, 9), 2, 2, 0, None),        # non-overlapping, 9 is odd: last window half outside
+    ((1, 3, 6, 7), 3, 2, -1, None),       # start < 0: the first window hangs over the top/left
+    ((2, 2, 8, 8), 3, 2, 1, None),        # start > 0: row/column 0 is in no window
+    ((3, 2, 11, 10), 3, 3, 0, (2, 3)),    # out_size smaller than the default
+    ((2, 1, 7, 5), 4, 1, -2, None),       # stride 1, large negative start
+    ((1, 2, 8, 11), 2, 3, 0, None),       # stride > size: gaps between windows
+    pytest.param(((128, 96, 55, 55), 3, 2, 0, None), marks=pytest.mark.big),  # AlexNet pool1
+    ((1, 3, 7, 9), 3, 2, 0, None),
+    ((3, 17, 13, 13), 3, 3, -1, None),
+    ((129, 5, 6, 6), 2, 1, 0, None),      # batch 129
+    ((2, 7, 8, 5), 4, 2, 0, None),        # the last column window is clipped
+    ((4, 20, 9, 9), 5, 2, -2, None),
 ]
 
-CASE_IDS = [f"n{c[0]}c{c[1]}h{c[2]}w{c[3]}z{c[4]}s{c[5]}st{c[6]}o{c[7]}" for c in POOL_CASES]
+
+def case_id(case):
+    (n, c, h, w), size, stride, start, out_size = case
+    return f"n{n}c{c}h{h}w{w}z{size}s{stride}st{start}o{out_size}"
 
 
 def pool_case(case):
-    n, channels, height, width, size, stride, start, out_size = case
+    shape, size, stride, start, out_size = case
     if out_size is None:
-        out_size = (pool_output_size(height, size, stride, start),
-                    pool_output_size(width, size, stride, start))
-    return (n, channels, height, width), size, stride, start, out_size
+        out_size = tuple(pool_output_size(s, size, stride, start) for s in shape[2:])
+    return shape, size, stride, start, out_size
+
+
+on_both = on_backends(CASES, case_id)
+for_reference = pytest.mark.parametrize("case", reference_cases(CASES), ids=case_id)
 
 
 # ---------------------------------------------------------------------------------------------
-# sizes and forward values
+# the case list on both backends
+
+
+def maxpool_numpy(case, rng):
+    """Forward equals the direct definition; backward passes the float64 gradient check."""
+    shape, size, stride, start, out_size = pool_case(case)
+    x = rng.standard_normal(shape)
+    np.testing.assert_array_equal(maxpool_forward(x, size, stride, start, out_size),
+                                  maxpool_forward_direct(x, size, stride, start, out_size))
+    x = distinct_values(rng, shape)
+    y = maxpool_forward(x, size, stride, start, out_size)
+    check_op_grads(lambda x: maxpool_forward(x, size, stride, start, out_size),
+                   lambda dy: [maxpool_backward(x, y, dy, size, stride, start)], [x], rng)
+
+
+def maxpool_cuda(case, rng):
+    shape, size, stride, start, out_size = pool_case(case)
+    x = normal(rng, shape)
+    y_ref = maxpool_forward(x, size, stride, start, out_size)
+    y = cu.maxpool_forward(to_device(x), size, stride, start, out_size,
+                           out=poisoned(y_ref.shape))
+    assert_equal(y, y_ref, "maxpool_forward")
+    dy = normal(rng, y_ref.shape)
+    dx_ref = maxpool_backward(x.astype(np.float64), y_ref.astype(np.float64),
+                              dy.astype(np.float64), size, stride, start)
+    dx = cu.maxpool_backward(to_device(x), y, to_device(dy), size, stride, start,
+                             out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), "maxpool_backward")
+
+
+def avgpool_numpy(case, rng):
+    shape, size, stride, start, out_size = pool_case(case)
+    x = rng.standard_normal(shape)
+    np.testing.assert_allclose(avgpool_forward(x, size, stride, start, out_size),
+                               avgpool_forward_direct(x, size, stride, start, out_size),
+                               rtol=1e-13, atol=1e-13)
+    check_op_grads(lambda x: avgpool_forward(x, size, stride, start, out_size),
+                   lambda dy: [avgpool_backward(dy, shape[2:], size, stride, start)], [x], rng)
+
+
+def avgpool_cuda(case, rng):
+    shape, size, stride, start, out_size = pool_case(case)
+    x = normal(rng, shape)
+    y_ref = avgpool_forward(x.astype(np.float64), size, stride, start, out_size)
+    y = cu.avgpool_forward(to_device(x), size, stride, start, out_size,
+                           out=poisoned(y_ref.shape))
+    abs_ref = avgpool_forward(np.abs(x).astype(np.float64), size, stride, start, out_size)
+    assert_close(y, y_ref, 1e-5, 1e-6 * abs_ref, "avgpool_forward")
+    dy = normal(rng, y_ref.shape)
+    dx_ref = avgpool_backward(dy.astype(np.float64), shape[2:], size, stride, start)
+    dx = cu.avgpool_backward(to_device(dy), shape[2:], size, stride, start,
+                             out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), "avgpool_backward")
+
+
+@on_both
+def test_maxpool_forward_backward(backend, case, rng):
+    {"numpy": maxpool_numpy, "cuda": maxpool_cuda}[backend](case, rng)
+
+
+@on_both
+def test_avgpool_forward_backward(backend, case, rng):
+    {"numpy": avgpool_numpy, "cuda": avgpool_cuda}[backend](case, rng)
+
+
+# ---------------------------------------------------------------------------------------------
+# the reference: sizes and values by hand, ties, dtypes, memory orders
 
 
 @pytest.mark.parametrize("img, size, stride, start, expected", [
@@ -90,17 +170,6 @@ def test_avgpool_backward_spreads_each_share_over_the_clipped_window():
     np.testing.assert_array_equal(dx[0, 0], expected)
 
 
-@pytest.mark.parametrize("case", POOL_CASES, ids=CASE_IDS)
-def test_maxpool_and_avgpool_forward_match_direct_definition(rng, case):
-    shape, size, stride, start, out_size = pool_case(case)
-    x = rng.standard_normal(shape)
-    np.testing.assert_array_equal(maxpool_forward(x, size, stride, start, out_size),
-                                  maxpool_forward_direct(x, size, stride, start, out_size))
-    np.testing.assert_allclose(avgpool_forward(x, size, stride, start, out_size),
-                               avgpool_forward_direct(x, size, stride, start, out_size),
-                               rtol=1e-13, atol=1e-13)
-
-
 def test_maxpool_backward_ties_share_the_gradient():
     x = np.array([[5.0, 1.0, 5.0],
                   [0.0, 2.0, 3.0],
@@ -132,7 +201,7 @@ def test_pooling_keeps_dtype(rng, dtype):
     assert [o.dtype for o in outs] == [np.dtype(dtype)] * 4
 
 
-@pytest.mark.parametrize("case", POOL_CASES, ids=CASE_IDS)
+@for_reference
 def test_pooling_gives_the_same_results_for_every_memory_order(rng, case):
     """Results are NCHW views of (C, H, W, N) memory, and callers pass them on (as they do conv
     outputs): x, y and dy in any memory order give exactly the results of C-contiguous arrays."""
@@ -154,27 +223,6 @@ def test_pooling_gives_the_same_results_for_every_memory_order(rng, case):
             np.testing.assert_array_equal(result, ref)
 
 
-# ---------------------------------------------------------------------------------------------
-# gradients (float64 central differences)
-
-
-@pytest.mark.parametrize("case", POOL_CASES, ids=CASE_IDS)
-def test_maxpool_backward_gradcheck(rng, case):
-    shape, size, stride, start, out_size = pool_case(case)
-    x = distinct_values(rng, shape)
-    y = maxpool_forward(x, size, stride, start, out_size)
-    check_op_grads(lambda x: maxpool_forward(x, size, stride, start, out_size),
-                   lambda dy: [maxpool_backward(x, y, dy, size, stride, start)], [x], rng)
-
-
-@pytest.mark.parametrize("case", POOL_CASES, ids=CASE_IDS)
-def test_avgpool_backward_gradcheck(rng, case):
-    shape, size, stride, start, out_size = pool_case(case)
-    x = rng.standard_normal(shape)
-    check_op_grads(lambda x: avgpool_forward(x, size, stride, start, out_size),
-                   lambda dy: [avgpool_backward(dy, shape[2:], size, stride, start)], [x], rng)
-
-
 def test_pooling_start_past_zero_leaves_unread_pixels_without_gradient(rng):
     x = distinct_values(rng, (2, 2, 8, 8))
     y = maxpool_forward(x, 3, 2, 1, (3, 3))
@@ -183,6 +231,24 @@ def test_pooling_start_past_zero_leaves_unread_pixels_without_gradient(rng):
     for dx in (dx_max, dx_avg):
         assert not dx[:, :, 0, :].any() and not dx[:, :, :, 0].any()
     assert dx_avg[:, :, 1:, 1:].all()
+
+
+# ---------------------------------------------------------------------------------------------
+# the cuda backend alone: ties at scale
+
+
+@cuda_test
+def test_cuda_maxpool_backward_ties_share_the_gradient(rng):
+    """Inputs drawn from four values: most windows hold several maxima, and each gets dy."""
+    shape, size, stride, start, out_size = pool_case(((5, 6, 11, 11), 3, 2, 0, None))
+    x = rng.integers(0, 4, shape).astype(np.float32)
+    y = maxpool_forward(x, size, stride, start, out_size)
+    dy = normal(rng, y.shape)
+    dx_ref = maxpool_backward(x.astype(np.float64), y.astype(np.float64),
+                              dy.astype(np.float64), size, stride, start)
+    dx = cu.maxpool_backward(to_device(x), to_device(y), to_device(dy), size, stride, start,
+                             out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), "maxpool_backward with ties")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,3 +282,12 @@ def test_pooling_rejects_bad_arguments(rng):
     y = maxpool_forward(x, 3, 2, 0, (2, 2))
     with pytest.raises(ValueError, match="maxpool_backward.*disagree"):
         maxpool_backward(x, y, np.ones((1, 2, 2, 3)), 3, 2, 0)
+
+
+@cuda_test
+def test_cuda_pool_rejects_windows_off_the_image():
+    x = cupy.zeros((1, 1, 4, 4), cupy.float32)
+    with pytest.raises(ValueError, match="maxpool_forward: with start"):
+        cu.maxpool_forward(x, 2, 2, 0, (3, 2))
+    with pytest.raises(ValueError, match="avgpool_forward: stride"):
+        cu.avgpool_forward(x, 2, 0, 0, (2, 2))

@@ -1,11 +1,21 @@
-"""NumPy reference: lrn (cross-map), rnorm (same-map) and cnorm (contrast) normalization."""
+"""Response normalization: lrn (cross-map), rnorm (same-map) and cnorm (contrast), one case
+list on the NumPy backend (numpy_norm against numpy_direct's definitions and float64 gradients)
+and on the cuda backend (csrc/lrn.cu against the reference, on a GPU or the CPU emulator;
+tests/opcheck.py says how).
+
+cuda bound, float32 against the float64 reference, every out= poisoned with NaN (window sums):
+  |err| <= 1e-5 |ref| + 1e-6 max|ref|
+"""
 import numpy as np
 import pytest
 
+from convnet.backend import numpy_norm
 from convnet.backend.numpy_norm import (cnorm_backward, cnorm_forward, lrn_backward, lrn_forward,
                                         rnorm_backward, rnorm_forward)
 from convnet.backend.numpy_direct import lrn_forward_direct, rnorm_forward_direct
 from gradcheck import check_op_grads
+from opcheck import (assert_close, cu, cuda_test, cupy, normal, on_backends, poisoned,
+                     to_device)
 
 K, ALPHA, BETA = 2.0, 0.1, 0.75
 
@@ -16,16 +26,92 @@ OPS = {
 }
 
 
+# shape, size, alpha, beta, k
+CROSS_MAP_CASES = [
+    pytest.param(((128, 96, 55, 55), 5, 1e-4 / 5, 0.75, 2.0),
+                 marks=pytest.mark.big),           # AlexNet's LRN after conv1
+    ((4, 24, 9, 7), 5, 1e-4 / 5, 0.75, 2.0),       # the same at a size the emulator runs
+    ((1, 3, 5, 7), 5, 0.02, 0.75, 1.0),            # window wider than the channels
+    ((3, 17, 4, 6), 4, 0.01, 0.5, 1.5),            # even size
+    ((129, 10, 3, 3), 3, 0.05, 0.9, 1.0),
+    ((2, 7, 3, 2), 1, 0.3, 0.75, 1.5),             # size 1
+    ((3, 19, 3, 2), 6, 1e-2, 0.75, 2.0),           # even size, more channels than the window
+]
+SAME_MAP_CASES = [
+    ((8, 16, 27, 27), 5, 1e-3 / 25, 0.75, 2.0),
+    ((1, 3, 7, 5), 3, 0.02, 0.75, 1.0),
+    ((2, 5, 6, 4), 4, 0.01, 0.5, 1.5),             # even size
+    ((3, 18, 5, 9), 9, 0.005, 0.8, 1.0),           # window larger than the image
+    ((2, 3, 1, 6), 2, 0.3, 0.75, 1.5),             # one row
+    ((1, 2, 5, 1), 3, 0.3, 0.75, 1.5),             # one column
+]
+DIRECT = {"lrn": lrn_forward_direct, "rnorm": rnorm_forward_direct}  # cnorm: by hand below
+
+
+def case_id(case):
+    (n, c, h, w), size, alpha, beta, k = case
+    return f"n{n}c{c}h{h}w{w}z{size}a{alpha:g}b{beta:g}k{k:g}"
+
+
+def norm_numpy(name, case, rng):
+    """Forward equals the direct definition (lrn, rnorm); backward passes the float64 gradient
+    check."""
+    shape, size, alpha, beta, k = case
+    forward, backward = OPS[name]
+    x = rng.standard_normal(shape) * 2.0
+    if name in DIRECT:
+        np.testing.assert_allclose(forward(x, size, alpha, beta, k),
+                                   DIRECT[name](x, size, alpha, beta, k), rtol=1e-12)
+    check_op_grads(lambda x: forward(x, size, alpha, beta, k),
+                   lambda dy: [backward(x, forward(x, size, alpha, beta, k), dy, size, alpha,
+                                        beta, k)], [x], rng, max_entries=80)
+
+
+def norm_cuda(name, case, rng):
+    shape, size, alpha, beta, k = case
+    forward_ref = getattr(numpy_norm, f"{name}_forward")
+    backward_ref = getattr(numpy_norm, f"{name}_backward")
+    x = normal(rng, shape, 2.0)
+    dy = normal(rng, shape)
+    y_ref = forward_ref(x.astype(np.float64), size, alpha, beta, k)
+    y = getattr(cu, f"{name}_forward")(to_device(x), size, alpha, beta, k, out=poisoned(shape))
+    assert_close(y, y_ref, 1e-5, 1e-6 * np.abs(y_ref).max(), f"{name}_forward")
+    y32 = forward_ref(x, size, alpha, beta, k)
+    dx_ref = backward_ref(x.astype(np.float64), y32.astype(np.float64), dy.astype(np.float64),
+                          size, alpha, beta, k)
+    dx = getattr(cu, f"{name}_backward")(to_device(x), to_device(y32), to_device(dy), size,
+                                         alpha, beta, k, out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-6 * np.abs(dx_ref).max(), f"{name}_backward")
+
+
+CHECKS = {"numpy": norm_numpy, "cuda": norm_cuda}
+
+
+@on_backends(CROSS_MAP_CASES, case_id)
+def test_lrn_forward_backward(backend, case, rng):
+    CHECKS[backend]("lrn", case, rng)
+
+
+@on_backends(SAME_MAP_CASES, case_id)
+def test_rnorm_forward_backward(backend, case, rng):
+    CHECKS[backend]("rnorm", case, rng)
+
+
+@on_backends(SAME_MAP_CASES, case_id)
+def test_cnorm_forward_backward(backend, case, rng):
+    CHECKS[backend]("cnorm", case, rng)
+
+
+# ----------------------------------------------------------------------------------------------
+# the reference: values by hand, random shapes, dtypes
+
+
 def as_channels(values):
     return np.array(values, dtype=np.float64).reshape(1, -1, 1, 1)
 
 
 def as_row(values):
     return np.array(values, dtype=np.float64).reshape(1, 1, 1, -1)
-
-
-# ----------------------------------------------------------------------------------------------
-# forward values written by hand from the formula
 
 
 def test_lrn_forward_hand_size3():
@@ -141,3 +227,14 @@ def test_norm_rejects_bad_arguments(op):
         forward(x, 3, ALPHA, BETA, 0.0)
     with pytest.raises(ValueError, match=f"{op}_backward.*dy"):
         backward(x, x, x[:, :1], 3, ALPHA, BETA, K)
+
+
+@cuda_test
+def test_cuda_norm_rejects_bad_arguments():
+    x = cupy.zeros((1, 3, 4, 4), cupy.float32)
+    with pytest.raises(ValueError, match="lrn_forward: k"):
+        cu.lrn_forward(x, 5, 1e-4, 0.75, 0.0)
+    with pytest.raises(ValueError, match="rnorm_forward: size"):
+        cu.rnorm_forward(x, 0, 1e-4, 0.75, 1.0)
+    with pytest.raises(ValueError, match="cnorm_forward: x must be 4-D"):
+        cu.cnorm_forward(x[0], 3, 1e-4, 0.75, 1.0)
