@@ -124,6 +124,13 @@ def host(a):
     return cupy.asnumpy(a)
 
 
+def relative_error(got, want):
+    """max|got - want| / max|want|; an all-zero reference (every window in the padding) must be
+    matched exactly."""
+    scale = float(np.max(np.abs(want), initial=0.0)) or 1.0
+    return float(np.max(np.abs(got - want), initial=0.0)) / scale
+
+
 def assert_close(got, want, rtol, atol=0.0, what=""):
     """|got - want| <= rtol |want| + atol (atol a scalar or an array), no NaN anywhere."""
     got = host(got) if CUDA and isinstance(got, cupy.ndarray) else np.asarray(got)

@@ -114,7 +114,7 @@ def test_mma_kernels_compile_for_sm80_and_sm90(tmp_path):
 PLANTED = [
     ("missing __syncthreads", "conv_gemm.cuh", "        __syncthreads();\n        buf ^= 1;",
      "        buf ^= 1;",
-     "tests/test_cuda_conv.py", "awkward_shapes and forward"),
+     "tests/test_conv.py", "conv_passes and cuda and forward"),
     ("off-by-one window index", "pool.cu", "c.hi = min(out - 1,", "c.hi = min(out,",
      "tests/test_pool.py", "maxpool and cuda"),
     ("wrong shuffle lane", "softmax.cu", "v += __shfl_xor_sync(0xffffffffu, v, offset);",

@@ -1,4 +1,16 @@
-"""The NumPy reference for conv, local, fc and bias against direct definitions and gradients."""
+"""conv and local (and the reference's fc and bias): one case list on the NumPy backend
+(numpy_conv against numpy_direct's definitions and float64 gradients) and on the cuda backend
+(csrc/conv.cu, csrc/local.cu through cuda_conv against the reference, on a GPU or the CPU
+emulator; tests/opcheck.py says how). The cuda backend's algorithms, AlexNet's and the small nets'
+layers and its argument checks: tests/test_conv_cuda.py.
+
+cuda bound: every output poisoned with NaN through out=; the relative error
+max|got - ref| / max|ref| < 1e-3, fp32 kernels against a float64 reference computed from the
+same float32 inputs (a float32 reference for the AlexNet-size cases, whose float64 reference is
+too slow on a CPU; its own error is ~1e-6, far below the bound).
+"""
+from typing import NamedTuple
+
 import numpy as np
 import pytest
 
@@ -9,22 +21,67 @@ from convnet.backend.numpy_conv import (
     local_backward_filter, local_forward)
 from convnet.backend.numpy_direct import conv_forward_direct, local_forward_direct
 from gradcheck import check_op_grads
-from opcheck import memory_orders
+from opcheck import CUDA, cupy, memory_orders, on_backends, relative_error
+
+if CUDA:
+    from convnet.backend import cuda_conv
 
 
-# (batch, channels, height, width, filters, filter_size, stride, padding, groups)
+class Case(NamedTuple):
+    n: int
+    c: int
+    h: int
+    w: int
+    f: int
+    fs: int
+    stride: int
+    padding: int
+    groups: int
+
+    def out_size(self):
+        return (conv_output_size(self.h, self.fs, self.stride, self.padding),
+                conv_output_size(self.w, self.fs, self.stride, self.padding))
+
+
+def named(case):
+    c = case
+    return f"n{c[0]}c{c[1]}h{c[2]}w{c[3]}f{c[4]}k{c[5]}s{c[6]}p{c[7]}g{c[8]}"
+
+
+# One list for conv and local, both backends: the reference's shapes, then shapes that miss every
+# tile boundary of the kernels and exercise every edge rule.
 CONV_CASES = [
-    (1, 1, 5, 5, 1, 3, 1, 0, 1),      # batch 1, single channel
-    (2, 3, 7, 5, 4, 3, 1, 1, 1),      # rectangular, padding
-    (3, 4, 6, 6, 6, 3, 2, 1, 2),      # groups=2, stride 2
-    (2, 2, 8, 8, 3, 3, 2, 0, 1),      # ceil: the last window runs past the bottom/right edge
-    (1, 3, 23, 19, 2, 11, 4, 0, 1),   # 11x11 at stride 4 (conv1's geometry), rectangular
-    (2, 6, 5, 9, 4, 5, 1, 2, 2),      # 5x5 pad 2 groups 2
-    (1, 5, 4, 4, 3, 1, 1, 0, 1),      # 1x1 filters
-    (2, 2, 4, 3, 2, 5, 3, 2, 2),      # filter larger than the image, only the padding makes room
+    Case(1, 1, 5, 5, 1, 3, 1, 0, 1),      # batch 1, single channel
+    Case(2, 3, 7, 5, 4, 3, 1, 1, 1),      # rectangular, padding
+    Case(3, 4, 6, 6, 6, 3, 2, 1, 2),      # groups=2, stride 2
+    Case(2, 2, 8, 8, 3, 3, 2, 0, 1),      # ceil: the last window runs past the bottom/right edge
+    Case(1, 3, 23, 19, 2, 11, 4, 0, 1),   # 11x11 at stride 4 (conv1's geometry), rectangular
+    Case(2, 6, 5, 9, 4, 5, 1, 2, 2),      # 5x5 pad 2 groups 2
+    Case(1, 5, 4, 4, 3, 1, 1, 0, 1),      # 1x1 filters
+    Case(2, 2, 4, 3, 2, 5, 3, 2, 2),      # filter larger than the image, only the padding makes room
 ]
-
-CASE_IDS = [f"n{c[0]}c{c[1]}h{c[2]}w{c[3]}f{c[4]}k{c[5]}s{c[6]}p{c[7]}g{c[8]}" for c in CONV_CASES]
+CASE_IDS = [named(c) for c in CONV_CASES]
+AWKWARD = {
+    "batch1": Case(1, 3, 7, 7, 4, 3, 1, 1, 1),
+    "batch129": Case(129, 3, 9, 9, 8, 3, 1, 1, 1),
+    "odd_rectangular": Case(3, 5, 13, 9, 7, 3, 2, 1, 1),
+    "channels3_11x11_stride4_ceil": Case(2, 3, 37, 31, 16, 11, 4, 0, 1),
+    "channels17": Case(4, 17, 11, 10, 33, 3, 1, 1, 1),
+    "groups2_5x5": Case(3, 6, 10, 12, 10, 5, 1, 2, 2),
+    "groups4": Case(2, 8, 7, 7, 12, 3, 1, 1, 4),
+    "padding0": Case(2, 4, 8, 9, 6, 3, 1, 0, 1),
+    "padding1": Case(2, 4, 8, 9, 6, 3, 1, 1, 1),
+    "padding2": Case(2, 4, 8, 9, 6, 3, 2, 2, 1),
+    "padding3": Case(2, 4, 8, 9, 6, 4, 1, 3, 1),
+    "last_window_past_edge": Case(2, 3, 13, 11, 5, 5, 3, 0, 1),
+    "stride_above_filter": Case(2, 2, 11, 10, 3, 2, 3, 1, 1),
+    "filters_65_per_group": Case(2, 6, 6, 6, 130, 3, 1, 1, 2),
+    "filters_200_1x1": Case(2, 4, 6, 7, 200, 1, 1, 0, 1),
+    "filter_covers_image": Case(2, 3, 5, 5, 4, 5, 1, 0, 1),
+}
+CASES = ([pytest.param(c, id=i) for c, i in zip(CONV_CASES, CASE_IDS)]
+         + [pytest.param(c, id=name) for name, c in sorted(AWKWARD.items())])
+PASSES = ("forward", "backward_data", "backward_filter")
 
 
 def conv_inputs(rng, case):
@@ -39,6 +96,88 @@ def local_weights(rng, case):
     out_h = conv_output_size(height, fs, stride, padding)
     out_w = conv_output_size(width, fs, stride, padding)
     return rng.standard_normal((out_h, out_w, filters, channels // groups, fs, fs))
+
+
+# ---------------------------------------------------------------------------------------------
+# the case list on both backends
+
+
+def random_inputs(rng, case, local):
+    """x, w, dy as float32 NumPy arrays (standard normal: never zeros, never all equal)."""
+    out_h, out_w = case.out_size()
+    group_channels = case.c // case.groups
+    w_shape = ((out_h, out_w, case.f, group_channels, case.fs, case.fs) if local
+               else (case.f, group_channels, case.fs, case.fs))
+    x = rng.standard_normal((case.n, case.c, case.h, case.w), dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32)
+    dy = rng.standard_normal((case.n, case.f, out_h, out_w), dtype=np.float32)
+    return x, w, dy
+
+
+def op_arguments(case, pass_, x, w, dy):
+    """The array arguments and the size argument of one pass (the OPS.md signatures)."""
+    if pass_ == "forward":
+        return (x, w), ()
+    if pass_ == "backward_data":
+        return (dy, w), ((case.h, case.w),)
+    return (x, dy), (case.fs,)
+
+
+REL_TOL = 1e-3
+
+
+def check_against_reference(rng, kind, pass_, case, ref_dtype=np.float64, algo=None):
+    """Run kind_pass (kind: conv or local) on the GPU into a NaN-poisoned `out` and compare."""
+    name = f"{kind}_{pass_}"
+    arrays, size_arg = op_arguments(case, pass_, *random_inputs(rng, case, kind == "local"))
+    geometry = (case.stride, case.padding, case.groups)
+    want = getattr(numpy_conv, name)(*(a.astype(ref_dtype) for a in arrays), *size_arg, *geometry)
+    out = cupy.full(want.shape, np.nan, dtype=cupy.float32)
+    got = getattr(cuda_conv, name)(*(cupy.asarray(a) for a in arrays), *size_arg, *geometry,
+                                   out=out, algo=algo)
+    assert got is out
+    got = cupy.asnumpy(got)
+    unwritten = int(np.isnan(got).sum())
+    assert unwritten == 0, f"{name} {case}: {unwritten} of {got.size} outputs never written"
+    err = relative_error(got, want)
+    assert err < REL_TOL, f"{name} {case}: relative error {err:.3g}"
+
+
+DIRECT = {"conv": conv_forward_direct, "local": local_forward_direct}
+
+
+def check_reference(rng, kind, pass_, case):
+    """forward: equal to the direct definition; backward_data, backward_filter: the float64
+    gradient check of the forward pass with respect to x, w."""
+    x, w, stride, padding, groups = conv_inputs(rng, case)
+    if kind == "local":
+        w = local_weights(rng, case)
+    geometry = (stride, padding, groups)
+    forward = getattr(numpy_conv, f"{kind}_forward")
+    if pass_ == "forward":
+        np.testing.assert_allclose(forward(x, w, *geometry), DIRECT[kind](x, w, *geometry),
+                                   rtol=1e-12, atol=1e-12)
+    elif pass_ == "backward_data":
+        check_op_grads(lambda x, w: forward(x, w, *geometry), lambda dy: [getattr(
+            numpy_conv, f"{kind}_backward_data")(dy, w, x.shape[2:], *geometry), None], [x, w], rng)
+    else:
+        check_op_grads(lambda x, w: forward(x, w, *geometry), lambda dy: [None, getattr(
+            numpy_conv, f"{kind}_backward_filter")(x, dy, case.fs, *geometry)], [x, w], rng)
+
+
+CHECKS = {"numpy": check_reference, "cuda": check_against_reference}
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@on_backends(CASES)
+def test_conv_passes(backend, case, pass_, rng):
+    CHECKS[backend](rng, "conv", pass_, case)
+
+
+@pytest.mark.parametrize("pass_", PASSES)
+@on_backends(CASES)
+def test_local_passes(backend, case, pass_, rng):
+    CHECKS[backend](rng, "local", pass_, case)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,13 +205,6 @@ def test_conv_forward_output_shape_of_alexnet_conv1(rng):
 
 # ---------------------------------------------------------------------------------------------
 # forward values
-
-
-@pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
-def test_conv_forward_matches_direct_definition(rng, case):
-    x, w, stride, padding, groups = conv_inputs(rng, case)
-    np.testing.assert_allclose(conv_forward(x, w, stride, padding, groups),
-                               conv_forward_direct(x, w, stride, padding, groups), rtol=1e-12, atol=1e-12)
 
 
 def test_conv_forward_random_shapes_match_direct_definition(rng):
@@ -135,14 +267,6 @@ def test_conv_backward_groups2_equal_two_separate_convs(rng):
                                    rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", CONV_CASES[:6], ids=CASE_IDS[:6])
-def test_local_forward_matches_direct_definition(rng, case):
-    x, _, stride, padding, groups = conv_inputs(rng, case)
-    w = local_weights(rng, case)
-    np.testing.assert_allclose(local_forward(x, w, stride, padding, groups),
-                               local_forward_direct(x, w, stride, padding, groups), rtol=1e-12, atol=1e-12)
-
-
 @pytest.mark.parametrize("case", [CONV_CASES[2], CONV_CASES[3], CONV_CASES[5]],
                          ids=[CASE_IDS[2], CASE_IDS[3], CASE_IDS[5]])
 def test_local_with_equal_filters_everywhere_equals_conv(rng, case):
@@ -186,7 +310,7 @@ def test_conv_and_local_row_bands_change_nothing(rng, monkeypatch):
         np.testing.assert_allclose(sliced, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", CASES)
 def test_conv_and_local_give_the_same_results_for_every_memory_order(rng, case):
     """Results are NCHW views of (C, H, W, N) memory, and callers pass them on: x and dy in any
     memory order give exactly the results of C-contiguous arrays."""
@@ -261,29 +385,6 @@ def test_conv_float32_close_to_float64(rng):
 
 # ---------------------------------------------------------------------------------------------
 # gradients (float64 central differences)
-
-
-@pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
-def test_conv_backward_data_and_filter_gradcheck(rng, case):
-    x, w, stride, padding, groups = conv_inputs(rng, case)
-    fs, size = w.shape[2], x.shape[2:]
-    check_op_grads(
-        lambda x, w: conv_forward(x, w, stride, padding, groups),
-        lambda dy: [conv_backward_data(dy, w, size, stride, padding, groups),
-                    conv_backward_filter(x, dy, fs, stride, padding, groups)],
-        [x, w], rng)
-
-
-@pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
-def test_local_backward_data_and_filter_gradcheck(rng, case):
-    x, _, stride, padding, groups = conv_inputs(rng, case)
-    w = local_weights(rng, case)
-    fs, size = w.shape[4], x.shape[2:]
-    check_op_grads(
-        lambda x, w: local_forward(x, w, stride, padding, groups),
-        lambda dy: [local_backward_data(dy, w, size, stride, padding, groups),
-                    local_backward_filter(x, dy, fs, stride, padding, groups)],
-        [x, w], rng)
 
 
 @pytest.mark.parametrize("n, k, m", [(1, 1, 1), (3, 7, 5), (4, 13, 2)])

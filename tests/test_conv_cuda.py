@@ -1,16 +1,9 @@
-"""The CUDA conv and local kernels (csrc/conv.cu, csrc/local.cu through convnet.backend.cuda_conv)
-against the NumPy reference (convnet.backend.numpy_conv), on a GPU or on the CPU emulator
-(batch 4 for the small nets, AlexNet's layers skipped there; what it cannot show: the top of
-tests/test_cuda_ops.py).
-
-Inputs are fresh standard-normal draws every run. Every output is poisoned with NaN before the
-call (through `out=`), so an element the kernel never writes fails the test. The bound is on the
-relative error max|got - ref| / max|ref| < 1e-3: fp32 kernels against a float64 reference
-computed from the same float32 inputs (a float32 reference for the AlexNet-size cases, whose
-float64 reference is too slow on a CPU; its own error is ~1e-6, far below the bound).
+"""What only the cuda backend's conv and local have, against the NumPy reference on a GPU or on
+the CPU emulator (batch 4 for the small nets, AlexNet's layers skipped there; what it cannot show:
+the top of tests/test_cuda_ops.py): AlexNet's and the small nets' layers, random shapes, the named
+algorithms (algo=, Winograd), streams, empty batches, offset views and argument checks. The case
+list both backends run, its bound and its helpers: tests/test_conv.py.
 """
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 
@@ -25,25 +18,9 @@ import cupy  # noqa: E402
 
 from convnet.backend import algos, cuda_conv, numpy_conv  # noqa: E402
 from conftest import SMALL_SHAPES  # noqa: E402
-
-REL_TOL = 1e-3
-PASSES = ("forward", "backward_data", "backward_filter")
-
-
-class Case(NamedTuple):
-    n: int
-    c: int
-    h: int
-    w: int
-    f: int
-    fs: int
-    stride: int
-    padding: int
-    groups: int
-
-    def out_size(self):
-        return (numpy_conv.conv_output_size(self.h, self.fs, self.stride, self.padding),
-                numpy_conv.conv_output_size(self.w, self.fs, self.stride, self.padding))
+from opcheck import relative_error  # noqa: E402
+from test_conv import (AWKWARD, PASSES, REL_TOL, Case, check_against_reference,  # noqa: E402
+                       op_arguments, random_inputs)
 
 
 def emulator_batch(cases, n=4):
@@ -74,75 +51,6 @@ LOCAL_NETS = {
 SMALL_NETS, LOCAL_NETS = emulator_batch(SMALL_NETS), emulator_batch(LOCAL_NETS)
 LONG_REDUCTION = Case(16 if SMALL_SHAPES else 64, 8, 20, 20, 240, 3, 1, 1, 2)
 
-# Shapes that miss every tile boundary and exercise every edge rule (conv and local alike).
-AWKWARD = {
-    "batch1": Case(1, 3, 7, 7, 4, 3, 1, 1, 1),
-    "batch129": Case(129, 3, 9, 9, 8, 3, 1, 1, 1),
-    "odd_rectangular": Case(3, 5, 13, 9, 7, 3, 2, 1, 1),
-    "channels3_11x11_stride4_ceil": Case(2, 3, 37, 31, 16, 11, 4, 0, 1),
-    "channels17": Case(4, 17, 11, 10, 33, 3, 1, 1, 1),
-    "groups2_5x5": Case(3, 6, 10, 12, 10, 5, 1, 2, 2),
-    "groups4": Case(2, 8, 7, 7, 12, 3, 1, 1, 4),
-    "padding0": Case(2, 4, 8, 9, 6, 3, 1, 0, 1),
-    "padding1": Case(2, 4, 8, 9, 6, 3, 1, 1, 1),
-    "padding2": Case(2, 4, 8, 9, 6, 3, 2, 2, 1),
-    "padding3": Case(2, 4, 8, 9, 6, 4, 1, 3, 1),
-    "last_window_past_edge": Case(2, 3, 13, 11, 5, 5, 3, 0, 1),
-    "stride_above_filter": Case(2, 2, 11, 10, 3, 2, 3, 1, 1),
-    "filters_65_per_group": Case(2, 6, 6, 6, 130, 3, 1, 1, 2),
-    "filters_200_1x1": Case(2, 4, 6, 7, 200, 1, 1, 0, 1),
-    "filter_covers_image": Case(2, 3, 5, 5, 4, 5, 1, 0, 1),
-}
-
-
-# ----------------------------------------------------------------------------------------------
-# helpers
-
-
-def random_inputs(rng, case, local):
-    """x, w, dy as float32 NumPy arrays (standard normal: never zeros, never all equal)."""
-    out_h, out_w = case.out_size()
-    group_channels = case.c // case.groups
-    w_shape = ((out_h, out_w, case.f, group_channels, case.fs, case.fs) if local
-               else (case.f, group_channels, case.fs, case.fs))
-    x = rng.standard_normal((case.n, case.c, case.h, case.w), dtype=np.float32)
-    w = rng.standard_normal(w_shape, dtype=np.float32)
-    dy = rng.standard_normal((case.n, case.f, out_h, out_w), dtype=np.float32)
-    return x, w, dy
-
-
-def op_arguments(case, pass_, x, w, dy):
-    """The array arguments and the size argument of one pass (the OPS.md signatures)."""
-    if pass_ == "forward":
-        return (x, w), ()
-    if pass_ == "backward_data":
-        return (dy, w), ((case.h, case.w),)
-    return (x, dy), (case.fs,)
-
-
-def relative_error(got, want):
-    """max|got - want| / max|want|; an all-zero reference (every window in the padding) must be
-    matched exactly."""
-    scale = float(np.max(np.abs(want), initial=0.0)) or 1.0
-    return float(np.max(np.abs(got - want), initial=0.0)) / scale
-
-
-def check_against_reference(rng, kind, pass_, case, ref_dtype=np.float64, algo=None):
-    """Run kind_pass (kind: conv or local) on the GPU into a NaN-poisoned `out` and compare."""
-    name = f"{kind}_{pass_}"
-    arrays, size_arg = op_arguments(case, pass_, *random_inputs(rng, case, kind == "local"))
-    geometry = (case.stride, case.padding, case.groups)
-    want = getattr(numpy_conv, name)(*(a.astype(ref_dtype) for a in arrays), *size_arg, *geometry)
-    out = cupy.full(want.shape, np.nan, dtype=cupy.float32)
-    got = getattr(cuda_conv, name)(*(cupy.asarray(a) for a in arrays), *size_arg, *geometry,
-                                   out=out, algo=algo)
-    assert got is out
-    got = cupy.asnumpy(got)
-    unwritten = int(np.isnan(got).sum())
-    assert unwritten == 0, f"{name} {case}: {unwritten} of {got.size} outputs never written"
-    err = relative_error(got, want)
-    assert err < REL_TOL, f"{name} {case}: relative error {err:.3g}"
-
 
 # ----------------------------------------------------------------------------------------------
 # against the reference
@@ -165,18 +73,6 @@ def test_conv_small_nets(rng, net, pass_):
 @pytest.mark.parametrize("layer", sorted(LOCAL_NETS))
 def test_local_cifar_layers(rng, layer, pass_):
     check_against_reference(rng, "local", pass_, LOCAL_NETS[layer])
-
-
-@pytest.mark.parametrize("pass_", PASSES)
-@pytest.mark.parametrize("shape", sorted(AWKWARD))
-def test_conv_awkward_shapes(rng, shape, pass_):
-    check_against_reference(rng, "conv", pass_, AWKWARD[shape])
-
-
-@pytest.mark.parametrize("pass_", PASSES)
-@pytest.mark.parametrize("shape", sorted(AWKWARD))
-def test_local_awkward_shapes(rng, shape, pass_):
-    check_against_reference(rng, "local", pass_, AWKWARD[shape])
 
 
 def random_case(rng):
