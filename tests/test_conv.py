@@ -1,4 +1,4 @@
-"""conv and local (and the reference's fc and bias): one case list on the NumPy backend
+"""conv and local (fc and bias: tests/test_fc.py): one case list on the NumPy backend
 (numpy_conv against numpy_direct's definitions and float64 gradients) and on the cuda backend
 (csrc/conv.cu, csrc/local.cu through cuda_conv against the reference, on a GPU or the CPU
 emulator; tests/opcheck.py says how). The cuda backend's algorithms, AlexNet's and the small nets'
@@ -336,29 +336,6 @@ def test_conv_and_local_give_the_same_results_for_every_memory_order(rng, case):
                 np.testing.assert_array_equal(result, ref)
 
 
-def test_fc_forward_hand_case():
-    x = np.array([[1.0, 2.0], [0.0, -1.0]])
-    w = np.array([[1.0, 0.0, 2.0], [3.0, -1.0, 1.0]])
-    np.testing.assert_array_equal(fc_forward(x, w), [[7.0, -2.0, 4.0], [-3.0, 1.0, -1.0]])
-
-
-def test_bias_forward_hand_cases():
-    y = np.zeros((2, 2, 1, 2))
-    shared = bias_forward(y, np.array([1.0, -1.0]))
-    np.testing.assert_array_equal(shared[1], [[[1.0, 1.0]], [[-1.0, -1.0]]])
-    unshared = bias_forward(y, np.arange(4.0).reshape(2, 1, 2))
-    np.testing.assert_array_equal(unshared[0], [[[0.0, 1.0]], [[2.0, 3.0]]])
-    fc = bias_forward(np.ones((3, 2)), np.array([0.5, 2.0]))
-    np.testing.assert_array_equal(fc, [[1.5, 3.0]] * 3)
-
-
-def test_bias_backward_sums_batch_and_shared_axes():
-    dy = np.arange(24.0).reshape(2, 3, 2, 2)
-    np.testing.assert_array_equal(bias_backward(dy, 1), dy.sum(axis=(0, 2, 3)))
-    np.testing.assert_array_equal(bias_backward(dy, 3), dy[0] + dy[1])
-    np.testing.assert_array_equal(bias_backward(dy.reshape(2, 12), 1), dy.reshape(2, 12).sum(0))
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_local_fc_bias_keep_dtype(rng, dtype):
     x = rng.standard_normal((2, 4, 6, 5)).astype(dtype)
@@ -381,28 +358,6 @@ def test_conv_float32_close_to_float64(rng):
     y64 = conv_forward(x, w, stride, padding, groups)
     y32 = conv_forward(x.astype(np.float32), w.astype(np.float32), stride, padding, groups)
     np.testing.assert_allclose(y32, y64, rtol=1e-4, atol=1e-4)
-
-
-# ---------------------------------------------------------------------------------------------
-# gradients (float64 central differences)
-
-
-@pytest.mark.parametrize("n, k, m", [(1, 1, 1), (3, 7, 5), (4, 13, 2)])
-def test_fc_backward_data_and_filter_gradcheck(rng, n, k, m):
-    x, w = rng.standard_normal((n, k)), rng.standard_normal((k, m))
-    check_op_grads(fc_forward, lambda dy: [fc_backward_data(dy, w), fc_backward_filter(x, dy)],
-                   [x, w], rng)
-
-
-@pytest.mark.parametrize("y_shape, b_shape", [
-    ((3, 4, 5, 2), (4,)),          # conv, shared over positions
-    ((1, 3, 2, 5), (3, 2, 5)),     # conv, unshared (one bias per output)
-    ((5, 7), (7,)),                # fc
-    ((2, 3, 4, 4), (3, 4)),        # partially shared: per map and row
-])
-def test_bias_backward_gradcheck(rng, y_shape, b_shape):
-    y, b = rng.standard_normal(y_shape), rng.standard_normal(b_shape)
-    check_op_grads(bias_forward, lambda dy: [dy, bias_backward(dy, len(b_shape))], [y, b], rng)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ if not convnet.cuda_available():
 import cupy  # noqa: E402
 
 from convnet.backend import cuda_ops as cu  # noqa: E402
-from convnet.backend import numpy_conv, numpy_cost, numpy_dropout, numpy_neuron  # noqa: E402
+from convnet.backend import numpy_cost, numpy_dropout, numpy_neuron  # noqa: E402
 from convnet.backend import numpy_update, philox  # noqa: E402
 from opcheck import assert_close, assert_equal, host, normal, poisoned, to_device  # noqa: E402
 
@@ -125,64 +125,6 @@ def test_neuron_rejects_bad_arguments():
         cu.neuron_forward(x, "relu", out=x)
     with pytest.raises(ValueError, match="neuron_backward: dy shape"):
         cu.neuron_backward(x, x, cupy.zeros((3, 2), cupy.float32), "relu")
-
-
-# ----------------------------------------------------------------------------------------------
-# bias and fc
-
-BIAS_CASES = [pytest.param((128, 96, 55, 55), 1, marks=pytest.mark.big), ((5, 7, 3, 3), 3),
-              ((129, 10), 1), ((1, 17, 5, 5), 1),
-              ((3, 13, 6, 1), 1), ((2, 4096), 1), ((6, 5, 2, 2), 3)]
-
-
-@pytest.mark.parametrize("shape,bias_ndim", BIAS_CASES)
-def test_bias_forward_matches_reference_exactly(shape, bias_ndim, rng):
-    y = normal(rng, shape)
-    b = normal(rng, shape[1:1 + bias_ndim])
-    want = numpy_conv.bias_forward(y, b)
-    got = cu.bias_forward(to_device(y), to_device(b), out=poisoned(shape))
-    assert_equal(got, want, "bias_forward")
-    got = cu.bias_forward(to_device(y, misaligned=True), to_device(b),
-                          out=poisoned(shape, misaligned=True))
-    assert_equal(got, want, "bias_forward (misaligned)")
-
-
-@pytest.mark.parametrize("shape,bias_ndim", BIAS_CASES)
-def test_bias_backward_matches_reference(shape, bias_ndim, rng):
-    dy = normal(rng, shape)
-    want = numpy_conv.bias_backward(dy.astype(np.float64), bias_ndim)
-    abs_sum = numpy_conv.bias_backward(np.abs(dy).astype(np.float64), bias_ndim)
-    for misaligned in (False, True):
-        got = cu.bias_backward(to_device(dy, misaligned), bias_ndim,
-                               out=poisoned(want.shape, misaligned=misaligned))
-        assert_close(got, want, 1e-4, 1e-5 * abs_sum, f"bias_backward misaligned={misaligned}")
-
-
-def test_bias_rejects_mismatched_shapes():
-    y = cupy.zeros((2, 3, 4, 4), cupy.float32)
-    with pytest.raises(ValueError, match="bias_forward: b has shape"):
-        cu.bias_forward(y, cupy.zeros((4,), cupy.float32))
-    with pytest.raises(ValueError, match="bias_backward: bias_ndim"):
-        cu.bias_backward(y, 4)
-
-
-@pytest.mark.parametrize("n,k,m", [pytest.param(128, 9216, 4096, marks=pytest.mark.big),
-                                   (1, 3, 5), (129, 37, 10)])
-def test_fc_ops_match_reference(n, k, m, rng):
-    x, w, dy = normal(rng, (n, k)), normal(rng, (k, m), 0.01), normal(rng, (n, m))
-    x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
-    cases = [
-        ("fc_forward", cu.fc_forward(to_device(x), to_device(w), out=poisoned((n, m))),
-         x64 @ w64, np.abs(x64) @ np.abs(w64)),
-        ("fc_backward_data", cu.fc_backward_data(to_device(dy), to_device(w),
-                                                 out=poisoned((n, k))),
-         dy64 @ w64.T, np.abs(dy64) @ np.abs(w64).T),
-        ("fc_backward_filter", cu.fc_backward_filter(to_device(x), to_device(dy),
-                                                     out=poisoned((k, m))),
-         x64.T @ dy64, np.abs(x64).T @ np.abs(dy64)),
-    ]
-    for name, got, want, abs_sum in cases:
-        assert_close(got, want, 1e-4, 1e-5 * abs_sum, name)
 
 
 # ----------------------------------------------------------------------------------------------
