@@ -258,7 +258,7 @@ def run(args):
     inner_size = args.inner_size if args.inner_size is not None else declared_image_size(
         layer_sections)
     if args.describe or args.check_grads:  # the provider's shapes, without reading its images
-        shapes = undeclared_data_shapes(layer_sections, provider_image_shape(
+        shapes = undeclared_data_shapes(layer_sections, lambda: provider_image_shape(
             args.data_provider, args.data_path, inner_size))
         if args.describe:
             net = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,

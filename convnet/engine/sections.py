@@ -104,7 +104,11 @@ def data_shapes(sections, provider):
 
 
 def undeclared_data_shapes(sections, image_shape):
-    """{data layer: image_shape} for the dataIdx=0 data layers that declare no size (no imgSize
-    or outputs; the originals' data layers never do, their provider gives it)."""
-    return {name: tuple(image_shape) for name, sec in _data_layers(sections)
-            if "imgSize" not in sec.entries and "outputs" not in sec.entries}
+    """{data layer: image_shape()} for the dataIdx=0 data layers that declare no size (no
+    imgSize or outputs; the originals' data layers never do, their provider gives it).
+    image_shape is called only where one such layer exists: a net that declares its sizes
+    describes without a provider (alexnet.cfg's 224 is no Fashion-MNIST crop)."""
+    names = [name for name, sec in _data_layers(sections)
+             if "imgSize" not in sec.entries and "outputs" not in sec.entries]
+    shape = tuple(image_shape()) if names else None
+    return {name: shape for name in names}
