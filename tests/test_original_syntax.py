@@ -375,3 +375,68 @@ def test_pool_windows_that_overlap_the_image_build_as_the_originals(tmp_path, rn
     assert net["top"].out_shape == (4, out, out)
     acts = net.forward({0: rng.standard_normal((2, 4, 6, 6)), 1: np.array([0, 1])})
     assert acts["top"].shape == (2, 4, out, out)
+
+
+# --- cuda-convnet2's devices: replicas (gpu=0,1) and the first input's device ------------
+
+def gpu_column(out):
+    """{layer: its describe row's gpu column}."""
+    rows = out.split("\n\n")[0].splitlines()[1:-1]
+    return {r.split()[0]: r.split()[-1] for r in rows}
+
+
+def test_replicas_describe_and_run_as_one(tmp_path, capsys, rng):
+    body = CONV.replace("[top]", "[c]") + "gpu=0,1\n\n[top]\ntype=neuron\ninputs=c\nneuron=relu\n"
+    text, ptext = small(tmp_path, body, weight_params("c"))
+    lp, pp = tmp_path / "layers.cfg", tmp_path / "params.cfg"
+    lp.write_text(text)
+    pp.write_text(ptext)
+    assert main([str(lp), str(pp), "--describe"]) == 0
+    out = capsys.readouterr().out
+    gpus = gpu_column(out)
+    # top and fc10 take c's replicas (cuda-convnet2: a layer's gpu defaults to its first input's)
+    # logprob's first input is the labels' data layer: device 0 (cuda-convnet2 asks for gpu=)
+    assert gpus["data"] == gpus["logprob"] == "0"
+    assert gpus["c"] == gpus["top"] == gpus["fc10"] == gpus["probs"] == "0,1"
+    assert [r for r in out.splitlines() if r.startswith("replicas:")] == [
+        "replicas: 4 layers have 2 (gpu=0,1,...: cuda-convnet2's data parallelism); they run "
+        "as one, each layer on the first device it lists"]
+    net = net_from(tmp_path, text, ptext, dtype=np.float64)
+    assert net["c"].gpu == 0 and net["c"].replicas == (0, 1)
+    net.train_step({0: rng.standard_normal((2, 4, 6, 6)), 1: np.array([0, 1])}, step=1,
+                   progress=0.0)
+    assert main([str(lp), str(pp), "--check-grads"]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+
+
+def test_a_layer_without_gpu_runs_where_its_first_input_runs(tmp_path, capsys):
+    body = ("[a]\ntype=neuron\ninputs=data\nneuron=relu\ngpu=1\n\n"
+            "[b]\ntype=neuron\ninputs=data\nneuron=relu\n\n"
+            "[top]\ntype=eltsum\ninputs=a,b\ncoeffs=1,1\n\n[after]\ntype=neuron\ninputs=b\n"
+            "neuron=relu\n")
+    text, ptext = small(tmp_path, body)
+    net = net_from(tmp_path, text, ptext)
+    assert {n: net[n].gpu for n in ("data", "a", "b", "top", "after", "fc10", "logprob")} == {
+        "data": 0, "a": 1, "b": 0, "top": 1, "after": 0, "fc10": 1, "logprob": 0}
+
+
+@pytest.mark.parametrize("keys,words", [
+    ("gpu=0,0\n", ["gpu: 0,0", "different devices"]),
+    ("gpu=-1\n", ["gpu: -1", ">= 0"]),
+    ("gpu=0,x\n", ["gpu: expected an integer, got 'x'"]),
+])
+def test_bad_gpu_lists_name_the_line(tmp_path, capsys, keys, words):
+    text, ptext = small(tmp_path, CONV + keys, weight_params("top"))
+    err, lp = cli_error(tmp_path, capsys, text, ptext)
+    assert f"{lp}:{line_of(text, keys.strip())}:" in err, err
+    for w in words:
+        assert w in err, err
+
+
+def test_replicas_must_divide_their_inputs_replicas(tmp_path, capsys):
+    body = (CONV.replace("[top]", "[c]") + "gpu=0,1,2\n\n"
+            "[top]\ntype=neuron\ninputs=c\nneuron=relu\ngpu=0,1\n")
+    text, ptext = small(tmp_path, body, weight_params("c"))
+    err, lp = cli_error(tmp_path, capsys, text, ptext)
+    assert f"{lp}:{line_of(text, 'gpu=0,1')}:" in err, err
+    assert "2 replicas must divide the 3 of input 'c'" in err, err

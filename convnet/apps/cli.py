@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data import CIFAR_IMAGE_SHAPE, DataError, make_provider, provider_image_shape
 from ..engine.config import ConfigError, read_cfg
-from ..engine.describe import describe
+from ..engine.describe import describe, replicas_line
 from ..engine.devices import parse_gpus
 from ..engine.gradcheck import check_net_grads
 from ..engine.layers import CostLayer, DataLayer
@@ -298,6 +298,8 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
           f"{sum(int(np.prod(p.shape)) for p in net.unique_params()):,} parameters, "
           f"backend {net.B.name}, data {provider.name} ({provider.num_train} train / "
           f"{provider.num_test} test images)", flush=True)
+    if net.replicated:
+        print(f"convnet: {replicas_line(net)}", flush=True)
 
     run_dir = args.save_path or args.load_file
     saved = run_config(layers_text, layers_name, params_path, args.seed)

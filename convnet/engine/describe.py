@@ -50,15 +50,25 @@ def table(rows, right_from=3):
                                for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows)
 
 
+def replicas_line(net):
+    """The one line that says cuda-convnet2's replicas (gpu=0,1) run as one here."""
+    counts = sorted({len(r) for _, r in net.replicated})
+    return (f"replicas: {len(net.replicated)} layers have {' or '.join(map(str, counts))} "
+            f"(gpu=0,1,...: cuda-convnet2's data parallelism); they run as one, each layer on "
+            f"the first device it lists")
+
+
 def describe(net, mini=128):
     rows = [("layer", "type", "output", "neurons", "params", "gpu")]
     for layer in net.layers:
         shape = "x".join(map(str, layer.out_shape)) if layer.out_shape else "-"
         rows.append((layer.name, layer.type, shape, f"{layer_neurons(layer):,}",
-                     f"{layer_params(layer):,}", str(layer.gpu)))
+                     f"{layer_params(layer):,}", ",".join(map(str, layer.replicas))))
     rows.append(("total", "", "", f"{sum(layer_neurons(l) for l in net.layers):,}",
                  f"{sum(layer_params(l) for l in net.layers):,}", ""))
     parts = [table(rows)]
+    if net.replicated:
+        parts.append(replicas_line(net))
 
     depths = weight_depths(net)
     by_depth = {}

@@ -12,7 +12,21 @@ from .config import (parse_bool, parse_float, parse_int, parse_neuron, parse_sch
                      parse_str)
 
 REQUIRED = object()
-COMMON_KEYS = {"type": (parse_str, REQUIRED, False), "gpu": (parse_int, 0, False)}
+
+
+def parse_devices(text):
+    """gpu=: a logical device, or cuda-convnet2's replicas of the layer (gpu=0,1), each on a
+    different device. None where not given: the net places the layer where its first input is."""
+    devices = tuple(parse_int(t.strip()) for t in text.split(","))
+    if any(d < 0 for d in devices):
+        raise ValueError(f"{text}: each device must be >= 0")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"{text}: the replicas must be on different devices (cuda-convnet2's "
+                         "rule)")
+    return devices
+
+
+COMMON_KEYS = {"type": (parse_str, REQUIRED, False), "gpu": (parse_devices, None, False)}
 INPUT_KEYS = {"inputs": (parse_str, REQUIRED, True)}
 NEURON_KEY = {"neuron": (parse_neuron, ("ident", (0.0, 0.0)), False)}
 
@@ -72,9 +86,9 @@ class Layer:
         self.name, self.cfg, self.pcfg, self.section, self.index = name, cfg, params, section, index
         self.type = cfg["type"]
         self.inputs = list(cfg.get("inputs", []))
-        self.gpu = cfg["gpu"]
-        if self.gpu < 0:
-            raise section.error(f"gpu={self.gpu} must be >= 0", "gpu")
+        # the net sets both where gpu= is not given (Net.place); a layer runs on its first replica
+        self.replicas = cfg["gpu"]
+        self.gpu = None if self.replicas is None else self.replicas[0]
         self.neuron = cfg.get("neuron", ("ident", (0.0, 0.0)))
         self.params = []
         self.out_shape = None

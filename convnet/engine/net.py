@@ -78,9 +78,32 @@ class Net:
             if name not in layers:
                 raise psec.error("this params section matches no layer in the layers file")
         order = self.topological_order(layers)
+        self.place(order, layers)
         self.shape_layers(order, layers, data_shapes)
         self.link(layers)
         return order
+
+    @staticmethod
+    def place(order, layers):
+        """cuda-convnet2's layer.py: a layer without gpu= takes its first input's devices (a
+        data layer's: device 0); a layer's replica count divides each of its inputs'. Replicas
+        run as one, on the first device listed (their data-parallel meaning is not built)."""
+        for layer in order:
+            if layer.replicas is None:
+                layer.replicas = layers[layer.inputs[0]].replicas if layer.inputs else (0,)
+            layer.gpu = layer.replicas[0]
+            for src in layer.inputs:
+                theirs = layers[src].replicas
+                if not isinstance(layers[src], DataLayer) and len(theirs) % len(layer.replicas):
+                    raise layer.error(
+                        f"gpu={','.join(map(str, layer.replicas))}: {len(layer.replicas)} "
+                        f"replicas must divide the {len(theirs)} of input '{src}' (gpu="
+                        f"{','.join(map(str, theirs))}), as cuda-convnet2 requires", "gpu")
+
+    @property
+    def replicated(self):
+        """The layers with replicas (gpu=0,1): [(name, replicas)]."""
+        return [(layer.name, layer.replicas) for layer in self.layers if len(layer.replicas) > 1]
 
     @staticmethod
     def topological_order(layers):
