@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from convnet.apps.cli import main
+from convnet.data import Provider
 from convnet.data.prepared import FORMAT_NAME, META_FILE, NEEDED_META
 from convnet.engine.config import ConfigError, read_cfg
 from convnet.engine.net import Net
 from convnet.training.saved_run import (FILTERS_MEANING, in_todays_meaning, run_config,
                                         total_filters_to_per_group)
+from convnet.training.train import evaluate
 
 # a v1-style net (no sizes on the data layer's neighbours but the image's): conv with groups
 V1_GROUPED = """\
@@ -440,3 +442,32 @@ def test_replicas_must_divide_their_inputs_replicas(tmp_path, capsys):
     err, lp = cli_error(tmp_path, capsys, text, ptext)
     assert f"{lp}:{line_of(text, 'gpu=0,1')}:" in err, err
     assert "2 replicas must divide the 3 of input 'c'" in err, err
+
+
+def test_describe_marks_tuning_keys_as_not_changing_results(tmp_path, capsys):
+    text, ptext = small(tmp_path, CONV + "sumWidth=4\npartialSum=4\n", weight_params("top"))
+    lp, pp = tmp_path / "layers.cfg", tmp_path / "params.cfg"
+    lp.write_text(text)
+    pp.write_text(ptext)
+    assert main([str(lp), str(pp), "--describe"]) == 0
+    assert ("tuning only, results unchanged (how the originals' kernels summed): top "
+            "partialSum=4, top sumWidth=4") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("multiview", [False, True])
+def test_topk_sets_the_error_that_tests_report(tmp_path, rng, multiview):
+    """evaluate's top5_error (the key every metrics.jsonl has) is the top-k error, k in topk."""
+    text, _ = small(tmp_path, "[top]\ntype=neuron\ninputs=data\nneuron=relu\n")
+    ptext = weight_params("fc10") + "[logprob]\ncoeff=1\ntopk=2\n"
+    net = net_from(tmp_path, text, ptext, dtype=np.float64)
+    images = rng.integers(0, 256, (12, 4, 8, 8)).astype(np.uint8)
+    labels = rng.integers(0, 3, 12)
+    provider = Provider("t", images, labels, images, labels, ["a", "b", "c"], inner_size=6)
+    result = evaluate(net, provider, 5, "logprob", multiview=multiview)
+    views = provider.test_views(12) if multiview else ((x[None], y) for x, y in
+                                                       provider.test_batches(12))
+    (x, y), = views
+    probs = np.mean([net.forward({0: v, 1: y})["probs"] for v in x], axis=0)
+    top2 = np.argsort(-probs, axis=1)[:, :2]
+    assert result["topk"] == 2
+    assert np.isclose(result["top5_error"], np.mean([t not in row for t, row in zip(y, top2)]))

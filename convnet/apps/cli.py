@@ -325,7 +325,7 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
         result = evaluate(net, provider, args.mini, trainer.cost_name,
                           multiview=args.multiview_test, test_out=args.test_out)
         print(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
-              f"top-5 error {result['top5_error']:.4f}")
+              f"top-{result['topk']} error {result['top5_error']:.4f}")
         return 0
     try:
         record = trainer.run()
@@ -336,7 +336,7 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
         return EXIT_INTERRUPTED
     if record:
         print(f"test error (top-1): {100 * record['top1_error']:.2f}%  "
-              f"top-5: {100 * record['top5_error']:.2f}%")
+              f"top-{record['topk']}: {100 * record['top5_error']:.2f}%")
     return 0
 
 

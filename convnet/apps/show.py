@@ -66,7 +66,8 @@ def plot_cost(records, path, smooth=1, title="run"):
     series = [(ax_cost, "train_cost", "train cost", "tab:blue", 1),
               (ax_cost, "test_cost", "test cost", "tab:orange", 1),
               (ax_err, "top1_error", "test top-1 error", "tab:red", 100),
-              (ax_err, "top5_error", "test top-5 error", "tab:purple", 100)]
+              (ax_err, "top5_error", f"test top-{records[-1].get('topk', 5)} error",
+               "tab:purple", 100)]
     for ax, key, label, colour, scale in series:
         points = [(xi, r[key]) for xi, r in zip(x, records) if r.get(key) is not None]
         if not points:
@@ -88,7 +89,7 @@ def plot_cost(records, path, smooth=1, title="run"):
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best")
     summary = ", ".join(f"{name} {100 * last[key]:.2f}%" for key, name in
-                        (("top1_error", "top-1"), ("top5_error", "top-5"))
+                        (("top1_error", "top-1"), ("top5_error", f"top-{last.get('topk', 5)}"))
                         if last.get(key) is not None)
     tests = f"{len(records)} test" + ("s" if len(records) != 1 else "")
     ax_cost.set_title(f"{title}: {tests}, last at epoch {x[-1]:.2f}"

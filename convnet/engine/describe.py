@@ -2,7 +2,7 @@
 between devices (what the paper's two GPUs sent each other)."""
 import numpy as np
 
-from .layers import DataLayer, WeightLayer
+from .layers import TUNING_KEYS, DataLayer, WeightLayer
 
 FLOAT_BYTES = 4
 
@@ -69,6 +69,11 @@ def describe(net, mini=128):
     parts = [table(rows)]
     if net.replicated:
         parts.append(replicas_line(net))
+    tuning = [f"{layer.name} {key}={layer.section.entries[key].value}" for layer in net.layers
+              for key in TUNING_KEYS if key in layer.section.entries]
+    if tuning:
+        parts.append(f"tuning only, results unchanged (how the originals' kernels summed): "
+                     f"{', '.join(tuning)}")
 
     depths = weight_depths(net)
     by_depth = {}

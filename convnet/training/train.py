@@ -24,7 +24,11 @@ class TrainingStopped(Exception):
 
 
 def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=None):
-    """Test cost, top-1 and top-5 error (fractions) over the provider's test batches.
+    """Test cost, top-1 and top-k error (fractions) over the provider's test batches.
+
+    k is the cost layer's topk (cuda-convnet2's key; 5 by default, fewer with fewer classes).
+    The result keeps the key top5_error for the top-k error, as every run's metrics.jsonl has
+    it, and says which k in "topk".
 
     multiview: score the softmax averaged over the provider's 10 views of each image (4 corners
     + centre, and their mirrors), as the paper. test_out: save the probabilities scored (float32
@@ -39,7 +43,7 @@ def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=Non
             totals[key] += value
     n = max(totals["cases"], 1)
     return {"test_cost": totals["cost"] / n, "top1_error": totals["top1"] / n,
-            "top5_error": totals["top5"] / n}
+            "top5_error": totals["top5"] / n, "topk": net[cost_name].topk}
 
 
 def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out):
@@ -59,7 +63,7 @@ def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test
             total = probs if total is None else total + probs
         probs = total / len(views)
         labels = np.asarray(labels, np.int64)
-        nll, wrong1, wrongk = host.logreg_forward(probs, labels, min(5, probs.shape[1]))
+        nll, wrong1, wrongk = host.logreg_forward(probs, labels, net[cost_name].topk)
         totals["cost"] += float(nll.sum())
         totals["top1"] += float(wrong1.sum())
         totals["top5"] += float(wrongk.sum())
@@ -73,7 +77,7 @@ def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test
         np.save(stem + ".labels.npy", np.concatenate(all_labels))
     n = max(totals["cases"], 1)
     return {"test_cost": totals["cost"] / n, "top1_error": totals["top1"] / n,
-            "top5_error": totals["top5"] / n}
+            "top5_error": totals["top5"] / n, "topk": net[cost_name].topk}
 
 
 class StopRequest:
@@ -188,11 +192,12 @@ class Trainer:
         result = evaluate(self.net, self.provider, self.batch_size, self.cost_name,
                           multiview=self.multiview, test_out=self.test_out)
         record = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
-                  "train_cost": train_cost, **result, "elapsed_s": round(self.elapsed, 3),
+                  "train_cost": train_cost, **result, "cost_layer": self.cost_name, "elapsed_s": round(self.elapsed, 3),
                   "images_per_s": round(images / seconds, 1) if seconds > 0 else None}
         print(f"epoch {self.epoch} batch {self.batch}: train cost {train_cost:.4f}  "
               f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
-              f"top-5 error {result['top5_error']:.4f}  ({record['images_per_s']} img/s)",
+              f"top-{result['topk']} error {result['top5_error']:.4f}  "
+              f"({record['images_per_s']} img/s)",
               file=self.out, flush=True)
         if self.metrics:
             self.metrics.append(record)
