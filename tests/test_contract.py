@@ -21,8 +21,8 @@ def parameters(fn):
 
 
 # calls in OPS.md's formulas that are not ops
-MATH = {"ceil", "floor", "log", "logistic", "max", "min", "philox", "sqrt", "sum", "tanh",
-        "window", "conv_output_size", "pool_output_size"}
+MATH = {"ceil", "clip", "floor", "log", "logistic", "max", "min", "philox", "sqrt", "sum",
+        "tanh", "window", "conv_output_size", "pool_output_size"}
 
 
 def test_ops_md_names_every_op_of_the_contract_and_no_other():

@@ -157,12 +157,16 @@ def check_reference(rng, kind, pass_, case):
     if pass_ == "forward":
         np.testing.assert_allclose(forward(x, w, *geometry), DIRECT[kind](x, w, *geometry),
                                    rtol=1e-12, atol=1e-12)
+    # The ops are linear in x and in w, so a central difference is exact but for rounding, which
+    # on the larger awkward shapes reaches 1e-5 of the gradient (seen: channels17, local).
     elif pass_ == "backward_data":
         check_op_grads(lambda x, w: forward(x, w, *geometry), lambda dy: [getattr(
-            numpy_conv, f"{kind}_backward_data")(dy, w, x.shape[2:], *geometry), None], [x, w], rng)
+            numpy_conv, f"{kind}_backward_data")(dy, w, x.shape[2:], *geometry), None], [x, w], rng,
+            rtol=1e-4)
     else:
         check_op_grads(lambda x, w: forward(x, w, *geometry), lambda dy: [None, getattr(
-            numpy_conv, f"{kind}_backward_filter")(x, dy, case.fs, *geometry)], [x, w], rng)
+            numpy_conv, f"{kind}_backward_filter")(x, dy, case.fs, *geometry)], [x, w], rng,
+            rtol=1e-4)
 
 
 CHECKS = {"numpy": check_reference, "cuda": check_against_reference}
