@@ -177,14 +177,18 @@ def rows(op, name, a):
         raise ValueError(f"{op}: {name} must be (N, K), got shape {tuple(np.shape(a))}")
 
 
-def labels(op, labels, p, lo=None, hi=None):
-    """Integer labels of shape (N,) for (N, K) probabilities; lo, hi: their range when known
-    (the NumPy backend passes it, the cuda one cannot without a device read)."""
+def labels(op, labels, p):
+    """Integer labels of shape (N,) for (N, K) probabilities."""
     if tuple(labels.shape) != (p.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{op}: labels must be integers of shape ({p.shape[0]},), got "
                          f"{tuple(labels.shape)} {labels.dtype}")
-    if lo is not None and (lo < 0 or hi >= p.shape[1]):
-        raise ValueError(f"{op}: labels must lie in [0, {p.shape[1]}), got [{lo}, {hi}]")
+
+
+def label_range(op, lo, hi, classes):
+    """The labels' range within [0, classes) (the NumPy backend checks it; the cuda one cannot
+    without a device read)."""
+    if lo < 0 or hi >= classes:
+        raise ValueError(f"{op}: labels must lie in [0, {classes}), got [{lo}, {hi}]")
 
 
 def maxnorm_args(op, w, wball, axis):

@@ -40,7 +40,7 @@ def _check_labels(op, labels, p):
     labels = np.asarray(labels)
     contract.labels(op, labels, p)
     if labels.size:
-        contract.labels(op, labels, p, labels.min(), labels.max())
+        contract.label_range(op, labels.min(), labels.max(), p.shape[1])
     return labels
 
 
