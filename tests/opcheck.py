@@ -10,6 +10,11 @@ and again on the GPU. The cuda params carry the `cuda` mark and are skipped with
 and convnet._C built with CUDA; on the CPU emulator (tools/kernel_emulator/run.py -m pytest -m
 cuda) they run, `big` cases skipped there.
 
+What the emulator cannot show, so only a GPU run of the cuda cases can: timing; the GPU
+compiler's own output (tools/sass_lint.py guards one known miscompile and spills); races between
+blocks or warps running at once; stream and event ordering (streams are no-ops there); real peer
+copies, pinned memory and the driver; the GPU's own rounding in expf, tanhf and the like.
+
 Here too: random inputs, the cuda side's device copies (optionally off 16-byte alignment),
 NaN-poisoned outputs (an element a kernel never writes fails the comparison) and the bounds
 checks, float32 against a float64 reference.
@@ -22,9 +27,11 @@ import convnet
 CUDA = convnet.cuda_available()
 if CUDA:
     import cupy
+    from convnet import _C
+    from convnet.backend import cuda_cc2 as cu_cc2
     from convnet.backend import cuda_ops as cu
 else:
-    cupy = cu = None
+    cupy = cu = cu_cc2 = _C = None
 
 NO_CUDA = "needs a GPU, CuPy and convnet._C built with CUDA"
 

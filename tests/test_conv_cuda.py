@@ -1,6 +1,6 @@
 """What only the cuda backend's conv and local have, against the NumPy reference on a GPU or on
 the CPU emulator (batch 4 for the small nets, AlexNet's layers skipped there; what it cannot show:
-the top of tests/test_cuda_ops.py): AlexNet's and the small nets' layers, random shapes, the named
+tests/opcheck.py): AlexNet's and the small nets' layers, random shapes, the named
 algorithms (algo=, Winograd), streams, empty batches, offset views and argument checks. The case
 list both backends run, its bound and its helpers: tests/test_conv.py.
 """

@@ -118,7 +118,7 @@ PLANTED = [
     ("off-by-one window index", "pool.cu", "c.hi = min(out - 1,", "c.hi = min(out,",
      "tests/test_pool.py", "maxpool and cuda"),
     ("wrong shuffle lane", "softmax.cu", "v += __shfl_xor_sync(0xffffffffu, v, offset);",
-     "v += __shfl_xor_sync(0xffffffffu, v, offset ^ 1);", "tests/test_cuda_ops.py", "logreg"),
+     "v += __shfl_xor_sync(0xffffffffu, v, offset ^ 1);", "tests/test_cost.py", "logreg and cuda"),
 ]
 
 

@@ -1,13 +1,23 @@
-"""NumPy reference: softmax, logistic-regression cost, the fused gradient and sum2."""
+"""Softmax, the logistic-regression cost, the fused gradient and sum2: the NumPy reference by hand
+and against float64 gradients, then the cuda backend against the reference (on a GPU or the CPU
+emulator; tests/opcheck.py says how).
+
+cuda bounds, float32 against the float64 reference, outputs poisoned with NaN:
+  softmax rows, sum2           |err| <= 1e-4 |ref| + 1e-5 * (the same sum over |terms|)
+  logreg wrong fractions, the gradients    equal to the float32 reference
+"""
 import warnings
 
 import numpy as np
 import pytest
 
+from convnet.backend import numpy_cost
 from convnet.backend.numpy_cost import (logreg_backward, logreg_forward, softmax_backward,
                                         softmax_forward, softmax_logreg_backward, sum2_backward,
                                         sum2_forward)
 from gradcheck import assert_grad_close, check_op_grads, numeric_grad
+from opcheck import (assert_close, assert_equal, cu, cuda_test, cupy, host, normal, poisoned,
+                     to_device)
 
 
 def random_problem(rng):
@@ -120,3 +130,108 @@ def test_cost_ops_reject_bad_labels_and_shapes():
         softmax_forward(np.ones(3))
     with pytest.raises(ValueError, match="logreg_forward: topk"):
         logreg_forward(p, np.array([0, 1]), topk=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# the cuda backend
+
+ROW_SHAPES = [(128, 1000), (1, 10), (129, 7), (3, 1), (5, 2000), (64, 33)]
+
+
+def softmax_input(rng, shape):
+    return normal(rng, shape, 3.0)
+
+
+@cuda_test
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_softmax_forward_backward_match_reference(shape, rng):
+    x = softmax_input(rng, shape)
+    p_ref = numpy_cost.softmax_forward(x.astype(np.float64))
+    p = cu.softmax_forward(to_device(x), out=poisoned(shape))
+    assert_close(p, p_ref, 1e-5, 1e-30, "softmax_forward")
+    p32 = numpy_cost.softmax_forward(x)
+    dp = normal(rng, shape)
+    dx_ref = numpy_cost.softmax_backward(p32.astype(np.float64), dp.astype(np.float64))
+    dot_abs = np.sum(np.abs(dp.astype(np.float64) * p32), axis=1, keepdims=True)
+    dx = cu.softmax_backward(to_device(p32), to_device(dp), out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-4, 1e-5 * p32 * (np.abs(dp) + dot_abs), "softmax_backward")
+
+
+def labels_for(rng, n, k):
+    return rng.integers(0, k, n)
+
+
+@cuda_test
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+@pytest.mark.parametrize("topk", [1, 5])
+def test_logreg_forward_matches_reference(shape, topk, rng):
+    p = numpy_cost.softmax_forward(softmax_input(rng, shape))
+    if shape[1] >= 4:  # ties with the label's probability take their share (cuda-convnet)
+        p[:, 1] = p[:, 0]
+    labels = labels_for(rng, *shape)
+    want = numpy_cost.logreg_forward(p, labels, topk)
+    outs = tuple(poisoned((shape[0],)) for _ in range(3))
+    got = cu.logreg_forward(to_device(p), cupy.asarray(labels), topk, out=outs)
+    nll_ref = numpy_cost.logreg_forward(p.astype(np.float64), labels, topk)[0]
+    assert_close(got[0], nll_ref, 1e-5, 1e-6, "logreg_forward nll")
+    assert_equal(got[1], want[1], "logreg_forward wrong1")
+    assert_equal(got[2], want[2], "logreg_forward wrongk")
+
+
+@cuda_test
+@pytest.mark.parametrize("classes", [7, 1000])
+def test_logreg_forward_splits_ties_as_the_reference(classes, rng):
+    """Uniform rows: every class ties, (K - 1) / K wrong at top-1, (K - 5) / K at top-5."""
+    p = np.full((3, classes), 1 / classes, np.float32)
+    labels = labels_for(rng, 3, classes)
+    want = numpy_cost.logreg_forward(p, labels, 5)
+    got = cu.logreg_forward(to_device(p), cupy.asarray(labels), 5)
+    assert_equal(got[1], want[1], "logreg_forward wrong1 with ties")
+    assert_equal(got[2], want[2], "logreg_forward wrongk with ties")
+    assert np.allclose(want[1], (classes - 1) / classes)
+
+
+@cuda_test
+def test_logreg_forward_takes_any_integer_labels(rng):
+    p = numpy_cost.softmax_forward(softmax_input(rng, (9, 6)))
+    labels = labels_for(rng, 9, 6)
+    for dtype in (np.int64, np.int32, np.uint8):
+        got = cu.logreg_forward(to_device(p), cupy.asarray(labels.astype(dtype)))
+        assert_equal(got[2], numpy_cost.logreg_forward(p, labels)[2], f"labels {dtype}")
+
+
+@cuda_test
+def test_logreg_out_of_range_label_gives_nan(rng):
+    p = numpy_cost.softmax_forward(softmax_input(rng, (3, 4)))
+    labels = cupy.asarray([0, 4, 1])
+    nll, _, _ = cu.logreg_forward(to_device(p), labels)
+    assert np.isnan(host(nll)[1]) and not np.isnan(host(nll)[[0, 2]]).any()
+    dx = host(cu.softmax_logreg_backward(to_device(p), labels, 1.0))
+    assert np.isnan(dx[1]).all() and not np.isnan(dx[[0, 2]]).any()
+
+
+@cuda_test
+@pytest.mark.parametrize("shape", ROW_SHAPES)
+def test_logreg_backward_and_fused_equal_reference(shape, rng):
+    p = numpy_cost.softmax_forward(softmax_input(rng, shape))
+    labels = labels_for(rng, *shape)
+    scale = -1.0 / shape[0]
+    got = cu.logreg_backward(to_device(p), cupy.asarray(labels), scale, out=poisoned(shape))
+    assert_equal(got, numpy_cost.logreg_backward(p, labels, scale), "logreg_backward")
+    got = cu.softmax_logreg_backward(to_device(p), cupy.asarray(labels), scale,
+                                     out=poisoned(shape))
+    assert_equal(got, numpy_cost.softmax_logreg_backward(p, labels, scale),
+                 "softmax_logreg_backward")
+
+
+@cuda_test
+@pytest.mark.parametrize("shape", [(128, 4096), (1, 3), (129, 10, 3, 3), (5, 7), (3, 50000),
+                                   (2, 1)])
+def test_sum2_forward_backward_match_reference(shape, rng):
+    x = normal(rng, shape)
+    want = numpy_cost.sum2_forward(x.astype(np.float64))
+    for misaligned in (False, True):
+        got = cu.sum2_forward(to_device(x, misaligned), out=poisoned((shape[0],), misaligned=True))
+        assert_close(got, want, 1e-4, 1e-5 * want, f"sum2_forward misaligned={misaligned}")
+    got = cu.sum2_backward(to_device(x), 0.25, out=poisoned(shape))
+    assert_equal(got, numpy_cost.sum2_backward(x, 0.25), "sum2_backward")

@@ -1,12 +1,21 @@
-"""NumPy reference: the neurons of cuda-convnet (neuron_forward / neuron_backward)."""
+"""The neurons of cuda-convnet (neuron_forward / neuron_backward): the NumPy reference against
+the formulas and float64 gradients, then the cuda backend against the reference (on a GPU or the
+CPU emulator; tests/opcheck.py says how).
+
+cuda bound, float32 against the float64 reference, every out= poisoned with NaN:
+  |err| <= 1e-5 |ref| + 1e-6 (the magnitude of terms that cancel, if any); bit-equal to the
+  float32 reference for the kinds without a transcendental (relu, abs, linear, ...)
+"""
 import warnings
 
 import numpy as np
 import pytest
 
+from convnet.backend import numpy_neuron
 from convnet.backend.numpy_neuron import (NEURON_KINDS, NEURON_PARAMS, neuron_backward,
                                           neuron_forward)
 from gradcheck import check_op_grads
+from opcheck import assert_close, assert_equal, cu, cuda_test, cupy, normal, poisoned, to_device
 
 
 def away_from(x, points, gap=0.05):
@@ -131,3 +140,93 @@ def test_neuron_rejects_bad_arguments():
         neuron_backward(np.ones(3), np.ones(3), np.ones(4), "relu")
     with pytest.raises(ValueError, match="float32 or float64"):
         neuron_forward(np.ones(3, dtype=np.int32), "relu")
+
+
+# ----------------------------------------------------------------------------------------------
+# the cuda backend
+
+ELEMENTWISE_SHAPES = [(128, 4096), (1, 3), (129, 37), (7,), (2, 96, 13, 13)]
+CUDA_NEURON_ARGS = {"tanh": (1.7159, 0.6667), "brelu": (6.0, 0.0), "drelu": (2.0, 0.0),
+                 "linear": (1.5, -0.25), "log": (1.5, 0.0)}
+
+
+def neuron_input(kind, a, shape, rng):
+    """Inputs away from each kind's kinks and from where float32 loses the derivative."""
+    if kind in ("relu", "abs"):
+        x = rng.uniform(0.05, 3, shape) * rng.choice([-1, 1], shape)
+    elif kind == "brelu":  # below 0, inside (0, a) and above a, in equal parts
+        region = rng.integers(0, 3, shape)
+        x = np.where(region == 0, rng.uniform(-2, -0.05, shape),
+                     np.where(region == 1, rng.uniform(0.05, a - 0.05, shape),
+                              rng.uniform(a + 0.05, a + 2, shape)))
+    elif kind in ("logistic", "tanh", "softrelu", "drelu"):
+        x = rng.uniform(-3, 3, shape)
+    elif kind == "sqrt":
+        x = rng.uniform(0.1, 4, shape)
+    elif kind == "log":
+        x = rng.uniform(-a + 0.1, 4, shape)
+    else:
+        x = rng.standard_normal(shape)
+    return x.astype(np.float32)
+
+
+def neuron_cancellation(kind, x, dy, a, b):
+    """Magnitudes of the terms that cancel in each kind's float32 formula (forward, backward):
+    there an error of a few float32 ulps of the terms is no fault of the kernel."""
+    x, dy = x.astype(np.float64), dy.astype(np.float64)
+    zero = np.zeros_like(x)
+    if kind == "drelu":  # x - a tanh(x / a) ~ x^3 / (3 a^2) for small x
+        return np.abs(x), zero
+    if kind == "linear":  # a x + b near -b / a
+        return np.abs(a * x) + abs(b), zero
+    if kind == "log":  # log(a + x) near a + x = 1
+        return np.ones_like(x), zero
+    if kind == "tanh":  # 1 - tanh(b x)^2 for |b x| large
+        return zero, np.abs(dy * a * b) * np.tanh(b * x) ** 2
+    return zero, zero
+
+
+@cuda_test
+@pytest.mark.parametrize("kind", numpy_neuron.NEURON_KINDS)
+@pytest.mark.parametrize("shape", ELEMENTWISE_SHAPES)
+def test_neuron_forward_backward_match_reference(kind, shape, rng):
+    """|err| <= 1e-5 |ref| + 1e-6 (the magnitude of terms that cancel, if any)."""
+    a, b = CUDA_NEURON_ARGS.get(kind, (0.0, 0.0))
+    misaligned = shape == (129, 37)
+    x = neuron_input(kind, a, shape, rng)
+    dy = normal(rng, shape)
+    forward_terms, backward_terms = neuron_cancellation(kind, x, dy, a, b)
+    x64 = x.astype(np.float64)
+    y_ref = numpy_neuron.neuron_forward(x64, kind, a, b)
+    y = cu.neuron_forward(to_device(x, misaligned), kind, a, b,
+                          out=poisoned(shape, misaligned=misaligned))
+    assert_close(y, y_ref, 1e-5, 1e-37 + 1e-6 * forward_terms, f"neuron_forward {kind}")
+    y32 = numpy_neuron.neuron_forward(x, kind, a, b)
+    dx_ref = numpy_neuron.neuron_backward(x64, y32.astype(np.float64), dy.astype(np.float64),
+                                          kind, a, b)
+    dx = cu.neuron_backward(to_device(x), to_device(y32), to_device(dy, misaligned), kind, a, b,
+                            out=poisoned(shape))
+    assert_close(dx, dx_ref, 1e-5, 1e-37 + 1e-6 * backward_terms, f"neuron_backward {kind}")
+    if kind in ("ident", "relu", "abs", "brelu", "linear", "square"):  # no transcendental
+        assert_equal(y, y32, f"neuron_forward {kind} vs float32 reference")
+        assert_equal(dx, numpy_neuron.neuron_backward(x, y32, dy, kind, a, b),
+                     f"neuron_backward {kind} vs float32 reference")
+
+
+@cuda_test
+def test_cuda_neuron_rejects_bad_arguments():
+    x = cupy.zeros((2, 3), dtype=cupy.float32)
+    with pytest.raises(ValueError, match="neuron_forward: unknown neuron kind"):
+        cu.neuron_forward(x, "gelu")
+    with pytest.raises(ValueError, match="neuron_forward: x must be float32"):
+        cu.neuron_forward(x.astype(cupy.float64), "relu")
+    with pytest.raises(ValueError, match="neuron_forward: x must be C-contiguous"):
+        cu.neuron_forward(x.T, "relu")
+    with pytest.raises(ValueError, match="neuron_forward: x must be a cupy.ndarray"):
+        cu.neuron_forward(np.zeros((2, 3), np.float32), "relu")
+    with pytest.raises(ValueError, match="neuron_forward: out has shape"):
+        cu.neuron_forward(x, "relu", out=cupy.empty((3, 2), cupy.float32))
+    with pytest.raises(ValueError, match="neuron_forward: out overlaps an input"):
+        cu.neuron_forward(x, "relu", out=x)
+    with pytest.raises(ValueError, match="neuron_backward: dy shape"):
+        cu.neuron_backward(x, x, cupy.zeros((3, 2), cupy.float32), "relu")
