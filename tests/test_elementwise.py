@@ -1,11 +1,15 @@
-"""Element-wise combination (eltsum, eltmax, concat), the xp-generic implementation on NumPy."""
+"""Element-wise combination (eltsum, eltmax, concat) and the channel gather of randSparse: the
+xp-generic implementation on NumPy, by hand and against float64 gradients, then on CuPy arrays
+(the cuda backend imports the same file), equal to NumPy's result."""
 import numpy as np
 import pytest
 
-from convnet.backend.elementwise import (array_module, concat_backward, concat_forward,
+from convnet.backend.elementwise import (array_module, channel_gather_backward,
+                                         channel_gather_forward, concat_backward, concat_forward,
                                          eltmax_backward, eltmax_forward, eltsum_backward,
                                          eltsum_forward)
 from gradcheck import check_op_grads
+from opcheck import assert_equal, cuda_test, normal, to_device
 
 
 def random_inputs(rng, count, shape):
@@ -89,3 +93,57 @@ def test_elementwise_rejects_bad_arguments():
         concat_backward(np.ones((2, 5)), [2, 2])
     with pytest.raises(ValueError, match="eltmax_forward: needs at least one input"):
         eltmax_forward([])
+
+
+# ----------------------------------------------------------------------------------------------
+# channel gather (cuda-convnet's randSparse)
+
+# (x shape, blocks of permutations)
+GATHER_CASES = [((2, 4, 3, 3), 2), ((1, 8, 2, 5), 1), ((3, 3, 1, 1), 3), ((129, 16, 2, 2), 2),
+                ((2, 6), 4)]
+
+
+def random_conns(rng, channels, blocks):
+    return np.concatenate([rng.permutation(channels) for _ in range(blocks)])
+
+
+def test_channel_gather_by_hand():
+    x = np.arange(3.0).reshape(1, 3, 1, 1) + 1  # channels 1, 2, 3
+    conns = np.array([2, 0, 1, 1, 2, 0])
+    np.testing.assert_array_equal(channel_gather_forward(x, conns).ravel(), [3, 1, 2, 2, 3, 1])
+    dy = np.array([10.0, 20, 30, 40, 50, 60]).reshape(1, 6, 1, 1)
+    np.testing.assert_array_equal(channel_gather_backward(dy, conns, 3).ravel(),
+                                  [20 + 60, 30 + 40, 10 + 50])
+
+
+@pytest.mark.parametrize("shape,blocks", GATHER_CASES)
+def test_channel_gather_backward_gradcheck(shape, blocks, rng):
+    conns = random_conns(rng, shape[1], blocks)
+    x = rng.standard_normal(shape)
+    check_op_grads(lambda a: channel_gather_forward(a, conns),
+                   lambda dy: [channel_gather_backward(dy, conns, shape[1])], [x], rng)
+
+
+def test_channel_gather_rejects_tables_that_are_not_permutations():
+    x = np.zeros((2, 4, 3, 3))
+    with pytest.raises(ValueError, match="channel_gather_forward: each block of 4 conns must be "
+                                         "a permutation of 0..3"):
+        channel_gather_forward(x, np.array([0, 1, 2, 2]))
+    with pytest.raises(ValueError, match="whole permutations of the 4 channels"):
+        channel_gather_forward(x, np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="whole permutations"):
+        channel_gather_forward(x, np.array([0.0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="channel_gather_backward: dy .* must have 8 channels"):
+        channel_gather_backward(np.zeros((2, 4, 3, 3)), np.arange(8) % 4, 4)
+
+
+@cuda_test
+@pytest.mark.parametrize("shape,blocks", GATHER_CASES)
+def test_channel_gather_on_cupy_equals_numpy(shape, blocks, rng):
+    conns = random_conns(rng, shape[1], blocks)
+    x = normal(rng, shape)
+    assert_equal(channel_gather_forward(to_device(x), conns), channel_gather_forward(x, conns),
+                 "channel_gather_forward")
+    dy = normal(rng, (shape[0], conns.size) + shape[2:])
+    assert_equal(channel_gather_backward(to_device(dy), conns, shape[1]),
+                 channel_gather_backward(dy, conns, shape[1]), "channel_gather_backward")

@@ -224,6 +224,11 @@ def small(tmp_path, body, params="", data="channels=4\nimgSize=6\n"):
 
 
 CONV = "[top]\ntype=conv\ninputs=data\nchannels=4\nfilters=2\nfilterSize=3\npadding=1\n"
+# v1's random sparse connectivity after a conv (so its gradient reaches c0's weights through the
+# channel gather): 2 groups of 4 of c0's 4 channels, two permutations of them
+SPARSE = ("[c0]\ntype=conv\ninputs=data\nfilters=4\nfilterSize=3\npadding=1\nneuron=logistic\n\n"
+          "[top]\ntype=conv\ninputs=c0\nfilters=2\nfilterSize=3\npadding=1\ngroups=2\n"
+          "randSparse=1\nfilterChannels=4\n")
 
 
 @pytest.mark.parametrize("body,params", [
@@ -236,8 +241,11 @@ CONV = "[top]\ntype=conv\ninputs=data\nchannels=4\nfilters=2\nfilterSize=3\npadd
     ("[top]\ntype=dropout\ninputs=data\n", "[top]\nenable=false\n"),
     ("[p]\ntype=pass\ninputs=data\n\n[top]\ntype=pass\ninputs=p,data\n", ""),
     ("[top]\ntype=eltsum\ninputs=data,data\ncoeffs=0.5,2\n", ""),
+    (SPARSE, weight_params("c0") + weight_params("top")),
+    (SPARSE.replace("type=conv\ninputs=c0", "type=local\ninputs=c0").replace(
+        "filterChannels=4\n", ""), weight_params("c0") + weight_params("top")),
 ], ids=["tuning-keys", "updatePeriod", "rnorm-v1-early", "cnorm-params", "dropout2",
-        "enable", "pass", "eltsum-v1-coeffs"])
+        "enable", "pass", "eltsum-v1-coeffs", "randSparse-conv", "randSparse-local"])
 def test_original_keys_load_and_check_gradients(tmp_path, capsys, body, params):
     text, ptext = small(tmp_path, body, params)
     lp, pp = tmp_path / "layers.cfg", tmp_path / "params.cfg"
@@ -252,8 +260,12 @@ BAD = [  # (layers body, params, the line's text, words)
     (CONV + "sumWidth=0\n", weight_params("top"), "sumWidth=0", ["sumWidth=0", ">= 1"]),
     (CONV + "partialSum=5\n", weight_params("top"), "partialSum=5", ["partialSum=5", "36"]),
     (CONV + "randSparse=2\n", weight_params("top"), "randSparse=2", ["randSparse"]),
-    (CONV.replace("channels=4", "channels=4\ngroups=2") + "randSparse=1\nfilterChannels=4\n",
-     weight_params("top"), "randSparse=1", ["not supported yet"]),
+    (CONV + "randSparse=1\n", weight_params("top"), "randSparse=1", ["needs groups > 1"]),
+    (CONV.replace("channels=4", "channels=4\ngroups=2") + "randSparse=1\nfilterChannels=3\n",
+     weight_params("top"), "filterChannels=3", ["filterChannels=3 must divide the 4 channels"]),
+    (CONV.replace("channels=4", "channels=4\ngroups=3") + "randSparse=1\nfilterChannels=2\n",
+     weight_params("top"), "filterChannels=2", ["groups * filterChannels = 6", "multiple of 4"]),
+    (CONV + "filterChannels=4\n", weight_params("top"), "filterChannels=4", ["only with randSparse"]),
     (CONV, weight_params("top").replace("wc=0\n", "wc=0\nupdatePeriod=-1\n"), None,
      ["updatePeriod=-1"]),
     ("[top]\ntype=rnorm\ninputs=data\nsize=3\nsizeX=3\nscale=1\npow=1\n", "", "sizeX=3",
@@ -271,7 +283,8 @@ BAD = [  # (layers body, params, the line's text, words)
 
 
 @pytest.mark.parametrize("body,params,needle,words", BAD, ids=[
-    "sumWidth", "partialSum", "randSparse-value", "randSparse-1", "updatePeriod", "size+sizeX",
+    "sumWidth", "partialSum", "randSparse-value", "randSparse-groups", "filterChannels-divide",
+    "filterChannels-multiple", "filterChannels-alone", "updatePeriod", "size+sizeX",
     "scale-twice", "sizeX-int", "dropout2-keep", "enable", "coeffs-twice", "topk"])
 def test_bad_value_of_each_new_key_names_its_line(tmp_path, capsys, body, params, needle, words):
     text, ptext = small(tmp_path, body, params)

@@ -298,6 +298,21 @@ class Op:
         return f"{self.name}({', '.join(self.args)}) -> {self.returns}"
 
 
+def channel_table(op, conns, channels):
+    """conns: an integer sequence of whole permutations of range(channels), as v1's layer.py
+    drew them (a channel appears once in each block of `channels`); returned as (blocks, C)."""
+    conns = np.asarray(conns)
+    if conns.ndim != 1 or conns.dtype.kind not in "iu" or channels < 1 or \
+            conns.size == 0 or conns.size % channels:
+        raise ValueError(f"{op}: conns must be whole permutations of the {channels} channels "
+                         f"end to end, got {conns.dtype} shape {conns.shape}")
+    blocks = conns.reshape(-1, channels)
+    if not (np.sort(blocks, axis=1) == np.arange(channels)).all():
+        raise ValueError(f"{op}: each block of {channels} conns must be a permutation of "
+                         f"0..{channels - 1}")
+    return blocks
+
+
 def _ops(*entries):
     return {e.name: e for e in entries}
 
@@ -349,6 +364,8 @@ OPS = _ops(
     Op("eltmax_backward", ("xs", "y", "dy"), "[dx_i]"),
     Op("concat_forward", ("xs",), "along axis 1"),
     Op("concat_backward", ("dy", "sizes"), "list of slices"),
+    Op("channel_gather_forward", ("x", "conns"), "x[:, conns]"),
+    Op("channel_gather_backward", ("dy", "conns", "channels"), "dx"),
     Op("sgd_update", ("w", "v", "g", "eps", "mom", "wc"), "in place"),
     Op("maxnorm", ("w", "wball", "axis"), "in place"),
     Op("cmpool_forward", ("x", "size", "stride", "start", "outputs"), "y"),

@@ -10,14 +10,21 @@ arrays, NumPy otherwise), so the CUDA backend imports this file unchanged.
                                  equal to y there, zeros elsewhere; the others get 0
     concat_forward(xs)           concatenation along axis 1 (channels or features)
     concat_backward(dy, sizes)   [dy[:, s_i : s_i + sizes[i]]] as new arrays
+    channel_gather_forward(x, conns)               x[:, conns]: cuda-convnet's random sparse
+                                                   connectivity (randSparse), conns being
+                                                   permutations of the C channels, end to end
+    channel_gather_backward(dy, conns, channels)   dx: each channel's share of dy summed
 
 eltsum_backward is not in OPS.md's list; it is the gradient the eltsum layer needs.
 Coefficients are rounded to the inputs' dtype, so float32 stays float32.
 """
 import numpy as np
 
+from . import contract
+
 __all__ = ["array_module", "eltsum_forward", "eltsum_backward", "eltmax_forward",
-           "eltmax_backward", "concat_forward", "concat_backward"]
+           "eltmax_backward", "concat_forward", "concat_backward", "channel_gather_forward",
+           "channel_gather_backward"]
 
 
 def array_module(*arrays):
@@ -111,3 +118,28 @@ def concat_backward(dy, sizes):
         pieces.append(xp.ascontiguousarray(dy[:, start:start + s]))
         start += s
     return pieces
+
+
+def channel_gather_forward(x, conns):
+    """x[:, conns]: the channels each filter group of a randSparse layer sees."""
+    if x.ndim < 2:
+        raise ValueError(f"channel_gather_forward: x must be (N, C, ...), got {x.shape}")
+    contract.channel_table("channel_gather_forward", conns, x.shape[1])
+    xp = array_module(x)
+    return x[:, xp.asarray(np.asarray(conns, dtype=np.int64))]
+
+
+def channel_gather_backward(dy, conns, channels):
+    """The gradient of channel_gather_forward: each block of conns is a permutation, so each
+    block scatters dy's slice back with one indexed assignment, and the blocks add up."""
+    blocks = contract.channel_table("channel_gather_backward", conns, channels)
+    if dy.ndim < 2 or dy.shape[1] != blocks.size:
+        raise ValueError(f"channel_gather_backward: dy {dy.shape} must have {blocks.size} "
+                         "channels on axis 1, one per conn")
+    xp = array_module(dy)
+    dx = xp.zeros((dy.shape[0], channels) + dy.shape[2:], dtype=dy.dtype)
+    part = xp.empty_like(dx)
+    for o, block in enumerate(blocks):
+        part[:, xp.asarray(block)] = dy[:, o * channels:(o + 1) * channels]
+        dx += part
+    return dx

@@ -74,6 +74,13 @@ def describe(net, mini=128):
     if tuning:
         parts.append(f"tuning only, results unchanged (how the originals' kernels summed): "
                      f"{', '.join(tuning)}")
+    sparse = [f"{layer.name} input {i}: {groups} groups x {table.size // groups} of "
+              f"{layer.in_channels[i]} channels" for layer in net.layers
+              for i, table in enumerate(getattr(layer, "conns", ())) if table is not None
+              for groups in [layer.geometry[i][3]]]
+    if sparse:
+        parts.append("random sparse connectivity (randSparse, drawn at initialisation, kept by "
+                     f"checkpoints): {', '.join(sparse)}")
 
     depths = weight_depths(net)
     by_depth = {}

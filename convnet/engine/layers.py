@@ -7,6 +7,7 @@ per_input)}; REQUIRED marks a key without a default; per_input keys take one val
 """
 import numpy as np
 
+from ..backend import contract
 from ..backend.contract import conv_output_size, pool_output_size, pool_windows
 from .config import (parse_bool, parse_float, parse_int, parse_neuron, parse_schedule,
                      parse_str)
@@ -128,6 +129,21 @@ class Layer:
 
     def neurons(self):
         return int(np.prod(self.out_shape)) if self.out_shape else 0
+
+    # -- fixed arrays drawn at initialisation, kept by checkpoints (randSparse's tables) --
+    def buffers(self):
+        """{checkpoint name: host array}: what the layer drew once and never learns."""
+        return {}
+
+    def draw_buffers(self, rng):
+        pass
+
+    def check_buffer(self, key, value):
+        """`value` as buffer `key` takes it (a checkpoint's array); ValueError if it does not fit."""
+        raise ValueError(f"{key}: layer '{self.name}' keeps no such array")
+
+    def set_buffer(self, key, value):
+        raise ValueError(f"{key}: layer '{self.name}' keeps no such array")
 
     # -- passes --
     def forward(self, B, xs, ctx):
@@ -260,12 +276,10 @@ class ConvLayer(WeightLayer):
     def setup(self, in_shapes):
         out = total = None
         self.geometry = []
-        if any(self.cfg["randSparse"]):
-            raise self.error("randSparse=1 (cuda-convnet's random sparse channel groups) is not "
-                             "supported yet; randSparse=0 is", "randSparse")
-        if self.cfg["filterChannels"] != [None]:
-            raise self.error("filterChannels applies only with randSparse=1, which is not "
-                             "supported yet", "filterChannels")
+        self.conns = [None] * len(in_shapes)  # randSparse inputs' channel tables (draw_buffers)
+        self.in_channels = [shape[0] for shape in in_shapes]
+        if self.cfg["filterChannels"] != [None] and not any(self.cfg["randSparse"]):
+            raise self.error("filterChannels applies only with randSparse=1", "filterChannels")
         for key in TUNING_KEYS:
             if self.cfg.get(key, 0) < 0 or (key == "sumWidth" and key in self.section.entries
                                             and self.cfg[key] < 1):
@@ -286,9 +300,16 @@ class ConvLayer(WeightLayer):
                                  "channels")
             if min(fs, stride, groups) < 1 or pad < 0:
                 raise self.error("filterSize, stride and groups must be >= 1, padding >= 0")
-            if c % groups:
+            sparse = per_input(self, "randSparse", i)
+            cg = self.sparse_channels(i, c, groups) if sparse else c // groups
+            if not sparse and c % groups:
                 raise self.error(f"groups={groups} must divide the input channels ({c})",
                                  "groups")
+            if not sparse and self.cfg["filterChannels"] != [None] and \
+                    per_input(self, "filterChannels", i) != cg:
+                raise self.error(f"filterChannels={per_input(self, 'filterChannels', i)} on "
+                                 f"input {i}, which is not randSparse, must be channels / groups "
+                                 f"= {cg}", "filterChannels")
             filters = per_group * groups
             if total is not None and filters != total:
                 raise self.error(f"input {i} makes {per_group} filters x {groups} groups = "
@@ -303,7 +324,7 @@ class ConvLayer(WeightLayer):
                 raise self.error(f"input {i} gives a {o} output, input 0 gives {out}")
             out = o
             self.geometry.append((fs, stride, pad, groups, (h, w)))
-            self.params.append(self.make_weight(i, self.weight_shape(filters, c // groups, fs, o),
+            self.params.append(self.make_weight(i, self.weight_shape(filters, cg, fs, o),
                                                 unit_dims=1 if self.op == "conv" else 3))
         if self.cfg["partialSum"] and (out[0] * out[1]) % self.cfg["partialSum"]:
             raise self.error(f"partialSum={self.cfg['partialSum']} does not divide the "
@@ -316,10 +337,51 @@ class ConvLayer(WeightLayer):
     def weight_shape(self, filters, cg, fs, out):
         return (filters, cg, fs, fs)
 
+    def sparse_channels(self, i, c, groups):
+        """randSparse (cuda-convnet v1): each of the groups sees filterChannels of the c channels
+        (default c / groups), drawn as groups * filterChannels / c permutations of all c end to
+        end, so every channel feeds the same number of groups. v1's rules, less its kernels'
+        multiples of 4."""
+        fc = self.cfg["filterChannels"] != [None] and per_input(self, "filterChannels", i)
+        fc = fc or c // groups
+        if groups < 2:
+            raise self.error(f"randSparse=1 on input {i} needs groups > 1 (got {groups})",
+                             "randSparse")
+        if fc < 1 or c % fc or (groups * fc) % c:
+            raise self.error(f"randSparse on input {i}: filterChannels={fc} must divide the "
+                             f"{c} channels, and groups * filterChannels = {groups * fc} must be "
+                             f"a multiple of {c}", "filterChannels")
+        self.conns[i] = np.zeros(groups * fc, dtype=np.int64)  # drawn by draw_buffers
+        return fc
+
+    def buffers(self):
+        return {f"{self.name}.conns{i}": c for i, c in enumerate(self.conns) if c is not None}
+
+    def draw_buffers(self, rng):
+        for i, table in enumerate(self.conns):
+            if table is not None:
+                c = self.in_channels[i]
+                self.conns[i] = np.concatenate([rng.permutation(c)
+                                                for _ in range(table.size // c)])
+
+    def check_buffer(self, key, value):
+        i = int(key.rsplit("conns", 1)[1])
+        if value.shape != self.conns[i].shape:
+            raise ValueError(f"{key}: checkpoint {value.shape} vs net {self.conns[i].shape}")
+        contract.channel_table(key, value, self.in_channels[i])
+        return value.astype(np.int64)
+
+    def set_buffer(self, key, value):
+        self.conns[int(key.rsplit("conns", 1)[1])] = value
+
+    def sparse_inputs(self, B, xs):
+        return [x if c is None else B.channel_gather_forward(x, c) for x, c in zip(xs, self.conns)]
+
     def fprop(self, B, xs, ctx):
         fwd = getattr(B, f"{self.op}_forward")
         y = None
-        for x, p, (fs, stride, pad, groups, _) in zip(xs, self.weights, self.geometry):
+        for x, p, (fs, stride, pad, groups, _) in zip(self.sparse_inputs(B, xs), self.weights,
+                                                      self.geometry):
             yi = fwd(x, p.value, stride, pad, groups)
             y = yi if y is None else y + yi
         return B.bias_forward(y, self.bias.value)
@@ -329,9 +391,13 @@ class ConvLayer(WeightLayer):
         bwd_filter = getattr(B, f"{self.op}_backward_filter")
         self.bias.add_grad(B.bias_backward(dz, self.bias.value.ndim))
         dxs = []
-        for x, p, (fs, stride, pad, groups, img), nd in zip(xs, self.weights, self.geometry, need):
-            p.add_grad(bwd_filter(x, dz, fs, stride, pad, groups))
-            dxs.append(bwd_data(dz, p.value, img, stride, pad, groups) if nd else None)
+        for x, sx, conns, p, (fs, stride, pad, groups, img), nd in zip(
+                xs, self.sparse_inputs(B, xs), self.conns, self.weights, self.geometry, need):
+            p.add_grad(bwd_filter(sx, dz, fs, stride, pad, groups))
+            dx = bwd_data(dz, p.value, img, stride, pad, groups) if nd else None
+            if dx is not None and conns is not None:
+                dx = B.channel_gather_backward(dx, conns, x.shape[1])
+            dxs.append(dx)
         return dxs
 
 

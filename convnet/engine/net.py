@@ -188,6 +188,8 @@ class Net:
         for layer, p in self.owned_params():
             with self.dev.on(layer.gpu):
                 p.init(self.B, rng, self.dtype)
+        for layer in self.layers:  # after every weight: a net without buffers draws as before
+            layer.draw_buffers(rng)
 
     def owned_params(self):
         """(layer, param) for every learned array once: the first layer holding it owns it."""

@@ -29,19 +29,24 @@ def array_key(name, kind="param"):
 
 
 def param_arrays(net):
-    """The arrays a checkpoint keeps of `net`: each parameter's value and momentum (NumPy)."""
+    """The arrays a checkpoint keeps of `net`: each parameter's value and momentum (NumPy), and
+    the layers' fixed buffers (randSparse's channel tables)."""
     arrays = {}
     for p in net.unique_params():
         arrays[array_key(p.name)] = np.asarray(net.B.to_numpy(p.value))
         arrays[array_key(p.name, "momentum")] = np.asarray(net.B.to_numpy(p.velocity))
+    for layer in net.layers:
+        for name, value in layer.buffers().items():
+            arrays[array_key(name, "buffer")] = np.array(value)
     return arrays
 
 
 def restore_arrays(net, arrays):
     """Put checkpointed weights and momenta back; a mismatch names every layer and shape.
 
-    Nothing is changed unless every array fits: a parameter missing from the checkpoint, one of
-    another shape, or a checkpoint array that no parameter of the net takes is a ValueError.
+    Nothing is changed unless every array fits: a parameter or buffer missing from the
+    checkpoint, one of another shape (or a randSparse table that is not permutations), or a
+    checkpoint array that the net does not take is a ValueError.
     """
     problems, assign, used = [], [], set()
     for layer, p in net.owned_params():
@@ -55,6 +60,17 @@ def restore_arrays(net, arrays):
                 problems.append(f"{p.name}: checkpoint {tuple(value.shape)} vs net {p.shape}")
             else:
                 assign.append((layer, p, target, value))
+    buffers = []
+    for layer in net.layers:
+        for name in layer.buffers():
+            key = array_key(name, "buffer")
+            used.add(key)
+            try:
+                if key not in arrays:
+                    raise ValueError(f"{name}: missing from the checkpoint")
+                buffers.append((layer, name, layer.check_buffer(name, np.asarray(arrays[key]))))
+            except ValueError as e:
+                problems.append(str(e))
     for key in arrays:
         if key not in used:
             name = key.split("/", 1)[-1]
@@ -62,6 +78,8 @@ def restore_arrays(net, arrays):
                             f"in the net")
     if problems:
         raise ValueError("the checkpoint does not match the net: " + "; ".join(sorted(set(problems))))
+    for layer, name, value in buffers:
+        layer.set_buffer(name, value)
     for layer, p, target, value in assign:
         with net.dev.on(layer.gpu):  # the array lives on its layer's GPU
             getattr(p, target)[...] = net.B.asarray(value, net.dtype)
