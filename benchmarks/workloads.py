@@ -50,6 +50,10 @@ EXCUSED = {
                     "and applies it (dropout_mask then dropout_forward, a new step each call), "
                     "and that case checks the mask against philox.py's stream; alone it only "
                     "writes a uint8 array, which says nothing dropout.fwd does not",
+    "channel_gather_forward": "CuPy's own indexing (x[:, conns]), no kernel of ours: a copy at "
+                              "copy bandwidth, used only by v1's randSparse layers",
+    "channel_gather_backward": "CuPy's indexed assignments and adds, no kernel of ours (as "
+                               "channel_gather_forward)",
 }
 
 # op: (arrays read, arrays written), the fewest the formula needs, each once.

@@ -28,10 +28,9 @@ CUDA = convnet.cuda_available()
 if CUDA:
     import cupy
     from convnet import _C
-    from convnet.backend import cuda_cc2 as cu_cc2
-    from convnet.backend import cuda_ops as cu
+    from convnet.backend import cuda_backend as cu
 else:
-    cupy = cu = cu_cc2 = _C = None
+    cupy = cu = _C = None
 
 NO_CUDA = "needs a GPU, CuPy and convnet._C built with CUDA"
 

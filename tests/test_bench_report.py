@@ -26,6 +26,7 @@ def load(name):
 
 
 report = load("report")
+report_inputs = load("report_inputs")
 workloads = load("workloads")
 gpu_timing = load("gpu_timing")
 
@@ -281,7 +282,7 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 
 
 def test_junit_counts_and_per_op_grouping():
-    counts = report.junit_counts(JUNIT)
+    counts = report_inputs.junit_counts(JUNIT)
     assert (counts["passed"], counts["failed"], counts["skipped"]) == (3, 3, 2)
     assert counts["per_op"] == {
         "(collection)": {"passed": 0, "failed": 1, "skipped": 0},
@@ -295,14 +296,14 @@ def test_junit_counts_and_per_op_grouping():
 def test_junit_with_a_single_testsuite_root():
     xml = ('<testsuite name="pytest"><testcase name="test_sgd_update_in_place"/>'
            '<testcase name="test_softmax_logreg_backward[1]"/></testsuite>')
-    counts = report.junit_counts(xml)
+    counts = report_inputs.junit_counts(xml)
     assert counts["passed"] == 2 and set(counts["per_op"]) == {"sgd", "softmax"}
 
 
 def test_op_of_test_names():
-    assert report.op_of_test("test_conv_backward_filter[alexnet-conv2-groups2]") == "conv"
-    assert report.op_of_test("test_gpu_cuda_neuron_forward") == "neuron"
-    assert report.op_of_test("tests/test_x.py") == "(collection)"
+    assert report_inputs.op_of_test("test_conv_backward_filter[alexnet-conv2-groups2]") == "conv"
+    assert report_inputs.op_of_test("test_gpu_cuda_neuron_forward") == "neuron"
+    assert report_inputs.op_of_test("tests/test_x.py") == "(collection)"
 
 
 ALL_TESTS_PASS = {"passed": 40, "failed": 0, "skipped": 2, "per_op": {}}
@@ -310,24 +311,24 @@ ALL_TESTS_PASS = {"passed": 40, "failed": 0, "skipped": 2, "per_op": {}}
 
 def test_sanitizer_status_clean_and_errors():
     clean = "========= COMPUTE-SANITIZER\n========= ERROR SUMMARY: 0 errors\n"
-    assert report.sanitizer_status(clean, ALL_TESTS_PASS, 0)[0] == "clean"
+    assert report_inputs.sanitizer_status(clean, ALL_TESTS_PASS, 0)[0] == "clean"
     bad = "========= Invalid __global__ write of size 4\n========= ERROR SUMMARY: 3 errors\n"
-    status, detail = report.sanitizer_status(bad, ALL_TESTS_PASS, 1)
+    status, detail = report_inputs.sanitizer_status(bad, ALL_TESTS_PASS, 1)
     assert status == "3 errors" and detail["errors"] == 3
     race = ("========= RACECHECK SUMMARY: 2 hazards displayed (1 error, 1 warning)\n")
-    status, detail = report.sanitizer_status(race, ALL_TESTS_PASS, 0)
+    status, detail = report_inputs.sanitizer_status(race, ALL_TESTS_PASS, 0)
     assert status == "1 errors" and detail["race_warnings"] == 1
     quiet = "========= RACECHECK SUMMARY: 0 hazards displayed (0 errors, 0 warnings)\n"
-    assert report.sanitizer_status(quiet, ALL_TESTS_PASS, 0)[0] == "clean"
+    assert report_inputs.sanitizer_status(quiet, ALL_TESTS_PASS, 0)[0] == "clean"
 
 
 def test_sanitizer_status_is_not_clean_when_the_run_did_not_finish():
     clean = "========= ERROR SUMMARY: 0 errors\n"
-    assert report.sanitizer_status("", None, 124)[0] == "incomplete: killed at its time limit"
-    assert report.sanitizer_status("", ALL_TESTS_PASS, 0)[0].startswith("incomplete")
-    assert report.sanitizer_status(clean, None, -11)[0].startswith("incomplete")  # crashed
+    assert report_inputs.sanitizer_status("", None, 124)[0] == "incomplete: killed at its time limit"
+    assert report_inputs.sanitizer_status("", ALL_TESTS_PASS, 0)[0].startswith("incomplete")
+    assert report_inputs.sanitizer_status(clean, None, -11)[0].startswith("incomplete")  # crashed
     none_ran = {"passed": 0, "failed": 0, "skipped": 9, "per_op": {}}
-    assert report.sanitizer_status(clean, none_ran, 0)[0] == "incomplete: no test ran under it"
+    assert report_inputs.sanitizer_status(clean, none_ran, 0)[0] == "incomplete: no test ran under it"
 
 
 def test_train_summary_takes_the_last_test_record():
@@ -335,10 +336,10 @@ def test_train_summary_takes_the_last_test_record():
              "not json", json.dumps({"note": "resumed"}),
              json.dumps({"epoch": 2, "top1_error": 0.15, "top5_error": 0.005, "step": 936,
                          "images_per_s": 20000.0})]
-    summary = report.train_summary("\n".join(lines))
+    summary = report_inputs.train_summary("\n".join(lines))
     assert summary["final_test_error"] == 0.15 and summary["epoch"] == 2
     assert summary["test_records"] == 2 and summary["images_per_s"] == 20000.0
-    assert report.train_summary("")["final_test_error"] is None
+    assert report_inputs.train_summary("")["final_test_error"] is None
 
 
 # ---- the merged report -----------------------------------------------------------------------
@@ -354,7 +355,7 @@ def bench_doc():
 
 
 def test_merge_has_designs_shape():
-    tests = report.junit_counts(JUNIT)
+    tests = report_inputs.junit_counts(JUNIT)
     merged = report.merge(bench_doc(), tests,
                           {"memcheck": ("clean", {"rc": 0}), "racecheck": ("2 errors", {})},
                           steps=[{"step": "build", "status": "ok"}],
@@ -467,9 +468,9 @@ def test_merge_carries_twogpu_and_pipeline_and_summarises_them():
 
 def test_pipeline_line_without_a_simulation_or_decoders():
     doc = {key: value for key, value in PIPELINE.items() if key != "simulated_training"}
-    line = report.pipeline_line(doc)
+    line = report_inputs.pipeline_line(doc)
     assert "simulated" not in line and "simplejpeg one core 1,950 img/s" in line
-    assert report.pipeline_line({}) == ("pipeline (? cores, batch None, None crops): "
+    assert report_inputs.pipeline_line({}) == ("pipeline (? cores, batch None, None crops): "
                                         "no decoder measured")
 
 

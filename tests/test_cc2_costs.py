@@ -17,8 +17,8 @@ from convnet.backend import numpy_cc2 as ref
 from convnet.backend.numpy_cost import logreg_forward, softmax_backward, softmax_forward
 from convnet.backend.numpy_neuron import neuron_forward
 from gradcheck import assert_grad_close, numeric_grad
-from opcheck import (assert_close, assert_equal, cu_cc2 as cu, cuda_test, cupy, host, normal,
-                     poisoned, to_device)
+from opcheck import (assert_close, assert_equal, cu, cuda_test, cupy, host, normal, poisoned,
+                     to_device)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ import pytest
 
 from convnet.backend import numpy_cc2 as ref
 from gradcheck import check_op_grads
-from opcheck import (_C, assert_close, assert_equal, cu_cc2 as cu, cuda_test, cupy, distinct_values,
-                     normal, poisoned, reference_cases, to_device)
+from opcheck import (_C, assert_close, assert_equal, cu, cuda_test, cupy, distinct_values, normal,
+                     poisoned, reference_cases, to_device)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """fc and bias: one case list each on the NumPy backend (numpy_conv's fc and bias by hand and
 through float64 gradients) and on the cuda backend (csrc/bias.cu and the fc GEMMs through
-cuda_ops against the reference, on a GPU or the CPU emulator; tests/opcheck.py says how).
+the cuda backend against the reference, on a GPU or the CPU emulator; tests/opcheck.py says how).
 
 cuda bounds, float32 against the float64 reference, every out= poisoned with NaN:
   bias_forward                     equal to the float32 reference (also off 16-byte alignment)

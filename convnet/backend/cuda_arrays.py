@@ -43,3 +43,8 @@ def output(op, out, shape, inputs=(), dtype=F32, name="out"):
                                         and a.data.ptr < out.data.ptr + out.nbytes):
             raise ValueError(f"{op}: {name} overlaps an input")
     return out
+
+
+def workspace(floats):
+    """A scratch float32 buffer of `floats` elements for a kernel's partial sums."""
+    return cupy.empty(int(floats), dtype=F32)

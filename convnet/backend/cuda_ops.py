@@ -1,4 +1,5 @@
-"""The CUDA backend's ops (all of OPS.md but conv/local, which live in cuda_conv.py).
+"""The CUDA backend's ops (OPS.md but conv/local in cuda_conv.py, softmax and the costs in
+cuda_cost.py, cuda-convnet2's ops in cuda_cc2.py).
 
 Each function has its NumPy reference's name, arguments and layout, takes and returns CuPy
 arrays (float32, C-contiguous, on the current device; a ValueError names the op otherwise),
@@ -7,10 +8,7 @@ Ops that return arrays take an optional `out=` (an array of the result's shape a
 must not overlap the inputs; logreg_forward takes a tuple of three) that is written in full and
 returned; the tests pass NaN-filled ones to catch unwritten elements.
 
-Deviations from the reference, both to keep the GPU free of host round trips:
-  - labels outside [0, K) are not checked (that would read them back to the host); every output
-    of such a case is NaN instead.
-  - the fc ops are cupy.matmul (cuBLAS through CuPy), not hand-written kernels.
+The fc ops are cupy.matmul (cuBLAS through CuPy), not hand-written kernels.
 """
 import math
 
@@ -21,7 +19,7 @@ from convnet import _C
 
 from . import contract
 from .contract import NEURON_KINDS, NEURON_PARAMS, pool_output_size
-from .cuda_arrays import F32, array, output, stream
+from .cuda_arrays import array, output, stream, workspace
 
 if _C is None or not _C.built_with_cuda:
     raise ImportError("convnet.backend.cuda_ops needs convnet._C built with CUDA "
@@ -39,8 +37,6 @@ __all__ = [
     "lrn_forward", "lrn_backward", "rnorm_forward", "rnorm_backward", "cnorm_forward",
     "cnorm_backward",
     "dropout_mask", "random_normal", "dropout_forward", "dropout_backward",
-    "softmax_forward", "softmax_backward", "logreg_forward", "logreg_backward",
-    "softmax_logreg_backward", "sum2_forward", "sum2_backward",
     "sgd_update", "maxnorm", "crops_to_float",
 ]
 
@@ -49,10 +45,6 @@ _KIND_INDEX = {kind: i for i, kind in enumerate(NEURON_KINDS)}
 
 # ----------------------------------------------------------------------------------------------
 # argument checks and outputs
-
-
-def _workspace(floats):
-    return cupy.empty(int(floats), dtype=F32)
 
 
 def _prod(shape):
@@ -120,7 +112,7 @@ def bias_backward(dy, bias_ndim, out=None):
     shape = dy.shape[1:1 + bias_ndim]
     outer, nb, inner = dy.shape[0], _prod(shape), _prod(dy.shape[1 + bias_ndim:])
     db = output(op, out, shape, (dy,))
-    ws = _workspace(_C.reduce_workspace_floats(outer, nb, inner))
+    ws = workspace(_C.reduce_workspace_floats(outer, nb, inner))
     _C.bias_backward(dy.data.ptr, db.data.ptr, ws.data.ptr, outer, nb, inner, stream())
     return db
 
@@ -228,7 +220,7 @@ def _norm_forward(op, x, size, alpha, beta, k, out, needs_workspace):
     y = output(op, out, x.shape, (x,))
     launch = getattr(_C, op)
     if needs_workspace:
-        ws = _workspace(_C.norm_workspace_floats(op, *args[:5]))
+        ws = workspace(_C.norm_workspace_floats(op, *args[:5]))
         launch(x.data.ptr, y.data.ptr, ws.data.ptr, *args, stream())
     else:
         launch(x.data.ptr, y.data.ptr, *args, stream())
@@ -238,7 +230,7 @@ def _norm_forward(op, x, size, alpha, beta, k, out, needs_workspace):
 def _norm_backward(op, x, y, dy, size, alpha, beta, k, out):
     args = _norm_args(op, x, size, alpha, beta, k, y=y, dy=dy)
     dx = output(op, out, x.shape, (x, y, dy))
-    ws = _workspace(_C.norm_workspace_floats(op, *args[:5]))
+    ws = workspace(_C.norm_workspace_floats(op, *args[:5]))
     getattr(_C, op)(x.data.ptr, y.data.ptr, dy.data.ptr, dx.data.ptr, ws.data.ptr, *args,
                     stream())
     return dx
@@ -331,103 +323,6 @@ def dropout_backward(dy, mask, keep, out=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# softmax and costs
-
-
-def _labels(op, labels, p):
-    """labels as int32 (N,) on the device (converted when given another integer dtype)."""
-    if not isinstance(labels, cupy.ndarray):
-        raise ValueError(f"{op}: labels must be a cupy.ndarray, got {type(labels).__name__}")
-    contract.labels(op, labels, p)
-    return cupy.ascontiguousarray(labels, dtype=np.int32)
-
-
-def softmax_forward(x, out=None):
-    """Row softmax of x (N, K), the row max subtracted first."""
-    op = "softmax_forward"
-    array(op, "x", x, ndim=2)
-    p = output(op, out, x.shape, (x,))
-    _C.softmax_forward(x.data.ptr, p.data.ptr, *x.shape, stream())
-    return p
-
-
-def softmax_backward(p, dp, out=None):
-    """dx = p * (dp - sum_row(dp * p))."""
-    op = "softmax_backward"
-    array(op, "p", p, ndim=2)
-    array(op, "dp", dp)
-    contract.same_shape(op, "p", p, dp=dp)
-    dx = output(op, out, p.shape, (p, dp))
-    _C.softmax_backward(p.data.ptr, dp.data.ptr, dx.data.ptr, *p.shape, stream())
-    return dx
-
-
-def logreg_forward(p, labels, topk=5, out=None):
-    """Per case: (-log p[label], top-1 wrong, top-k wrong), each float32 (N,)."""
-    op = "logreg_forward"
-    array(op, "p", p, ndim=2)
-    labels = _labels(op, labels, p)
-    topk = contract.integer(op, "topk", topk, 1)
-    outs = (None, None, None) if out is None else tuple(out)
-    if len(outs) != 3:
-        raise ValueError(f"{op}: out must be a tuple (nll, wrong1, wrongk), got {len(outs)} items")
-    n = p.shape[0]
-    nll, wrong1, wrongk = (output(op, o, (n,), (p,), name=name)
-                           for o, name in zip(outs, ("out[0]", "out[1]", "out[2]")))
-    _C.logreg_forward(p.data.ptr, labels.data.ptr, nll.data.ptr, wrong1.data.ptr,
-                      wrongk.data.ptr, *p.shape, topk, stream())
-    return nll, wrong1, wrongk
-
-
-def logreg_backward(p, labels, scale, out=None):
-    """dp = -scale / p[label] at each case's label, 0 elsewhere."""
-    op = "logreg_backward"
-    array(op, "p", p, ndim=2)
-    labels = _labels(op, labels, p)
-    dp = output(op, out, p.shape, (p,))
-    _C.logreg_backward(p.data.ptr, labels.data.ptr, dp.data.ptr, *p.shape, float(scale),
-                       stream())
-    return dp
-
-
-def softmax_logreg_backward(p, labels, scale, out=None):
-    """dx = scale * (p - onehot(label)), softmax and logreg backward fused."""
-    op = "softmax_logreg_backward"
-    array(op, "p", p, ndim=2)
-    labels = _labels(op, labels, p)
-    dx = output(op, out, p.shape, (p,))
-    _C.softmax_logreg_backward(p.data.ptr, labels.data.ptr, dx.data.ptr, *p.shape, float(scale),
-                               stream())
-    return dx
-
-
-def _cases(op, x):
-    array(op, "x", x)
-    if x.ndim < 1:
-        raise ValueError(f"{op}: x must have a batch axis, got shape {x.shape}")
-    return x.shape[0], (x.size // x.shape[0] if x.shape[0] else 0)
-
-
-def sum2_forward(x, out=None):
-    """Per case 0.5 * sum(x^2) over every axis but the first."""
-    op = "sum2_forward"
-    n, d = _cases(op, x)
-    result = output(op, out, (n,), (x,))
-    ws = _workspace(_C.reduce_workspace_floats(1, n, d))
-    _C.sum2_forward(x.data.ptr, result.data.ptr, ws.data.ptr, n, d, stream())
-    return result
-
-
-def sum2_backward(x, scale, out=None):
-    """scale * x."""
-    op = "sum2_backward"
-    _cases(op, x)
-    result = output(op, out, x.shape, (x,))
-    _C.sum2_backward(x.data.ptr, result.data.ptr, x.size, float(scale), stream())
-    return result
-
-
-# ----------------------------------------------------------------------------------------------
 # update, in place
 
 
@@ -450,7 +345,7 @@ def maxnorm(w, wball, axis):
         return
     axis = int(axis) % w.ndim
     outer, units, inner = _prod(w.shape[:axis]), w.shape[axis], _prod(w.shape[axis + 1:])
-    ws = _workspace(_C.maxnorm_workspace_floats(outer, units, inner))
+    ws = workspace(_C.maxnorm_workspace_floats(outer, units, inner))
     _C.maxnorm(w.data.ptr, ws.data.ptr, outer, units, inner, float(wball), stream())
 
 
