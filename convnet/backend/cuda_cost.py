@@ -64,26 +64,22 @@ def logreg_forward(p, labels, topk=5, out=None):
     return nll, wrong1, wrongk
 
 
-def logreg_backward(p, labels, scale, out=None):
-    """dp = -scale / p[label] at each case's label, 0 elsewhere."""
-    op = "logreg_backward"
+def _label_gradient(op, p, labels, scale, out):
     array(op, "p", p, ndim=2)
     labels = _labels(op, labels, p)
-    dp = output(op, out, p.shape, (p,))
-    _C.logreg_backward(p.data.ptr, labels.data.ptr, dp.data.ptr, *p.shape, float(scale),
-                       stream())
-    return dp
+    grad = output(op, out, p.shape, (p,))
+    getattr(_C, op)(p.data.ptr, labels.data.ptr, grad.data.ptr, *p.shape, float(scale), stream())
+    return grad
+
+
+def logreg_backward(p, labels, scale, out=None):
+    """dp = -scale / p[label] at each case's label, 0 elsewhere."""
+    return _label_gradient("logreg_backward", p, labels, scale, out)
 
 
 def softmax_logreg_backward(p, labels, scale, out=None):
     """dx = scale * (p - onehot(label)), softmax and logreg backward fused."""
-    op = "softmax_logreg_backward"
-    array(op, "p", p, ndim=2)
-    labels = _labels(op, labels, p)
-    dx = output(op, out, p.shape, (p,))
-    _C.softmax_logreg_backward(p.data.ptr, labels.data.ptr, dx.data.ptr, *p.shape, float(scale),
-                               stream())
-    return dx
+    return _label_gradient("softmax_logreg_backward", p, labels, scale, out)
 
 
 def _cases(op, x):
