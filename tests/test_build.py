@@ -182,9 +182,13 @@ def test_build_pyproject_declares_the_package():
     tomllib = pytest.importorskip("tomllib")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = config["project"]
-    assert project["name"] == "convnet"
-    assert {"numpy", "matplotlib", "pillow", "tqdm"} <= set(project["dependencies"])
-    assert project["optional-dependencies"]["cuda"] == ["cupy-cuda13x"]
+    assert project["name"] == "cuda-convnet"  # PyPI's `convnet` is another project
+    floors = dict(re.fullmatch(r"([a-z]+)>=([\d.]+)", d).groups() for d in project["dependencies"])
+    assert set(floors) == {"numpy", "matplotlib", "pillow", "tqdm"}, floors
+    assert floors["pillow"] >= "9.1"  # Image.Resampling
+    extras = project["optional-dependencies"]
+    assert extras["cuda13"] == ["cupy-cuda13x[ctk]>=14"]  # ctk: the runtime and cuBLAS
+    assert extras["cuda12"] == ["cupy-cuda12x[ctk]>=14"]
     assert project["scripts"]["convnet-train"] == "convnet.apps.cli:main"
     assert project["scripts"]["convnet-show"] == "convnet.apps.show:main"
     pytest_config = config["tool"]["pytest"]["ini_options"]
@@ -232,3 +236,44 @@ def test_build_bad_convnet_cuda_value_is_rejected(tmp_path):
     code, output = _configure(tmp_path, "MAYBE", {})
     assert code != 0
     assert "CONVNET_CUDA must be AUTO, ON or OFF" in output
+
+
+def test_the_sdist_holds_tracked_files_only(tmp_path):
+    """scikit-build-core's sdist of this checkout: a run's outputs in the tree stay out (a
+    stray probs.npy and feats/ are planted), every file is tracked by git or lies in a source
+    folder (a new file not yet committed, in a working checkout; none in CI's clean clone), and
+    it holds what a build from it needs."""
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        pytest.skip("needs a git checkout")
+    tracked = set(subprocess.run([git, "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.split("\n")) - {""}
+    strays = [ROOT / "probs.npy", ROOT / "feats" / "features.npy"]  # --test-out, features
+    made = [s for s in strays if not s.exists()]
+    for s in made:
+        s.parent.mkdir(exist_ok=True)
+        s.touch()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys, scikit_build_core.build as b; "
+             "print(b.build_sdist(sys.argv[1]))", str(tmp_path)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        for s in made:
+            s.unlink()
+            if s.parent != ROOT and not any(s.parent.iterdir()):
+                s.parent.rmdir()
+    assert done.returncode == 0, done.stderr
+    import tarfile
+
+    with tarfile.open(tmp_path / done.stdout.strip().splitlines()[-1]) as sdist:
+        names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
+    files = {n for n in names if not any(m.startswith(n + "/") for m in names)}
+    files -= {"PKG-INFO"}
+    sources = ("convnet/", "csrc/", "layers/", "tests/", "tools/", "benchmarks/")
+    untracked = {f for f in files - tracked if not f.startswith(sources)}
+    assert not untracked, f"untracked files in the sdist: {sorted(untracked)[:10]}"
+    assert "probs.npy" not in files and "feats/features.npy" not in files
+    for needed in ("pyproject.toml", "CMakeLists.txt", "LICENSE", "NOTICE", "README.md",
+                   "csrc/conv.cu", "convnet/__init__.py", "layers/fashion.cfg"):
+        assert needed in files, needed

@@ -176,13 +176,26 @@ def test_alexnet_describe_shows_the_papers_counts(capsys):
     assert 60_000_000 < total < 62_000_000
 
 
-def test_readme_python_api_example_runs():
+def test_readme_python_api_examples_run_and_draw_fresh_masks():
+    """The README's two Python blocks, run as written: a loop on your own arrays whose dropout
+    masks change every pass without step=, then the Trainer on a Provider of arrays."""
     import re
 
     readme = open(os.path.join(LAYERS_DIR, "..", "README.md")).read()
-    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     scope = {}
-    exec(code, scope)
-    assert scope["acts"]["probs"].shape == (8, 10)
+    exec(blocks[0], scope)
+    kept = scope["kept"]
+    assert len(kept) == 4 and all(k.shape == (16, 16, 14, 14) for k in kept)
+    assert all(not np.array_equal(a, b) for a, b in zip(kept, kept[1:]))  # a new mask each step
+    assert 0.4 < np.mean(kept) < 0.6
+    assert scope["probs"].shape == (16, 10)
     assert set(scope["grads"]) == {"conv1.w0", "conv1.b", "fc2.w0", "fc2.b"}
     assert np.array_equal(scope["net"].get_params()["fc2.b"], np.zeros(10))
+    net = scope["net"]
+    replay = [net.forward({"data": scope["x"][:16], "labels": scope["y"][:16]}, train=True,
+                          step=7)["drop1"] != 0 for _ in range(2)]
+    assert np.array_equal(*replay)  # step= replays one mask
+    exec(blocks[1], scope)
+    record = scope["record"]
+    assert record["epoch"] == 1 and record["step"] == 5 and 0.0 <= record["top1_error"] <= 1.0

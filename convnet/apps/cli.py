@@ -18,6 +18,7 @@ from ..training.checkpoint import CheckpointError, has_committed_checkpoints, lo
 from ..training.saved_run import check_resumable, in_todays_meaning, run_config
 from ..training.tensorboard import TensorBoardLogger
 from ..training.train import Trainer, TrainingStopped, evaluate
+from . import add_version, nets
 from .features import write_features
 
 EXIT_BAD_INPUT = 2
@@ -38,10 +39,13 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="convnet-train", description="Train a convnet described by cuda-convnet's "
         "layers.cfg and layer-params.cfg.")
+    add_version(p)
     p.add_argument("files", nargs="*", metavar="LAYERS PARAMS",
-                   help="layers.cfg and layer-params.cfg (with --load-file: PARAMS alone, or "
-                        "nothing to re-read the params file the run was started with)")
+                   help="layers.cfg and layer-params.cfg, or the name of a shipped net "
+                        "(--list-nets) (with --load-file: PARAMS alone, or nothing to re-read "
+                        "the params file the run was started with)")
     a = p.add_argument
+    a("--list-nets", action="store_true", help="list the shipped nets and exit")
     a("--layer-def", metavar="LAYERS", default=None,
       help="cuda-convnet's spelling of the LAYERS argument")
     a("--layer-params", metavar="PARAMS", default=None,
@@ -232,7 +236,11 @@ def originals_options(args):
 
 
 def run(args):
+    if args.list_nets:
+        print(nets.list_text())
+        return 0
     originals_options(args)
+    args.files = nets.expand(args.files)
     state = found = None
     if args.gpu is not None:
         args.gpu = parse_gpus(args.gpu)

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..data.prepared import (MEAN_FILE, META_FILE, TEMP_MARK, batch_paths, is_batch_file,
                              make_meta, read_index, write_meta)
+from . import add_version
 from .prepare_images import PCA_STRIDE, convert_batch
 from .prepare_source import PrepareError, batch_digest, plan_batches, printable, scan_source
 
@@ -287,6 +288,7 @@ def build_parser():
         prog="convnet-prepare",
         description="Convert a folder of labelled images (one folder per class, or train/ and "
                     "val/ with class folders) into batches of JPEGs for --data-provider image.")
+    add_version(p)
     p.add_argument("src", metavar="SRC", help="the image folder")
     p.add_argument("dst", metavar="DST", help="the output folder (rerun to resume)")
     p.add_argument("--size", type=int, default=256, help="stored image size (default 256)")

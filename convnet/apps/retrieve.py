@@ -18,6 +18,7 @@ import numpy as np
 from .. import cuda_available
 from ..backend import resolve_backend_name
 from ..data import DataError
+from . import add_version
 from .features import FeatureSet
 from .figures import DPI, pyplot, show_image
 
@@ -193,6 +194,7 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="convnet-retrieve", description="Find the k nearest images in feature space "
         "(exact Euclidean search) and draw them as a grid: one row per query.")
+    add_version(p)
     a = p.add_argument
     a("features", metavar="FEATURES",
       help="feature folder to search (convnet-train --write-features, e.g. the training images)")

@@ -23,6 +23,7 @@ from ..engine.filters import filter_mosaic, graph_from_sections, towers_of, upsc
 from ..training.checkpoint import read_metrics
 from ..training.saved_run import array_key, load_run, newest_checkpoint
 from ..training.train import Trainer
+from . import add_version
 from .cli import flag
 from .figures import DPI, pyplot, show_image
 
@@ -277,6 +278,7 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="convnet-show", description="Draw what a saved run learned as PNG files: cost "
         "curves, filters, predictions (cuda-convnet's shownet.py).")
+    add_version(p)
     a = p.add_argument
     a("run_dir", metavar="RUN_DIR", nargs="?", default=None,
       help="a run folder written by convnet-train --save-path")

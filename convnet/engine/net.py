@@ -43,6 +43,7 @@ class Net:
         self.layers = self.build(layer_sections, param_sections, data_shapes or {})
         self.dev = placement(self.B, self.layers, gpus)
         self.copied = {}  # {(producer, consumer): {"forward": bytes, "backward": bytes}}
+        self.auto_step = 0  # the next training pass's step when forward() is given none
         self.init_params(seed)
 
     @classmethod
@@ -212,13 +213,20 @@ class Net:
     def cost_layers(self):
         return [layer for layer in self.layers if isinstance(layer, CostLayer)]
 
-    def forward(self, data, train=False, step=0, changed=None):
+    def forward(self, data, train=False, step=None, changed=None):
         """Run the net on `data` ({data layer name or dataIdx: array}); return the outputs.
 
         Returns {layer name: output}; cost layers' statistics are in each cost layer's .stats.
+        `step` keys the dropout masks and other noise of a training pass (seed, layer, step):
+        without it, each training pass takes the next step of the net's own count, so a loop
+        of forward/backward/update draws fresh masks, as a PyTorch module in train mode does.
         With `changed` (layer names whose parameters changed since the last forward on the same
         data), only those layers and the layers downstream of them are recomputed.
         """
+        if step is None:
+            step = 0
+            if train:
+                step, self.auto_step = self.auto_step, self.auto_step + 1
         acts, xs, ready = {}, {}, {}  # outputs, inputs on the layer's device, producers' events
         if changed is not None:
             dirty = set(changed)
