@@ -180,10 +180,13 @@ def run(args):
     check_options(args)
     reading = args.describe or args.check_grads or args.test_only or bool(args.write_features)
     run_dir = None if reading else (args.save_path or args.load_file)
-    check_start(args.load_file, None if reading else args.save_path)
     if run_dir is None:
+        check_start(args.load_file, None)
         return load_and_run(args, None)
-    with RunLock(run_dir):
+    if not os.path.isdir(run_dir):  # no writer yet: say what is wrong before making it
+        check_start(args.load_file, args.save_path)
+    with RunLock(run_dir):  # then under the lock: a second writer hears the folder is busy
+        check_start(args.load_file, args.save_path)
         return load_and_run(args, run_dir)
 
 
@@ -211,20 +214,21 @@ def load_and_run(args, run_dir):
         raise ConfigError("defines no layers", layers_name)
     layer_sections = convert_conv_to_local(layer_sections, args)
     param_sections = read_cfg(params_path)
-    check_net_sections(layer_sections, args.logreg_name, layers_name)
 
     inner_size = args.inner_size if args.inner_size is not None else declared_image_size(
         layer_sections)
-    if args.describe or args.check_grads:  # the provider's shapes, without reading its images
-        shapes = undeclared_data_shapes(layer_sections, lambda: provider_image_shape(
-            args.data_provider, args.data_path, inner_size))
-        if args.describe:
-            net = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,
-                                params_file=params_path, backend="numpy", data_shapes=shapes)
-            print(describe(net, args.mini))
-            return 0
+    # every cfg error, with its line, before any data is read: the provider's shapes without
+    # reading its images
+    shapes = undeclared_data_shapes(layer_sections, lambda: provider_image_shape(
+        args.data_provider, args.data_path, inner_size))
+    net = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,
+                        params_file=params_path, backend="numpy", data_shapes=shapes)
+    check_net_sections(layer_sections, args.logreg_name, layers_name)
+    if args.describe:
+        print(describe(net, args.mini))
+        return 0
+    if args.check_grads:
         return check_grads(layer_sections, param_sections, params_path, args.seed, shapes)
-
     provider = make_provider(args.data_provider, args.data_path, args.train_range,
                              args.test_range, inner_size, seed=args.seed,
                              **({} if args.color_noise is None

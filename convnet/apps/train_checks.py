@@ -86,8 +86,10 @@ def check_net_sections(sections, logreg_name, layers_file):
             raise ValueError(f"--logreg-name {logreg_name}: {what}, not a cost.logreg layer "
                              f"(the net's: {', '.join(logreg) or 'none'})")
     elif not logreg:
+        last = list(sections.values())[-1]
         raise ConfigError("the net has no cost.logreg layer (convnet-train reports its errors "
-                          "and trains on its cost)", layers_file)
+                          "and trains on its cost; the last layer is here)", layers_file,
+                          last.line)
 
 
 def check_classes(net, provider, cost_name):

@@ -17,9 +17,11 @@ metrics.jsonl holds one JSON object per line, each appended with flush + fsync.
 import glob
 import hashlib
 import json
+import math
 import os
 import re
 import warnings
+import zipfile
 
 import numpy as np
 
@@ -64,9 +66,11 @@ def _write_atomically(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(temp):
             os.remove(temp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write's error names no file
+            raise OSError(exc.errno, exc.strerror or str(exc), temp) from None
         raise
 
 
@@ -165,6 +169,27 @@ def _prune(run_dir, newest, keep):
     _fsync_dir(run_dir)
 
 
+def _check_array_sizes(npz_path):
+    """Before any array is allocated: each member of the .npz is stored uncompressed (as
+    np.savez writes it) and holds exactly the bytes its header declares, so no array can be
+    larger than the file itself (a forged header declaring 2.6 GB in a 2 MB file is refused)."""
+    with zipfile.ZipFile(npz_path) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise CheckpointError(f"{npz_path}: {info.filename} is compressed; a checkpoint's "
+                                      f"arrays are stored as np.savez writes them")
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+                declared = f.tell() + math.prod(shape) * dtype.itemsize
+            if declared != info.file_size:
+                raise CheckpointError(f"{npz_path}: {info.filename} declares shape {shape} of "
+                                      f"{dtype} ({declared:,} bytes with its header) but holds "
+                                      f"{info.file_size:,} bytes")
+
+
 def load_checkpoint(path):
     """Load one checkpoint (its .npz or .json path) -> (step, arrays, state).
 
@@ -201,8 +226,11 @@ def load_checkpoint(path):
     if digest != record["sha256"]:
         raise CheckpointError(f"{npz_path}: sha256 mismatch (the file is corrupt or partial)")
     try:
+        _check_array_sizes(npz_path)
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
+    except CheckpointError:
+        raise
     except Exception as exc:  # zip and npy errors come in many types; all mean a bad file
         raise CheckpointError(f"{npz_path}: cannot load arrays ({type(exc).__name__}: "
                               f"{_one_line(exc)})") \
