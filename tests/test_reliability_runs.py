@@ -9,6 +9,8 @@ import signal
 import socket
 import warnings
 
+import pytest
+
 from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
 from run_helpers import (BLOCK_PRELUDE, cli, one_line, read_only_copy, snapshot, start,
                          tiny, train_run)
@@ -25,6 +27,19 @@ def test_test_only_of_a_read_only_run_folder_works(tiny, tmp_path):
         status, out, err = cli(["--load-file", ro, "--test-only", *tiny[3]])
         assert status == 0 and "Traceback" not in err, err
         assert "test cost" in out
+
+
+def test_show_of_a_read_only_run_draws_elsewhere_and_writes_nothing_into_it(tiny, tmp_path):
+    pytest.importorskip("matplotlib")
+    run = train_run(tiny, epochs=2)
+    with read_only_copy(run, tmp_path / "ro") as ro:
+        before = snapshot(ro)
+        status, _, err = cli([ro, "--show-cost"], module="convnet.apps.show")
+        assert status == 2 and "Traceback" not in err and "give --out" in err, err
+        status, _, err = cli([ro, "--show-cost", "--out", tmp_path / "png"],
+                             module="convnet.apps.show")
+        assert status == 0 and "Traceback" not in err, err
+        assert (tmp_path / "png" / "cost.png").is_file() and snapshot(ro) == before
 
 
 def test_test_only_keeps_every_metrics_record_newer_than_its_checkpoint(tiny):

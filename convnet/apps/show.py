@@ -351,6 +351,8 @@ def run(args):
                          "--show-preds")
     out = args.out or args.run_dir
     os.makedirs(out, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):  # a read-only run: draw elsewhere, write nothing
+        raise ValueError(f"{out} is not writable: give --out FOLDER for the PNG files")
     name = os.path.basename(os.path.normpath(args.run_dir))
     written = []
     if args.show_cost:
