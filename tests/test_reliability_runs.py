@@ -127,6 +127,8 @@ def test_second_writer_is_refused_naming_the_holder_and_a_dead_ones_lock_is_take
     status, out, err = cli(["--load-file", run, *common, "--epochs", state["epoch"] + 1])
     assert status == 0 and "Traceback" not in err, err
     assert "resumed at" in out and load_latest_checkpoint(run)[0] > step
+    assert f"taking over the lock of a run that ended without releasing it (host " \
+           f"{socket.gethostname()}, pid {first.pid})" in err
     assert not (run / "convnet.lock").exists()
 
 

@@ -15,6 +15,7 @@ import errno
 import fcntl
 import os
 import socket
+import warnings
 
 from .checkpoint import METRICS_FILE, has_committed_checkpoints, newest_committed_step
 
@@ -74,6 +75,10 @@ class RunLock:
                 self.fd = fd
             else:
                 os.close(fd)
+        stale = os.pread(self.fd, 200, 0).decode("utf-8", "replace").split()
+        if len(stale) >= 2:  # emptied by every run that ends: its writer died
+            warnings.warn(f"{self.run_dir}: taking over the lock of a run that ended without "
+                          f"releasing it (host {stale[0]}, pid {stale[1]})", stacklevel=2)
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{socket.gethostname()} {os.getpid()}\n".encode(), 0)
         return self
