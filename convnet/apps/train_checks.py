@@ -1,11 +1,12 @@
 """convnet-train's checks of what it is asked to do, made before any data is read or any array
-is allocated: the options (ranges, the files and folders they name), and the net's data and cost
-layers (memory.py checks the memory it needs at --mini). Each check lives here once; a failure is one
-line (a ValueError or ConfigError, exit 2)."""
+is allocated: the options (ranges, the files and folders they name), and the net's data and
+cost layers (memory.py checks the memory it needs at --mini; run_folder.py the run folder).
+Each check lives here once; a failure is one line (ValueError or ConfigError, exit 2)."""
 import argparse
 import os
 
 from ..engine.config import ConfigError
+from ..training.run_folder import check_folder_to_write
 
 SEED_LIMIT = 2 ** 63  # seeds are stored in checkpoints and drawn from as int64
 DATA_INDICES = {0: "the images", 1: "the labels"}  # what every provider gives a data layer
@@ -36,17 +37,6 @@ def check_options(args):
         check_folder_to_write(args.feature_path, "--feature-path")
     if args.test_out is not None:
         check_file_to_write(args.test_out, "--test-out")
-
-
-def check_folder_to_write(path, option):
-    """`path` is a folder that can be written, or one that can be made."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{option} {path}: is a file, not a folder")
-    existing = path
-    while existing and not os.path.exists(existing):
-        existing = os.path.dirname(os.path.abspath(existing)) if existing != os.sep else ""
-    if existing and not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: {existing} is not writable")
 
 
 def check_file_to_write(path, option):

@@ -31,18 +31,27 @@ class RunFolderError(Exception):
         self.status = status
 
 
+def check_folder_to_write(path, option):
+    """`path` is a folder this user can write, or one that can be made (its nearest existing
+    parent is writable); a file there is refused."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise RunFolderError(f"{option} {path}: is a file, not a folder")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing) and existing != os.path.dirname(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(f"{option} {path}: {existing} is not writable")
+
+
 def check_writable_folder(path, option="--save-path"):
     """Make `path` (a run folder to write) if needed, and check it can hold a run: a folder,
     writable, its metrics.jsonl (if any) a plain file and not a link to somewhere else."""
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise RunFolderError(f"{option} {path}: is a file, not a folder")
+    check_folder_to_write(path, option)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
         raise RunFolderError(f"{option} {path}: cannot make the folder "
                              f"({exc.strerror or exc})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise RunFolderError(f"{option} {path}: the folder is not writable")
     metrics = os.path.join(path, METRICS_FILE)
     if os.path.islink(metrics):
         raise RunFolderError(f"{metrics}: is a symbolic link (to {os.readlink(metrics)}); a run "
