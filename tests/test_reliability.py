@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import convnet
-from convnet.apps.cli import ShapesOnlyNet, main, memory_table, out_of_memory_message
+from convnet.apps.cli import main
+from convnet.apps.memory import ShapesOnlyNet, memory_table, out_of_memory_message
 from convnet.data.datasets import write_cifar_batch, write_cifar_meta, write_idx
 from convnet.engine.config import read_cfg
 from convnet.training.checkpoint import checkpoint_paths, load_latest_checkpoint, read_metrics

@@ -97,15 +97,21 @@ def test_train_exact_resume_matches_a_straight_run(cifar_dir, tmp_path):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_train_load_file_without_checkpoint_starts_fresh_with_warning(cifar_dir, tmp_path):
+def test_train_load_file_without_checkpoint_is_an_error_unless_it_is_the_save_path(
+        cifar_dir, tmp_path, capsys):
+    """--load-file of a folder holding no checkpoint trains nothing (issue 18, item 5: it
+    warned and trained from scratch); --load-file DIR --save-path DIR starts there, saying so."""
     empty = tmp_path / "empty"
     empty.mkdir()
     base = os.path.join(LAYERS_DIR, "cifar10-80sec")
-    with pytest.warns(UserWarning, match="no checkpoint"):
-        status = main([base + ".cfg", base + "-params.cfg", "--load-file", str(empty),
-                       "--epochs", "1", "--data-provider", "cifar", "--data-path",
-                       str(cifar_dir), "--mini", "16", "--train-range", "1"])
-    assert status == 0
+    common = [base + ".cfg", base + "-params.cfg", "--load-file", str(empty), "--epochs", "1",
+              "--data-provider", "cifar", "--data-path", str(cifar_dir), "--mini", "16",
+              "--train-range", "1"]
+    assert main(common) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
+    assert load_latest_checkpoint(empty) is None
+    assert main(common + ["--save-path", str(empty)]) == 0
+    assert "holds no checkpoint yet: starting a new run there" in capsys.readouterr().out
     assert load_latest_checkpoint(empty) is not None
 
 

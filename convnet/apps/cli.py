@@ -1,25 +1,30 @@
 """`convnet-train LAYERS PARAMS [options]`: cuda-convnet's convnet.py, option for option."""
 import argparse
 import os
+import signal
 import sys
 import warnings
 
 import numpy as np
 
 from ..data import CIFAR_IMAGE_SHAPE, DataError, make_provider, provider_image_shape
-from ..engine.config import ConfigError, read_cfg
+from ..engine.config import ConfigError, read_cfg, read_cfg_text
 from ..engine.describe import describe, replicas_line
 from ..engine.devices import parse_gpus
 from ..engine.gradcheck import check_net_grads
-from ..engine.layers import CostLayer, DataLayer
 from ..engine.net import Net
 from ..engine.sections import data_shapes, declared_image_size, undeclared_data_shapes
 from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
+from ..training.run_folder import (RunFolderError, RunLock, check_start, os_error_line,
+                                   start_line)
 from ..training.saved_run import check_resumable, in_todays_meaning, run_config
 from ..training.tensorboard import TensorBoardLogger
 from ..training.train import Trainer, TrainingStopped, evaluate
 from . import add_version, nets
 from .features import write_features
+from .memory import (OutOfMemory, ShapesOnlyNet, check_host_memory, is_out_of_memory,
+                     out_of_memory_message)
+from .train_checks import OneLineParser, check_classes, check_net_sections, check_options
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 1      # NaN/Inf in training, or out of memory
@@ -36,7 +41,7 @@ def flag(text):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="convnet-train", description="Train a convnet described by cuda-convnet's "
         "layers.cfg and layer-params.cfg.")
     add_version(p)
@@ -107,14 +112,21 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     format_warning = warnings.formatwarning
     warnings.formatwarning = one_line_warning
+    term = signal.signal(signal.SIGTERM, interrupt)  # training's own handler stops it cleanly
     try:
         return run(args)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+    except KeyboardInterrupt:  # a second Ctrl-C, or one (or SIGTERM) outside training
         print("convnet-train: interrupted; the last checkpoint is kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"convnet-train: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunFolderError as e:
+        print(f"convnet-train: {e}", file=sys.stderr)
+        return e.status
+    except OSError as e:  # a file the run reads or writes outside training's loop
+        print(f"convnet-train: {os_error_line(e)}", file=sys.stderr)
+        return EXIT_STOPPED
     except OutOfMemory as e:
         print(f"convnet-train: {e}", file=sys.stderr)
         return EXIT_STOPPED
@@ -123,85 +135,16 @@ def main(argv=None):
         return EXIT_BAD_INPUT
     finally:
         warnings.formatwarning = format_warning
+        signal.signal(signal.SIGTERM, term)
+
+
+def interrupt(signum, frame):
+    """SIGTERM outside training (a test, data loading, features) stops as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def one_line_warning(message, category, filename, lineno, line=None):
     return f"convnet-train: warning: {message}\n"
-
-
-class OutOfMemory(Exception):
-    """The host or the GPU ran out of memory; the message has the per-layer table and a hint."""
-
-
-class ShapesOnlyNet(Net):
-    """A Net built for its layers and shapes alone: no parameter array is allocated, so a
-    describe or a memory table of a net too large for this machine still works."""
-
-    def init_params(self, seed):
-        pass
-
-
-def is_out_of_memory(exc):
-    """numpy's and CuPy's MemoryErrors, our kernels' cudaErrorMemoryAllocation, and numpy's
-    refusal of an array larger than the address space."""
-    if isinstance(exc, MemoryError):  # cupy.cuda.memory.OutOfMemoryError is one too
-        return True
-    if isinstance(exc, RuntimeError) and "cudaErrorMemoryAllocation" in str(exc):
-        return True
-    return isinstance(exc, ValueError) and str(exc).startswith(
-        ("array is too big", "Maximum allowed size exceeded"))
-
-
-def format_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
-def memory_table(net, batch_size):
-    """What `net` needs at minibatch size `batch_size`, layer by layer, as a text table.
-
-    activations: the layer's output for one minibatch (labels are int64; costs have none);
-    parameters: its own weights and biases three times over (values, momentum, gradient).
-    Training holds every activation and, during backprop, its gradient.
-    """
-    itemsize = np.dtype(net.dtype).itemsize
-    rows = [("layer", "type", "output", f"activations (--mini {batch_size})", "parameters")]
-    total_act = total_par = 0
-    for layer in net.layers:
-        shape = tuple(layer.out_shape or ())
-        if isinstance(layer, CostLayer):
-            act = 0
-        elif isinstance(layer, DataLayer) and shape == ():
-            act = batch_size * 8
-        else:
-            act = batch_size * int(np.prod(shape, dtype=np.float64)) * itemsize
-        par = 3 * itemsize * sum(int(np.prod(p.shape, dtype=np.float64))
-                                 for p in layer.params if not p.shared)
-        total_act, total_par = total_act + act, total_par + par
-        rows.append((layer.name, layer.type, "x".join(map(str, shape)) or "-",
-                     format_bytes(act), format_bytes(par)))
-    rows.append(("total", "", "", format_bytes(total_act), format_bytes(total_par)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    need = 2 * total_act + total_par
-    lines.append(f"training needs about {format_bytes(need)}: the activations and their "
-                 f"gradients (2 x {format_bytes(total_act)}) plus the parameters with their "
-                 f"momentum and gradients ({format_bytes(total_par)})")
-    return "\n".join(lines), need
-
-
-def out_of_memory_message(net, batch_size, exc, backend):
-    table, need = memory_table(net, batch_size)
-    where = "the GPU" if backend == "cuda" else "this machine"
-    smaller = max(1, batch_size // 2)
-    first_line = str(exc).splitlines()[0] if str(exc) else ""
-    return (f"out of memory on {where} ({type(exc).__name__}: {first_line})\n"
-            f"{table}\n"
-            f"hint: the activations grow with the minibatch: try --mini {smaller}; or make the "
-            f"largest layers above smaller")
 
 
 def originals_options(args):
@@ -236,24 +179,41 @@ def originals_options(args):
 
 
 def run(args):
+    """Check the options and the run folder, lock it when this run writes it, then run."""
     if args.list_nets:
         print(nets.list_text())
         return 0
     originals_options(args)
     args.files = nets.expand(args.files)
+    check_options(args)
+    reading = args.describe or args.check_grads or args.test_only or bool(args.write_features)
+    run_dir = None if reading else (args.save_path or args.load_file)
+    if run_dir is None:
+        check_start(args.load_file, None)
+        return load_and_run(args, None)
+    if not os.path.isdir(run_dir):  # no writer yet: say what is wrong before making it
+        check_start(args.load_file, args.save_path)
+    with RunLock(run_dir):  # then under the lock: a second writer hears the folder is busy
+        check_start(args.load_file, args.save_path)
+        return load_and_run(args, run_dir)
+
+
+def load_and_run(args, run_dir):
+    """Load --load-file's newest checkpoint, read the cfg files, then describe, check, test or
+    train. `run_dir`: the folder this run writes (None: it only reads)."""
     state = found = None
     if args.gpu is not None:
         args.gpu = parse_gpus(args.gpu)
-    if args.load_file:
+    if args.load_file and has_committed_checkpoints(args.load_file):
         found = load_latest_checkpoint(args.load_file, check=check_resumable)
-        if found is None and has_committed_checkpoints(args.load_file):
+        if found is None:
             raise CheckpointError(f"{args.load_file}: none of its checkpoints can be loaded "
                                   f"(see the warnings above)")
-        if found is None:
-            warnings.warn(f"{args.load_file}: no checkpoint found; starting fresh")
-        else:
-            found = found[0], found[1], in_todays_meaning(found[2])
-            state = found[2]
+        found = found[0], found[1], in_todays_meaning(found[2])
+        state = found[2]
+    said = start_line(args.load_file, args.save_path, found[0] if found else None)
+    if said:
+        print(said, flush=True)
     if args.seed is None:
         args.seed = state["seed"] if state is not None else 0
     layers_text, layers_name, params_path = resolve_files(args, state)
@@ -265,16 +225,18 @@ def run(args):
 
     inner_size = args.inner_size if args.inner_size is not None else declared_image_size(
         layer_sections)
-    if args.describe or args.check_grads:  # the provider's shapes, without reading its images
-        shapes = undeclared_data_shapes(layer_sections, lambda: provider_image_shape(
-            args.data_provider, args.data_path, inner_size))
-        if args.describe:
-            net = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,
-                                params_file=params_path, backend="numpy", data_shapes=shapes)
-            print(describe(net, args.mini))
-            return 0
+    # every cfg error, with its line, before any data is read: the provider's shapes without
+    # reading its images
+    shapes = undeclared_data_shapes(layer_sections, lambda: provider_image_shape(
+        args.data_provider, args.data_path, inner_size))
+    net = ShapesOnlyNet(layer_sections=layer_sections, param_sections=param_sections,
+                        params_file=params_path, backend="numpy", data_shapes=shapes)
+    check_net_sections(layer_sections, args.logreg_name, layers_name)
+    if args.describe:
+        print(describe(net, args.mini))
+        return 0
+    if args.check_grads:
         return check_grads(layer_sections, param_sections, params_path, args.seed, shapes)
-
     provider = make_provider(args.data_provider, args.data_path, args.train_range,
                              args.test_range, inner_size, seed=args.seed,
                              **({} if args.color_noise is None
@@ -283,8 +245,9 @@ def run(args):
                            params_file=params_path, data_shapes=data_shapes(layer_sections,
                                                                             provider))
     try:
+        check_host_memory(shapes, args.mini, args.backend)
         return build_and_train(args, found, provider, layer_sections, param_sections,
-                               params_path, layers_text, layers_name)
+                               params_path, layers_text, layers_name, run_dir)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -294,7 +257,7 @@ def run(args):
 
 
 def build_and_train(args, found, provider, layer_sections, param_sections, params_path,
-                    layers_text, layers_name):
+                    layers_text, layers_name, run_dir):
     """Build the net on its backend, resume it if `found`, then test, write features or train."""
     state = found[2] if found is not None else None
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
@@ -309,19 +272,15 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
     if net.replicated:
         print(f"convnet: {replicas_line(net)}", flush=True)
 
-    run_dir = args.save_path or args.load_file
     saved = run_config(layers_text, layers_name, params_path, args.seed)
     trainer = Trainer(net, provider, run_dir, args.epochs, args.mini, args.test_freq,
                       args.save_interval, args.logreg_name, saved)
+    check_classes(net, provider, trainer.cost_name)
     trainer.multiview, trainer.test_out = args.multiview_test, args.test_out
     if state is not None:
-        if args.save_path and os.path.abspath(args.save_path) != os.path.abspath(args.load_file):
-            # resume from one folder, save into another: start from the loaded weights
-            trainer.run_dir = args.load_file
-            trainer.resume(found)
-            trainer.run_dir = args.save_path
-        else:
-            trainer.resume(found)
+        trainer.run_dir = args.load_file  # resume reads there (and names its files)
+        trainer.resume(found)
+        trainer.run_dir = run_dir  # and saves here (None: a test or features, no writes)
         print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
     if args.write_features:
         write_features(net, provider, args.write_features, args.feature_path, args.mini,
@@ -339,6 +298,9 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
         record = trainer.run()
     except TrainingStopped as e:
         print(f"convnet-train: {e}", file=sys.stderr)
+        return EXIT_STOPPED
+    except OSError as e:  # a full disk, a folder made read-only: the run cannot go on
+        print(f"convnet-train: {os_error_line(e)}; {trainer.kept()}", file=sys.stderr)
         return EXIT_STOPPED
     if trainer.stopped:
         return EXIT_INTERRUPTED
@@ -361,12 +323,7 @@ def resolve_files(args, state):
     if len(files) != 2:
         raise ValueError("give the two files: convnet-train LAYERS PARAMS [options]")
     layers_path, params_path = files
-    try:
-        with open(layers_path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read: {getattr(e, 'strerror', None) or e}", layers_path)
-    return text, layers_path, params_path
+    return read_cfg_text(layers_path), layers_path, params_path
 
 
 def convert_conv_to_local(sections, args):

@@ -253,13 +253,13 @@ def plot_predictions(images, labels, probs, label_names, path, title, cols=4):
         truth = int(labels[i])
         best = np.argsort(-probs[i], kind="stable")[:top_k]
         right = best[0] == truth
-        ax.set_title(label_names[truth], fontsize=10, color="black" if right else "red",
+        ax.set_title(class_name(label_names, truth), fontsize=10, color="black" if right else "red",
                      pad=3)
         bars = fig.add_axes([(x0 + 110) / fig_w, (y_top - cell_h + 35) / fig_h,
                              (cell_w - 125) / fig_w, 130 / fig_h])
         colours = ["tab:red" if k == truth else "tab:blue" for k in best]
         bars.barh(np.arange(top_k), probs[i][best], color=colours, height=0.7)
-        bars.set_yticks(np.arange(top_k), [label_names[k] for k in best], fontsize=8)
+        bars.set_yticks(np.arange(top_k), [class_name(label_names, k) for k in best], fontsize=8)
         bars.invert_yaxis()
         bars.set_xlim(0, 1)
         bars.tick_params(axis="x", labelsize=7)
@@ -314,6 +314,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    format_warning = warnings.formatwarning
+    warnings.formatwarning = one_line_warning
     try:
         return run(args)
     except (ConfigError, DataError) as e:
@@ -322,6 +324,18 @@ def main(argv=None):
     except (ValueError, RuntimeError, OSError) as e:
         print(f"convnet-show: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        warnings.formatwarning = format_warning
+
+
+def one_line_warning(message, category, filename, lineno, line=None):
+    """A warning as the command's own line: no source file, line number or code."""
+    return f"convnet-show: warning: {message}\n"
+
+
+def class_name(names, k):
+    """Class k's name; a net with more outputs than the data has names shows 'class k'."""
+    return names[k] if 0 <= k < len(names) else f"class {k}"
 
 
 def run(args):
@@ -339,6 +353,8 @@ def run(args):
                          "--show-preds")
     out = args.out or args.run_dir
     os.makedirs(out, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):  # a read-only run: draw elsewhere, write nothing
+        raise ValueError(f"{out} is not writable: give --out FOLDER for the PNG files")
     name = os.path.basename(os.path.normpath(args.run_dir))
     written = []
     if args.show_cost:

@@ -39,19 +39,26 @@ def _split_points(count, parts):
 
 # ----------------------------------------------------------------------------- Fashion-MNIST
 
+MAX_IDX_BYTES = 256 << 20  # Fashion-MNIST's largest idx file is 47 MB (45 MiB) unzipped
+
+
 def _read_maybe_gzip(folder, name):
-    """Bytes of folder/name or folder/name.gz (the plain file wins); DataError if absent."""
+    """Bytes of folder/name or folder/name.gz (the plain file wins); DataError if absent, or
+    if it holds more than MAX_IDX_BYTES (read up to that much: a gzip bomb never unpacks)."""
     for candidate in (name, name + ".gz"):
         path = os.path.join(folder, candidate)
         if os.path.isfile(path):
             try:
-                if candidate.endswith(".gz"):
-                    with gzip.open(path, "rb") as f:
-                        return path, f.read()
-                with open(path, "rb") as f:
-                    return path, f.read()
+                opener = gzip.open if candidate.endswith(".gz") else open
+                with opener(path, "rb") as f:
+                    raw = f.read(MAX_IDX_BYTES + 1)
             except (OSError, EOFError, gzip.BadGzipFile) as exc:
                 raise DataError(f"{path}: cannot read ({exc})") from None
+            if len(raw) > MAX_IDX_BYTES:
+                raise DataError(f"{path}: holds more than {MAX_IDX_BYTES >> 20} MiB "
+                                f"{'unpacked ' if opener is gzip.open else ''}(the most an idx "
+                                f"file may; Fashion-MNIST's largest is 45 MiB)")
+            return path, raw
     raise DataError(
         f"Fashion-MNIST not found: {os.path.join(folder, name)}[.gz] is missing; "
         f"install it with `apt-get install dataset-fashion-mnist` or pass --data-path")

@@ -38,16 +38,39 @@ class Section:
         return ConfigError(f"layer '{self.name}': {message}", self.file, line)
 
 
+MAX_CFG_BYTES = 16 << 20  # cuda-convnet's largest cfg files are a few KiB
+
+
+def shown(text, limit=60):
+    """`text` quoted for an error message: whole when short, else its start and its length."""
+    text = str(text)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def read_cfg_text(path):
+    """A cfg file's text: UTF-8 (a byte-order mark allowed), at most MAX_CFG_BYTES (a device
+    or a huge file is refused after reading that much, never read whole)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CFG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
+    if len(raw) > MAX_CFG_BYTES:
+        raise ConfigError(f"larger than {MAX_CFG_BYTES >> 20} MiB, the most a cfg file may be "
+                          f"(not a cfg file?)", path)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError("not a text file (invalid UTF-8)", path) from None
+
+
 def read_cfg(path, text=None):
     """Read an INI file into an ordered {name: Section}. `#` and `;` start comments."""
     if text is None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise ConfigError(f"cannot read: {e.strerror or e}", path) from None
-        except UnicodeDecodeError:
-            raise ConfigError("not a text file (invalid UTF-8)", path) from None
+        text = read_cfg_text(path)
+    text = text[1:] if text.startswith("\ufeff") else text  # a BOM, in a saved cfg's text
     sections, current = {}, None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -55,10 +78,10 @@ def read_cfg(path, text=None):
             continue
         if line.startswith("["):
             if not line.endswith("]") or len(line) < 3:
-                raise ConfigError(f"bad section header {line!r}", path, lineno)
+                raise ConfigError(f"bad section header {shown(line)}", path, lineno)
             name = line[1:-1].strip()
             if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-                raise ConfigError(f"bad layer name {name!r} (letters, digits, _ . - only)",
+                raise ConfigError(f"bad layer name {shown(name)} (letters, digits, _ . - only)",
                                   path, lineno)
             if name in sections:
                 raise ConfigError(f"section [{name}] defined twice (first at line "
@@ -67,7 +90,7 @@ def read_cfg(path, text=None):
             continue
         sep = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
         if sep < 0:
-            raise ConfigError(f"expected 'key=value' or a [section], got {line!r}", path, lineno)
+            raise ConfigError(f"expected 'key=value' or a [section], got {shown(line)}", path, lineno)
         if current is None:
             raise ConfigError("key outside any [section]", path, lineno)
         key, value = line[:sep].strip(), line[sep + 1:].strip()
@@ -83,16 +106,24 @@ def parse_int(text):
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"expected an integer, got {text!r}") from None
+        raise ValueError(f"expected an integer, got {shown(text)}") from None
 
 
 def parse_float(text):
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"expected a number, got {text!r}") from None
+        raise ValueError(f"expected a number, got {shown(text)}") from None
     if not math.isfinite(value):
-        raise ValueError(f"expected a finite number, got {text!r}")
+        raise ValueError(f"expected a finite number, got {shown(text)}")
+    return value
+
+
+def parse_momentum(text):
+    """A momentum (momW, momB): a number in [0, 1); 1 or more makes the step grow forever."""
+    value = parse_float(text)
+    if not 0 <= value < 1:
+        raise ValueError(f"a momentum must be in [0, 1), got {shown(text)}")
     return value
 
 
@@ -101,7 +132,7 @@ def parse_bool(text):
         return True
     if text.strip().lower() in ("0", "false", "no"):
         return False
-    raise ValueError(f"expected 0 or 1, got {text!r}")
+    raise ValueError(f"expected 0 or 1, got {shown(text)}")
 
 
 def parse_str(text):
@@ -114,7 +145,7 @@ def parse_neuron(text):
     """`relu`, `tanh[1.7159,0.6666]`, `brelu[6]` -> (kind, (a, b))."""
     m = re.fullmatch(r"\s*([a-z]+)\s*(?:\[([^\]]*)\])?\s*", text)
     if not m:
-        raise ValueError(f"bad neuron {text!r}: expected e.g. relu or tanh[1,1]")
+        raise ValueError(f"bad neuron {shown(text)}: expected e.g. relu or tanh[1,1]")
     kind, args = m.group(1), m.group(2)
     known = tuple(NEURON_KINDS) + ("nrelu",)
     if kind not in known:
@@ -123,7 +154,7 @@ def parse_neuron(text):
     values = [parse_float(a) for a in args.split(",")] if args else []
     if len(values) != len(names):
         want = f"[{','.join(names)}]" if names else "no parameters"
-        raise ValueError(f"neuron '{kind}' takes {want}, got {text!r}")
+        raise ValueError(f"neuron '{kind}' takes {want}, got {shown(text)}")
     values += [0.0] * (2 - len(values))
     return kind, tuple(values)
 
@@ -166,7 +197,7 @@ def parse_schedule(text):
         name, eq, value = part.partition("=")
         if not eq or name.strip() not in SCHEDULE_ARGS[kind]:
             raise ValueError(f"schedule {kind}[...] takes {';'.join(SCHEDULE_ARGS[kind])}, "
-                             f"got {part!r}")
+                             f"got {shown(part)}")
         args[name.strip()] = parse_float(value)
     missing = [a for a in SCHEDULE_ARGS[kind] if a not in args]
     if missing:
@@ -177,4 +208,12 @@ def parse_schedule(text):
     if steps < 1 or steps != args.get("numSteps", 1):
         raise ValueError("schedule numSteps must be a whole number >= 1")
     return Schedule(kind, args["base"], args.get("tgtFactor", 1.0), steps)
+
+
+def parse_rate(text):
+    """A learning rate (epsW, epsB): a schedule (or number) whose base is >= 0."""
+    schedule = parse_schedule(text)
+    if schedule.base < 0:
+        raise ValueError(f"a learning rate must be >= 0, got {shown(text)}")
+    return schedule
 

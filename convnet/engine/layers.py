@@ -9,8 +9,8 @@ import numpy as np
 
 from ..backend import contract
 from ..backend.contract import conv_output_size, pool_output_size, pool_windows
-from .config import (parse_bool, parse_float, parse_int, parse_neuron, parse_schedule,
-                     parse_str)
+from .config import (parse_bool, parse_float, parse_int, parse_momentum, parse_neuron, parse_rate,
+                     parse_str, shown)
 
 REQUIRED = object()
 
@@ -221,8 +221,8 @@ class WeightLayer(Layer):
     """conv, local and fc: one weight array per input, a bias, the paper's update."""
     needs_params_section = True
     has_neuron = True
-    PARAMS = {"epsW": (parse_schedule, REQUIRED, True), "epsB": (parse_schedule, REQUIRED, False),
-              "momW": (parse_float, REQUIRED, True), "momB": (parse_float, REQUIRED, False),
+    PARAMS = {"epsW": (parse_rate, REQUIRED, True), "epsB": (parse_rate, REQUIRED, False),
+              "momW": (parse_momentum, REQUIRED, True), "momB": (parse_momentum, REQUIRED, False),
               "wc": (parse_float, REQUIRED, True), "wball": (parse_float, 0.0, True),
               "updatePeriod": (parse_int, 0, False)}
 
@@ -462,7 +462,7 @@ class PoolLayer(Layer):
         c, h, w = shape
         cfg = self.cfg
         if cfg["pool"] not in ("max", "avg"):
-            raise self.error(f"pool must be max or avg, got {cfg['pool']!r}", "pool")
+            raise self.error(f"pool must be max or avg, got {shown(cfg['pool'])}", "pool")
         if cfg["channels"] is not None and cfg["channels"] != c:
             raise self.error(f"channels={cfg['channels']} but the input has {c}", "channels")
         size, stride, start = cfg["sizeX"], cfg["stride"], cfg["start"]

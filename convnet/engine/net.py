@@ -118,21 +118,24 @@ class Net:
             if not isinstance(layer, DataLayer) and not layer.inputs:
                 raise layer.error("needs inputs=", "inputs")
         order, state = [], {}
-
-        def visit(layer, path):
-            if state.get(layer.name) == "done":
-                return
-            if state.get(layer.name) == "active":
-                cycle = " -> ".join(path[path.index(layer.name):] + [layer.name])
-                raise layer.error(f"the inputs form a cycle: {cycle}", "inputs")
-            state[layer.name] = "active"
-            for src in layer.inputs:
-                visit(layers[src], path + [layer.name])
-            state[layer.name] = "done"
-            order.append(layer)
-
-        for layer in layers.values():
-            visit(layer, [])
+        for root in layers.values():  # depth first, with a stack: a chain of any length
+            if state.get(root.name) == "done":
+                continue
+            state[root.name], path = "active", [(root, iter(root.inputs))]
+            while path:
+                layer, inputs = path[-1]
+                src = next(inputs, None)
+                if src is None:
+                    state[layer.name] = "done"
+                    order.append(layer)
+                    path.pop()
+                elif state.get(src) == "active":
+                    names = [p.name for p, _ in path]
+                    cycle = " -> ".join(names[names.index(src):] + [src])
+                    raise layers[src].error(f"the inputs form a cycle: {cycle}", "inputs")
+                elif state.get(src) != "done":
+                    state[src] = "active"
+                    path.append((layers[src], iter(layers[src].inputs)))
         return order
 
     def shape_layers(self, order, layers, data_shapes):

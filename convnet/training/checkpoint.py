@@ -17,9 +17,11 @@ metrics.jsonl holds one JSON object per line, each appended with flush + fsync.
 import glob
 import hashlib
 import json
+import math
 import os
 import re
 import warnings
+import zipfile
 
 import numpy as np
 
@@ -64,9 +66,11 @@ def _write_atomically(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(temp):
             os.remove(temp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a write's error names no file
+            raise OSError(exc.errno, exc.strerror or str(exc), temp) from None
         raise
 
 
@@ -165,6 +169,27 @@ def _prune(run_dir, newest, keep):
     _fsync_dir(run_dir)
 
 
+def _check_array_sizes(npz_path):
+    """Before any array is allocated: each member of the .npz is stored uncompressed (as
+    np.savez writes it) and holds exactly the bytes its header declares, so no array can be
+    larger than the file itself (a forged header declaring 2.6 GB in a 2 MB file is refused)."""
+    with zipfile.ZipFile(npz_path) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise CheckpointError(f"{npz_path}: {info.filename} is compressed; a checkpoint's "
+                                      f"arrays are stored as np.savez writes them")
+            with archive.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+                declared = f.tell() + math.prod(shape) * dtype.itemsize
+            if declared != info.file_size:
+                raise CheckpointError(f"{npz_path}: {info.filename} declares shape {shape} of "
+                                      f"{dtype} ({declared:,} bytes with its header) but holds "
+                                      f"{info.file_size:,} bytes")
+
+
 def load_checkpoint(path):
     """Load one checkpoint (its .npz or .json path) -> (step, arrays, state).
 
@@ -201,8 +226,11 @@ def load_checkpoint(path):
     if digest != record["sha256"]:
         raise CheckpointError(f"{npz_path}: sha256 mismatch (the file is corrupt or partial)")
     try:
+        _check_array_sizes(npz_path)
         with np.load(npz_path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
+    except CheckpointError:
+        raise
     except Exception as exc:  # zip and npy errors come in many types; all mean a bad file
         raise CheckpointError(f"{npz_path}: cannot load arrays ({type(exc).__name__}: "
                               f"{_one_line(exc)})") \
@@ -245,6 +273,12 @@ def load_latest_checkpoint(run_dir, check=None):
     return newest_good
 
 
+def newest_committed_step(run_dir):
+    """The step of run_dir's newest ckpt-<step>.json (good or not), or None."""
+    steps = _steps(os.fspath(run_dir), "json") if os.path.isdir(run_dir) else []
+    return steps[0] if steps else None
+
+
 def has_committed_checkpoints(run_dir):
     """True when run_dir holds a ckpt-<step>.json (a committed checkpoint), good or not. An
     .npz without its .json is a save that a crash cut short, not a checkpoint."""
@@ -257,8 +291,9 @@ class MetricsLog:
 
     Opening a log whose last line was torn by a crash cuts that partial line off (with a
     warning), so the next record starts on a line of its own. `count` is the number of records;
-    a checkpoint stores it, and a resume calls keep_first(count) to drop the records of work
-    done after that checkpoint (the resumed run writes them again).
+    a checkpoint stores it, and a resume calls keep_first(count) to move the records of work
+    done after that checkpoint aside (the resumed run writes them again). The log is never
+    written through a symbolic link (O_NOFOLLOW).
     """
 
     def __init__(self, run_dir):
@@ -278,28 +313,45 @@ class MetricsLog:
             data = f.read()
         return data, sum(1 for line in data.split(b"\n") if line.strip())
 
-    def keep_first(self, count):
-        """Cut the log back to its first `count` records (atomically); no-op if it has fewer."""
+    def keep_first(self, count, step=None):
+        """Cut the log back to its first `count` records (atomically); no-op if it has fewer.
+
+        The records cut are moved aside, never deleted: they are written first to
+        metrics.after-step-<step>.jsonl (-2, -3, ... if that exists). Returns that file's
+        path, or None when nothing was cut."""
         data, have = self._lines()
         if have <= count:
-            return
+            return None
         kept, seen = [], 0
-        for line in data.split(b"\n"):
+        lines = data.split(b"\n")
+        for line in lines:
             if line.strip():
                 if seen == count:
                     break
                 seen += 1
             kept.append(line)
+        aside = self._aside_path(step)
+        moved = b"\n".join(line for line in lines[len(kept):] if line.strip()) + b"\n"
+        _write_atomically(aside, lambda f: f.write(moved))
         text = b"\n".join(kept).rstrip(b"\n")
         text = text + b"\n" if text else b""
         _write_atomically(self.path, lambda f: f.write(text))
         _fsync_dir(self.run_dir)
         self.count = count
+        return aside
+
+    def _aside_path(self, step):
+        stem = os.path.join(self.run_dir, f"metrics.after-step-{step if step is not None else 0}")
+        path, n = stem + ".jsonl", 1
+        while os.path.lexists(path):
+            n += 1
+            path = f"{stem}-{n}.jsonl"
+        return path
 
     def _cut_torn_tail(self):
         if not os.path.exists(self.path):
             return
-        with open(self.path, "rb+") as f:
+        with os.fdopen(os.open(self.path, os.O_RDWR | os.O_NOFOLLOW), "rb+") as f:
             data = f.read()
             if not data or data.endswith(b"\n"):
                 return
@@ -315,7 +367,8 @@ class MetricsLog:
             raise ValueError(f"MetricsLog.append: record must be a dict, got "
                              f"{type(record).__name__}")
         line = json.dumps(record, default=_json_default) + "\n"
-        with open(self.path, "ab") as f:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        with os.fdopen(os.open(self.path, flags, 0o644), "ab") as f:
             f.write(line.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())

@@ -165,7 +165,10 @@ class Trainer:
         if self.metrics and self.run_dir and "metrics_records" in state and \
                 os.path.abspath(self.metrics.run_dir) == os.path.abspath(self.run_dir):
             # records written after this checkpoint describe work the resumed run redoes
-            self.metrics.keep_first(state["metrics_records"])
+            aside = self.metrics.keep_first(state["metrics_records"], step)
+            if aside:
+                print(f"metrics.jsonl: the records newer than the checkpoint of step {step} "
+                      f"are moved to {aside}", file=self.out)
         return True
 
     def save(self):
