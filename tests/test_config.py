@@ -7,17 +7,9 @@ from convnet.apps.cli import main
 from convnet.engine.config import ConfigError, parse_neuron, parse_schedule, read_cfg
 from convnet.engine.net import Net
 
-GOOD_LAYERS = """\
-[data]
-type=data
-dataIdx=0
-channels=3
-imgSize=16
+from cfg_texts import data_layers, softmax_logreg
 
-[labels]
-type=data
-dataIdx=1
-
+GOOD_LAYERS = data_layers(3, 16) + """\
 [conv1]
 type=conv
 inputs=data
@@ -38,14 +30,7 @@ type=fc
 inputs=pool1
 outputs=10
 
-[probs]
-type=softmax
-inputs=fc2
-
-[logprob]
-type=cost.logreg
-inputs=labels,probs
-"""
+""" + softmax_logreg("fc2")
 
 GOOD_PARAMS = """\
 [conv1]

@@ -19,6 +19,7 @@ from convnet.data.common import DataError
 from convnet.data.decode import get_decoder
 from convnet.data.image_provider import ImageProvider, to_float
 from convnet.data.provider import make_provider
+from cfg_texts import data_layers, softmax_logreg
 from test_prepare import build_fashion_tree, build_imagenet_tree, build_photo_tree, \
     fashion_folder_name
 
@@ -377,17 +378,7 @@ def test_image_to_float_layout():
 
 # ----------------------------------------------------------------------------- convnet-train
 
-NET_CFG = """
-[data]
-type=data
-dataIdx=0
-channels=3
-imgSize=28
-
-[labels]
-type=data
-dataIdx=1
-
+NET_CFG = "\n" + data_layers(3, 28) + """\
 [conv1]
 type=conv
 inputs=data
@@ -420,14 +411,7 @@ inputs=fc2
 outputs=10
 initW=0.01
 
-[probs]
-type=softmax
-inputs=fc3
-
-[logprob]
-type=cost.logreg
-inputs=labels,probs
-"""
+""" + softmax_logreg("fc3")
 
 PARAMS_CFG = """
 [conv1]

@@ -9,24 +9,15 @@ import pytest
 from convnet.apps.cli import main
 from convnet.data import Provider
 from convnet.data.prepared import FORMAT_NAME, META_FILE, NEEDED_META
-from convnet.engine.config import ConfigError, read_cfg
 from convnet.engine.net import Net
 from convnet.training.saved_run import (FILTERS_MEANING, in_todays_meaning, run_config,
                                         total_filters_to_per_group)
 from convnet.training.train import evaluate
 
+from cfg_texts import data_layers, softmax_logreg
+
 # a v1-style net (no sizes on the data layer's neighbours but the image's): conv with groups
-V1_GROUPED = """\
-[data]
-type=data
-dataIdx=0
-channels=8
-imgSize=8
-
-[labels]
-type=data
-dataIdx=1
-
+V1_GROUPED = data_layers(8, 8) + """\
 [conv1]
 type=conv
 inputs=data
@@ -46,14 +37,7 @@ inputs=conv1
 outputs=10
 initW=0.01
 
-[probs]
-type=softmax
-inputs=fc10
-
-[logprob]
-type=cost.logreg
-inputs=labels,probs
-"""
+""" + softmax_logreg("fc10")
 
 def weight_params(name, inputs=1):
     """A layer-params.cfg section of a weight layer, v1 style (one value per input)."""

@@ -22,35 +22,20 @@ from convnet.data.datasets import write_cifar_batch, write_cifar_meta, write_idx
 from convnet.engine.config import read_cfg
 from convnet.training.checkpoint import checkpoint_paths, load_latest_checkpoint, read_metrics
 
+from cfg_texts import data_layers, softmax_logreg
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 # A softmax regression: tiny compute, so checkpoint writes dominate a step (the kill test wants
 # its kills to land inside them). With --inner-size set, declare that imgSize instead.
-TINY_LAYERS = """\
-[data]
-type=data
-dataIdx=0
-channels=3
-imgSize=32
-
-[labels]
-type=data
-dataIdx=1
-
+TINY_LAYERS = data_layers(3, 32) + """\
 [fc10]
 type=fc
 inputs=data
 outputs=10
 initW=0.001
 
-[probs]
-type=softmax
-inputs=fc10
-
-[logprob]
-type=cost.logreg
-inputs=labels,probs
-"""
+""" + softmax_logreg("fc10")
 
 TINY_PARAMS = """\
 [fc10]
@@ -66,17 +51,7 @@ coeff=1
 
 # conv + pool + fc + dropout on 24x24 crops: the data order, the crops and flips, and the
 # dropout masks are all random, so an exact resume must restore all three.
-DROPOUT_LAYERS = """\
-[data]
-type=data
-dataIdx=0
-channels=3
-imgSize=24
-
-[labels]
-type=data
-dataIdx=1
-
+DROPOUT_LAYERS = data_layers(3, 24) + """\
 [conv1]
 type=conv
 inputs=data
@@ -110,14 +85,7 @@ inputs=drop
 outputs=10
 initW=0.01
 
-[probs]
-type=softmax
-inputs=fc10
-
-[logprob]
-type=cost.logreg
-inputs=labels,probs
-"""
+""" + softmax_logreg("fc10")
 
 DROPOUT_PARAMS = """\
 [conv1]
@@ -456,17 +424,7 @@ def test_train_bad_cifar_batch_is_one_line_naming_it_and_runs_nothing(tmp_path, 
 
 # ------------------------------------------------------------------------ out of memory
 
-MEMORY_LAYERS = """\
-[data]
-type=data
-dataIdx=0
-channels=3
-imgSize=32
-
-[labels]
-type=data
-dataIdx=1
-
+MEMORY_LAYERS = data_layers(3, 32) + """\
 [conv1]
 type=conv
 inputs=data
@@ -486,14 +444,7 @@ type=fc
 inputs=pool1
 outputs=10
 
-[probs]
-type=softmax
-inputs=fc10
-
-[logprob]
-type=cost.logreg
-inputs=labels,probs
-"""
+""" + softmax_logreg("fc10")
 
 MEMORY_PARAMS = """\
 [conv1]

@@ -15,6 +15,7 @@ from convnet.engine.config import read_cfg
 from convnet.engine.filters import filter_mosaic, graph_from_sections, towers_of
 from convnet.training.checkpoint import load_latest_checkpoint, read_metrics
 
+from cfg_texts import data_layers, softmax_logreg
 from cifar_files import write_cifar_folder
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
@@ -248,17 +249,7 @@ def test_show_filters_conv2_rows_of_channels_normalized(fashion_run, tmp_path):
     assert png(tmp_path / "filters-conv2.png").shape == (400 + 50 + 14 + 20, 528 + 40, 3)
 
 
-RGB_LAYERS = """
-[data]
-type=data
-dataIdx=0
-channels=3
-imgSize=32
-
-[labels]
-type=data
-dataIdx=1
-
+RGB_LAYERS = "\n" + data_layers(3, 32) + """\
 [conv1]
 type=conv
 inputs=data
@@ -288,14 +279,7 @@ inputs=conv2
 outputs=10
 initW=0.01
 
-[probs]
-type=softmax
-inputs=fc3
-
-[logprob]
-type=cost.logreg
-inputs=labels,probs
-"""
+""" + softmax_logreg("fc3")
 
 
 @pytest.fixture(scope="module")
