@@ -436,3 +436,22 @@ def test_tensorboard_missing_is_a_one_line_error(fashion_run, tmp_path, capsys, 
                        "--tensorboard", str(tmp_path / "tb")]) == 2
     err = capsys.readouterr().err
     assert "needs tensorboardX" in err and err.count("\n") == 1
+
+
+def test_drawing_leaves_pyplots_backend_alone(tmp_path):
+    """A notebook's backend stays what it chose: the figures draw on their own Agg canvas."""
+    script = (
+        "import matplotlib; matplotlib.use('svg')\n"
+        "from convnet.apps.show import plot_cost, COST_SIZE\n"
+        "records = [dict(epoch=1, batch=1, step=1, train_cost=2.0, test_cost=1.5,\n"
+        "                top1_error=0.5, top5_error=0.1, topk=5)]\n"
+        f"plot_cost(records, {str(tmp_path / 'cost.png')!r})\n"
+        "print(matplotlib.get_backend())\n")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "svg"
+    assert png(tmp_path / "cost.png").shape[:2] == (COST_SIZE[1], COST_SIZE[0])

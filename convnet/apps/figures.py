@@ -1,18 +1,20 @@
-"""What the commands' figures share: matplotlib on its Agg backend (no display needed; imported
-only when a figure is drawn), a fixed 100 dpi so a figure's pixel size follows from its layout
-alone, and an image drawn on an axes."""
+"""What the commands' figures share: matplotlib Figures drawn on their own Agg canvas (no
+display needed, and pyplot's global backend is never touched, so a notebook that calls these
+functions keeps its own; matplotlib is imported only when a figure is drawn), a fixed 100 dpi so
+a figure's pixel size follows from its layout alone, and an image drawn on an axes."""
 import numpy as np
 
 DPI = 100
 
 
-def pyplot():
-    import matplotlib
+def new_figure(width_px, height_px):
+    """A Figure of width_px x height_px pixels at DPI, on an Agg canvas of its own."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def show_image(ax, image):

@@ -20,7 +20,7 @@ from ..backend import resolve_backend_name
 from ..data import DataError
 from . import add_version
 from .features import FeatureSet
-from .figures import DPI, pyplot, show_image
+from .figures import DPI, new_figure, show_image
 
 EXIT_BAD_INPUT = 2
 TILE = 90          # pixels per image in the picture
@@ -138,8 +138,7 @@ def plot_retrievals(query_images, query_labels, neighbour_images, neighbour_labe
     top_band, gap = 60, 10
     fig_w = (k + 1) * TILE + gap + 20
     fig_h = rows * (TILE + LABEL_BAND) + top_band
-    plt = pyplot()
-    fig = plt.figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
+    fig = new_figure(fig_w, fig_h)
     for r in range(rows):
         y = fig_h - top_band - (r + 1) * (TILE + LABEL_BAND) + LABEL_BAND
         for c in range(k + 1):
@@ -164,7 +163,6 @@ def plot_retrievals(query_images, query_labels, neighbour_images, neighbour_labe
     fig.text(0.5, 1 - 40 / fig_h, "query (blue), then nearest first with distance: "
              "green same class, red another", ha="center", va="center", fontsize=8)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path, (fig_w, fig_h)
 
 

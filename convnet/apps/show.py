@@ -25,7 +25,7 @@ from ..training.saved_run import array_key, load_run, newest_checkpoint
 from ..training.train import Trainer
 from . import add_version
 from .cli import flag
-from .figures import DPI, pyplot, show_image
+from .figures import DPI, new_figure, show_image
 
 COST_SIZE = (1000, 750)            # pixels
 MARGIN, TITLE_BAND, TOWER_BAND = 20, 50, 60
@@ -59,11 +59,10 @@ def plot_cost(records, path, smooth=1, title="run"):
         raise ValueError("no metrics records to plot")
     if smooth < 1:
         raise ValueError(f"--smooth must be >= 1, got {smooth}")
-    plt = pyplot()
     x = epoch_positions(records)
     dot = 3 if len(records) > 3 else 6  # a run with one or two tests still shows its points
-    fig, (ax_cost, ax_err) = plt.subplots(2, 1, figsize=(COST_SIZE[0] / DPI, COST_SIZE[1] / DPI),
-                                          dpi=DPI, sharex=True)
+    fig = new_figure(*COST_SIZE)
+    ax_cost, ax_err = fig.subplots(2, 1, sharex=True)
     series = [(ax_cost, "train_cost", "train cost", "tab:blue", 1),
               (ax_cost, "test_cost", "test cost", "tab:orange", 1),
               (ax_err, "top1_error", "test top-1 error", "tab:red", 100),
@@ -97,7 +96,6 @@ def plot_cost(records, path, smooth=1, title="run"):
                       + (f" ({summary})" if summary else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path
 
 
@@ -153,8 +151,7 @@ def plot_filters(weights, path, title, towers=1, norm_each=False, input_channels
     band = TITLE_BAND + 14 * (len(lines) - 1)
     fig_h = img_h + band + MARGIN
 
-    plt = pyplot()
-    fig = plt.figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
+    fig = new_figure(fig_w, fig_h)
     x0 = left + (fig_w - left - MARGIN - img_w) // 2
     ax = fig.add_axes([x0 / fig_w, MARGIN / fig_h, img_w / fig_w, img_h / fig_h])
     ax.imshow(big, cmap=None if rgb else "gray", vmin=0, vmax=1, interpolation="nearest")
@@ -167,7 +164,6 @@ def plot_filters(weights, path, title, towers=1, norm_each=False, input_channels
     for i, line in enumerate(lines):
         fig.text(0.5, 1 - (38 + 14 * i) / fig_h, line, ha="center", va="center", fontsize=9)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path, (fig_w, fig_h)
 
 
@@ -240,8 +236,7 @@ def plot_predictions(images, labels, probs, label_names, path, title, cols=4):
     rows = math.ceil(n / cols)
     cell_w, cell_h = PRED_CELL
     fig_w, fig_h = cols * cell_w, rows * cell_h + TITLE_BAND
-    plt = pyplot()
-    fig = plt.figure(figsize=(fig_w / DPI, fig_h / DPI), dpi=DPI)
+    fig = new_figure(fig_w, fig_h)
     top_k = min(5, probs.shape[1])
     for i in range(n):
         r, c = divmod(i, cols)
@@ -268,7 +263,6 @@ def plot_predictions(images, labels, probs, label_names, path, title, cols=4):
                 tick.set_color("tab:red")
     fig.text(0.5, 1 - 25 / fig_h, title, ha="center", va="center", fontsize=12)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path, (fig_w, fig_h)
 
 
