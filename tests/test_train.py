@@ -2,13 +2,16 @@
 metrics.jsonl, checkpoints, and a params edit taking effect on resume."""
 import json
 import os
+import types
 
 import numpy as np
 import pytest
 
 from convnet.apps.cli import main
 from convnet.data.datasets import write_cifar_batch, write_cifar_meta
+from convnet.engine.net import Net
 from convnet.training.checkpoint import load_latest_checkpoint, read_metrics, save_checkpoint
+from convnet.training.train import Trainer
 
 LAYERS_DIR = os.path.join(os.path.dirname(__file__), "..", "layers")
 CIFAR_NETS = ["cifar10-80sec", "cifar10-18pct", "cifar10-conv-local-11pct"]
@@ -160,3 +163,17 @@ def test_train_resume_mid_epoch_needs_the_minibatch_it_was_saved_with(cifar_dir,
     err = capsys.readouterr().err
     assert "with minibatches of 16" in err and "resume with --mini 16" in err, err
     assert main(resume + ["--mini", "16"]) == 0
+
+
+def test_the_overflow_message_names_a_layer_of_the_net_not_the_pixels():
+    """Pixels on cuda-convnet's 0..255 scale outweigh small logits; the message names where the
+    net's own outputs are largest (cc2's ImageNet files at --mini 3 named 'data' before)."""
+    net = Net([dict(name="data", type="data", dataIdx=0, outputs=6),
+               dict(name="labels", type="data", dataIdx=1),
+               dict(name="fc", type="fc", inputs="data", outputs=3, initW=0.01, epsW=0.1,
+                    epsB=0.1, momW=0.9, momB=0.9, wc=0.0),
+               dict(name="probs", type="softmax", inputs="fc"),
+               dict(name="cost", type="cost.logreg", inputs="labels,probs")])
+    net.forward({0: np.full((2, 6), 200.0, np.float32), 1: np.array([0, 1])})
+    line = Trainer.largest_output(types.SimpleNamespace(net=net))
+    assert "in layer 'fc'" in line, line

@@ -267,11 +267,13 @@ class Trainer:
         return None
 
     def largest_output(self):
-        """'the largest output is X, in layer L': where a finite net is heading to overflow."""
+        """'the largest output is X, in layer L': where a finite net is heading to overflow
+        (the data layers' pixels left out: they are the input, not the overflow)."""
         acts = getattr(self.net, "acts", {})
         size, where = 0.0, None
+        inputs = {layer.name for layer in self.net.data_layers}
         for layer in self.net.layers:
-            out = acts.get(layer.name)
+            out = None if layer.name in inputs else acts.get(layer.name)
             if out is not None and out.dtype.kind == "f" and out.size:
                 with self.net.dev.on(layer.gpu):
                     top = float(self.net.B.xp.abs(out).max())
