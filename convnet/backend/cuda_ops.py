@@ -291,22 +291,46 @@ def _stream_args(op, shape, seed, layer, step):
     return shape, size, int(seed), int(layer), int(step)
 
 
-def dropout_mask(shape, keep, seed, layer, step, out=None):
-    """uint8 mask of `shape`: 1 where the Philox word < floor(keep * 2^32) (philox.py)."""
+def _after(op, offset, shape):
+    """Drawing elements offset.. of a stream: the kernels start at element 0, so (until they
+    take the offset as an argument) the first offset + size elements are drawn and the tail
+    kept: exact, at the cost of the rows before a data-parallel rank's own."""
+    offset = contract.integer(op, "offset", offset, 0)
+    return offset, (offset + _prod(shape),)
+
+
+def dropout_mask(shape, keep, seed, layer, step, offset=0, out=None):
+    """uint8 mask of `shape`: 1 where the Philox word < floor(keep * 2^32) (philox.py);
+    elements offset.. of the stream."""
     op = "dropout_mask"
     shape, size, seed, layer, step = _stream_args(op, shape, seed, layer, step)
     keep = contract.keep(op, keep)
+    if offset:
+        offset, drawn = _after(op, offset, shape)
+        whole = dropout_mask(drawn, keep, seed, layer, step)
+        return _kept_tail(op, whole[offset:].reshape(shape), out, np.uint8)
     mask = output(op, out, shape, dtype=np.uint8)
     _C.dropout_mask(mask.data.ptr, size, float(keep), seed, layer, step, stream())
     return mask
 
 
-def random_normal(shape, seed, layer, step, out=None):
-    """float32 N(0, 1) draws of `shape`, Box-Muller on Philox word pairs (philox.py)."""
+def random_normal(shape, seed, layer, step, offset=0, out=None):
+    """float32 N(0, 1) draws of `shape`, Box-Muller on Philox word pairs (philox.py);
+    elements offset.. of the stream."""
     op = "random_normal"
     shape, size, seed, layer, step = _stream_args(op, shape, seed, layer, step)
+    if offset:
+        offset, drawn = _after(op, offset, shape)
+        whole = random_normal(drawn, seed, layer, step)
+        return _kept_tail(op, whole[offset:].reshape(shape), out, np.float32)
     result = output(op, out, shape)
     _C.random_normal(result.data.ptr, size, seed, layer, step, stream())
+    return result
+
+
+def _kept_tail(op, tail, out, dtype):
+    result = output(op, out, tail.shape, dtype=dtype)
+    result[...] = tail
     return result
 
 

@@ -22,10 +22,17 @@ ONE_INPUT = (PoolLayer, NormLayer, NeuronLayer, DropoutLayer, SoftmaxLayer, Cros
 
 @dataclass
 class Context:
-    """What a pass needs besides its inputs: training or test, and the dropout RNG's key."""
+    """What a pass needs besides its inputs: training or test, the dropout RNG's key, and the
+    first row of the minibatch this pass holds (a data-parallel rank's; 0 otherwise)."""
     train: bool = True
     seed: int = 0
     step: int = 0
+    row0: int = 0
+
+    def offset(self, shape):
+        """The stream offset of this pass's first element in the whole minibatch's draw of an
+        array of `shape` (rows first): its rows of the single-process mask or noise."""
+        return self.row0 * int(np.prod(shape[1:], dtype=np.int64))
 
 
 class Net:
@@ -43,6 +50,7 @@ class Net:
         self.layers = self.build(layer_sections, param_sections, data_shapes or {})
         self.dev = placement(self.B, self.layers, gpus)
         self.copied = {}  # {(producer, consumer): {"forward": bytes, "backward": bytes}}
+        self.row0 = 0  # the first minibatch row a data-parallel rank's passes hold
         self.init_params(seed)
 
     @classmethod
@@ -230,7 +238,7 @@ class Net:
                 raise ValueError(f"no data for data layer '{layer.name}' "
                                  f"(dataIdx={layer.cfg['dataIdx']})")
         self.copied = {}
-        ctx = Context(train, self.seed, step)
+        ctx = Context(train, self.seed, step, self.row0)
         with self.dev.fenced():
             for layer in self.layers:
                 if layer.name in acts:
