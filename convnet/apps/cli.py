@@ -14,11 +14,14 @@ from ..engine.gradcheck import check_net_grads
 from ..engine.layers import CostLayer, DataLayer
 from ..engine.net import Net
 from ..engine.sections import data_shapes, declared_image_size, undeclared_data_shapes
+from ..parallel import connect, on_gpu
 from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
+from ..training.distributed import share_checkpoint
 from ..training.saved_run import check_resumable, in_todays_meaning, run_config
 from ..training.tensorboard import TensorBoardLogger
 from ..training.train import Trainer, TrainingStopped, evaluate
 from .features import write_features
+from .ranks import crash, describe_world, fail, rank0_output, rank_gpus, say
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 1      # NaN/Inf in training, or out of memory
@@ -96,28 +99,40 @@ def build_parser():
       "labels.npy, meta.json)")
     a("--tensorboard", metavar="DIR", default=None,
       help="also write scalars and filter images for TensorBoard (needs tensorboardX)")
+    a("--collective-timeout", type=float, default=600.0, metavar="SECONDS",
+      help="under mpiexec/srun: end the job when one collective has waited this long (a rank "
+           "died or stalls); 0: wait forever")
     return p
 
 
 def main(argv=None):
+    """One process, or one rank of a job mpiexec or srun started (convnet/parallel): a rank
+    that fails ends the whole job with its rank and the reason."""
     args = build_parser().parse_args(argv)
     format_warning = warnings.formatwarning
     warnings.formatwarning = one_line_warning
     try:
-        return run(args)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
-        print("convnet-train: interrupted; the last checkpoint is kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ConfigError, DataError, CheckpointError) as e:
-        print(f"convnet-train: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OutOfMemory as e:
-        print(f"convnet-train: {e}", file=sys.stderr)
-        return EXIT_STOPPED
-    except (ValueError, RuntimeError) as e:
+        comm = connect(args.collective_timeout)
+    except RuntimeError as e:
         print(f"convnet-train: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        with rank0_output(comm):
+            return run(args, comm)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+        return fail(comm, "interrupted; the last checkpoint is kept", EXIT_INTERRUPTED)
+    except (ConfigError, DataError, CheckpointError) as e:
+        return fail(comm, str(e), EXIT_BAD_INPUT)
+    except OutOfMemory as e:
+        return fail(comm, str(e), EXIT_STOPPED)
+    except (ValueError, RuntimeError) as e:
+        return fail(comm, f"error: {e}", EXIT_BAD_INPUT)
+    except Exception as e:
+        if comm.world == 1:
+            raise
+        return crash(comm, e)
     finally:
+        comm.close()
         warnings.formatwarning = format_warning
 
 
@@ -231,19 +246,21 @@ def originals_options(args):
                       "not one batch of it at a time as cuda-convnet did")
 
 
-def run(args):
+def run(args, comm):
     originals_options(args)
     state = found = None
     if args.gpu is not None:
         args.gpu = parse_gpus(args.gpu)
     if args.load_file:
-        found = load_latest_checkpoint(args.load_file, check=check_resumable)
-        if found is None and has_committed_checkpoints(args.load_file):
-            raise CheckpointError(f"{args.load_file}: none of its checkpoints can be loaded "
-                                  f"(see the warnings above)")
-        if found is None:
-            warnings.warn(f"{args.load_file}: no checkpoint found; starting fresh")
-        else:
+        if comm.rank == 0:  # rank 0 reads the checkpoint and broadcasts it
+            found = load_latest_checkpoint(args.load_file, check=check_resumable)
+            if found is None and has_committed_checkpoints(args.load_file):
+                raise CheckpointError(f"{args.load_file}: none of its checkpoints can be loaded "
+                                      f"(see the warnings above)")
+            if found is None:
+                warnings.warn(f"{args.load_file}: no checkpoint found; starting fresh")
+        found = share_checkpoint(comm, found)
+        if found is not None:
             found = found[0], found[1], in_todays_meaning(found[2])
             state = found[2]
     if args.seed is None:
@@ -275,8 +292,9 @@ def run(args):
                            params_file=params_path, data_shapes=data_shapes(layer_sections,
                                                                             provider))
     try:
-        return build_and_train(args, found, provider, layer_sections, param_sections,
-                               params_path, layers_text, layers_name)
+        gpus = rank_gpus(comm, args.gpu, 1 + max(layer.gpu for layer in shapes.layers))
+        return build_and_train(args, comm, found, provider, layer_sections, param_sections,
+                               params_path, layers_text, layers_name, gpus)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -285,13 +303,15 @@ def run(args):
         raise OutOfMemory(out_of_memory_message(shapes, args.mini, exc, backend)) from None
 
 
-def build_and_train(args, found, provider, layer_sections, param_sections, params_path,
-                    layers_text, layers_name):
+def build_and_train(args, comm, found, provider, layer_sections, param_sections, params_path,
+                    layers_text, layers_name, gpus):
     """Build the net on its backend, resume it if `found`, then test, write features or train."""
     state = found[2] if found is not None else None
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend=args.backend, seed=args.seed,
-              data_shapes=data_shapes(layer_sections, provider), gpus=args.gpu)
+              data_shapes=data_shapes(layer_sections, provider), gpus=gpus)
+    if net.B.name == "cuda":  # the gradients go over NCCL, on the GPU they live on
+        comm = on_gpu(comm, net.dev.phys[net.layers[-1].gpu])
     if hasattr(provider, "set_backend"):  # the image provider stages batches on the GPU
         provider.set_backend(net.B.name)
     print(f"convnet: {len(net.layers)} layers, "
@@ -300,11 +320,13 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
           f"{provider.num_test} test images)", flush=True)
     if net.replicated:
         print(f"convnet: {replicas_line(net)}", flush=True)
+    if comm.world > 1:
+        print(f"convnet: {describe_world(comm)}", flush=True)
 
     run_dir = args.save_path or args.load_file
     saved = run_config(layers_text, layers_name, params_path, args.seed)
     trainer = Trainer(net, provider, run_dir, args.epochs, args.mini, args.test_freq,
-                      args.save_interval, args.logreg_name, saved)
+                      args.save_interval, args.logreg_name, saved, comm=comm)
     trainer.multiview, trainer.test_out = args.multiview_test, args.test_out
     if state is not None:
         if args.save_path and os.path.abspath(args.save_path) != os.path.abspath(args.load_file):
@@ -316,21 +338,23 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
             trainer.resume(found)
         print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
     if args.write_features:
+        if comm.world > 1:
+            raise ValueError("--write-features runs on one process: start it without mpiexec")
         write_features(net, provider, args.write_features, args.feature_path, args.mini,
                        dict(vars(args), run=args.load_file, step=trainer.step), out=sys.stdout)
         return 0
-    if args.tensorboard:
+    if args.tensorboard and comm.rank == 0:
         trainer.on_test.append(TensorBoardLogger(args.tensorboard, net))
     if args.test_only:
         result = evaluate(net, provider, args.mini, trainer.cost_name,
-                          multiview=args.multiview_test, test_out=args.test_out)
+                          multiview=args.multiview_test, test_out=args.test_out, comm=comm)
         print(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
               f"top-{result['topk']} error {result['top5_error']:.4f}")
         return 0
     try:
         record = trainer.run()
-    except TrainingStopped as e:
-        print(f"convnet-train: {e}", file=sys.stderr)
+    except TrainingStopped as e:  # every rank stops at once: rank 0 says why
+        say(comm, f"convnet-train: {e}")
         return EXIT_STOPPED
     if trainer.stopped:
         return EXIT_INTERRUPTED
