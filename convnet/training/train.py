@@ -137,7 +137,8 @@ class Trainer:
     def __init__(self, net, provider, run_dir=None, epochs=1, batch_size=128, test_freq=0,
                  save_interval=600.0, cost_name=None, saved_config=None, out=None, comm=ONE):
         """comm: the ranks of a data-parallel job (convnet/parallel); only rank 0 writes files
-        and prints, and the others need run_dir too (they save in step with rank 0)."""
+        and prints, and rank 0's run_dir decides whether the job saves (every rank takes part
+        in a save's checks)."""
         self.net, self.provider, self.run_dir, self.comm = net, provider, run_dir, comm
         self.epochs, self.batch_size, self.test_freq = epochs, batch_size, test_freq
         self.save_interval = save_interval
@@ -152,6 +153,7 @@ class Trainer:
         self.stopped = False  # set when SIGINT/SIGTERM ended run() early (after a checkpoint)
         self.last_saved_step = None
         self.metrics = MetricsLog(run_dir) if run_dir and comm.rank == 0 else None
+        self.saves = comm.bcast(run_dir is not None)  # rank 0's say: saves are collective
         self.on_test = []  # callables given each test record (e.g. the TensorBoard writer)
         self.last_batch = None  # this rank's rows of the last step: saves check their cost on it
         self.flags = {}  # the last step's stop/save flags, the same on every rank
@@ -169,7 +171,7 @@ class Trainer:
         checkpoint; False when there is none. A checkpoint that does not fit the net or the
         minibatch size is a CheckpointError naming the file, the layers and the shapes. In a
         data-parallel job `found` is the same on every rank, and rank 0 alone reads run_dir."""
-        if found is None and self.run_dir:
+        if found is None and self.saves:
             found = share_checkpoint(self.comm, None if self.comm.rank else
                                      load_latest_checkpoint(self.run_dir, check=check_checkpoint))
         if found is None:
@@ -203,7 +205,7 @@ class Trainer:
         return True
 
     def save(self):
-        if not self.run_dir:
+        if not self.saves:
             return
         self.check_weights()  # a checkpoint never holds NaN or Inf,
         self.check_saved_cost()  # nor weights whose cost already overflows
