@@ -214,3 +214,45 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_batch_after_one_check
     epoch, batch = int(stopped[0][3]), int(stopped[0][5].rstrip(";"))
     step, _, state = load_latest_checkpoint(run)
     assert (state["epoch"], state["batch"]) == (epoch, batch) and step == 4 * (epoch - 1) + batch
+
+
+def test_a_sharded_test_scores_and_gathers_what_one_process_does(cifar, net, tmp_path):
+    """--test-only --multiview-test --test-out on 3 ranks (the 64 test images in minibatches of
+    16 split 6/5/5): the same errors, and rank 0 writes the probabilities of every image in the
+    single-process order."""
+    run = tmp_path / "run"
+    status, _, err = mpiexec((1, cli_args(net, cifar, "--epochs", "1", "--save-path", run)))
+    assert status == 0, err
+    outs = {}
+    for world in (1, 3):
+        outs[world] = tmp_path / f"probs{world}"
+        args = cli_args(net, cifar, "--load-file", run, "--test-only", "--multiview-test",
+                        "--test-out", outs[world])
+        status, out, err = mpiexec((world, args))
+        assert status == 0, err
+        outs[world] = (out.splitlines()[-1], np.load(f"{outs[world]}.npy"),
+                       np.load(f"{outs[world]}.labels.npy"))
+    (line1, probs1, labels1), (line3, probs3, labels3) = outs[1], outs[3]
+    assert line1.startswith("test cost") and line1 == line3
+    np.testing.assert_array_equal(labels3, labels1)
+    np.testing.assert_allclose(probs3, probs1, rtol=1e-5, atol=1e-7)
+
+
+def test_a_stalled_rank_ends_the_job_after_the_collective_timeout(cifar, net, tmp_path):
+    """Rank 1 stopped (SIGSTOP) mid-training: rank 0's watchdog names the collective it waits
+    in and aborts the job."""
+    args = cli_args(net, cifar, "--epochs", "100000", "--save-path", tmp_path / "run")
+    args[args.index("--collective-timeout") + 1] = "3"
+    tag = str(tmp_path)
+    proc = mpiexec((2, args), wait=False, env={"CONVNET_TEST_JOB": tag})
+    try:
+        pid = rank_pid(proc, 1, tag)
+        while not (tmp_path / "run" / "metrics.jsonl").exists() and proc.poll() is None:
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGSTOP)
+        out, err = proc.communicate(timeout=HANG_GUARD)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "convnet-train: rank 0 of 2: the collective" in err, err
+    assert "has waited more than 3 s (--collective-timeout)" in err, err
