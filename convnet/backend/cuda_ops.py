@@ -291,12 +291,12 @@ def _stream_args(op, shape, seed, layer, step):
     return shape, size, int(seed), int(layer), int(step)
 
 
-def _after(op, offset, shape):
-    """Drawing elements offset.. of a stream: the kernels start at element 0, so (until they
-    take the offset as an argument) the first offset + size elements are drawn and the tail
-    kept: exact, at the cost of the rows before a data-parallel rank's own."""
+def _offset(op, offset, size):
     offset = contract.integer(op, "offset", offset, 0)
-    return offset, (offset + _prod(shape),)
+    if offset > 2**34 - size:
+        raise ValueError(f"{op}: streams are limited to 2^34 elements, got offset {offset} + "
+                         f"{size}")
+    return offset
 
 
 def dropout_mask(shape, keep, seed, layer, step, offset=0, out=None):
@@ -304,13 +304,9 @@ def dropout_mask(shape, keep, seed, layer, step, offset=0, out=None):
     elements offset.. of the stream."""
     op = "dropout_mask"
     shape, size, seed, layer, step = _stream_args(op, shape, seed, layer, step)
-    keep = contract.keep(op, keep)
-    if offset:
-        offset, drawn = _after(op, offset, shape)
-        whole = dropout_mask(drawn, keep, seed, layer, step)
-        return _kept_tail(op, whole[offset:].reshape(shape), out, np.uint8)
+    keep, offset = contract.keep(op, keep), _offset(op, offset, size)
     mask = output(op, out, shape, dtype=np.uint8)
-    _C.dropout_mask(mask.data.ptr, size, float(keep), seed, layer, step, stream())
+    _C.dropout_mask(mask.data.ptr, size, offset, float(keep), seed, layer, step, stream())
     return mask
 
 
@@ -319,18 +315,9 @@ def random_normal(shape, seed, layer, step, offset=0, out=None):
     elements offset.. of the stream."""
     op = "random_normal"
     shape, size, seed, layer, step = _stream_args(op, shape, seed, layer, step)
-    if offset:
-        offset, drawn = _after(op, offset, shape)
-        whole = random_normal(drawn, seed, layer, step)
-        return _kept_tail(op, whole[offset:].reshape(shape), out, np.float32)
+    offset = _offset(op, offset, size)
     result = output(op, out, shape)
-    _C.random_normal(result.data.ptr, size, seed, layer, step, stream())
-    return result
-
-
-def _kept_tail(op, tail, out, dtype):
-    result = output(op, out, tail.shape, dtype=dtype)
-    result[...] = tail
+    _C.random_normal(result.data.ptr, size, offset, seed, layer, step, stream())
     return result
 
 
