@@ -11,7 +11,6 @@ from ..engine.config import ConfigError, read_cfg
 from ..engine.describe import describe, replicas_line
 from ..engine.devices import parse_gpus
 from ..engine.gradcheck import check_net_grads
-from ..engine.layers import CostLayer, DataLayer
 from ..engine.net import Net
 from ..engine.sections import data_shapes, declared_image_size, undeclared_data_shapes
 from ..parallel import connect, on_gpu
@@ -21,6 +20,7 @@ from ..training.saved_run import check_resumable, in_todays_meaning, run_config
 from ..training.tensorboard import TensorBoardLogger
 from ..training.train import Trainer, TrainingStopped, evaluate
 from .features import write_features
+from .memory import OutOfMemory, is_out_of_memory, memory_table, out_of_memory_message  # noqa: F401
 from .ranks import crash, describe_world, fail, rank0_output, rank_gpus, say
 
 EXIT_BAD_INPUT = 2
@@ -140,79 +140,12 @@ def one_line_warning(message, category, filename, lineno, line=None):
     return f"convnet-train: warning: {message}\n"
 
 
-class OutOfMemory(Exception):
-    """The host or the GPU ran out of memory; the message has the per-layer table and a hint."""
-
-
 class ShapesOnlyNet(Net):
     """A Net built for its layers and shapes alone: no parameter array is allocated, so a
     describe or a memory table of a net too large for this machine still works."""
 
     def init_params(self, seed):
         pass
-
-
-def is_out_of_memory(exc):
-    """numpy's and CuPy's MemoryErrors, our kernels' cudaErrorMemoryAllocation, and numpy's
-    refusal of an array larger than the address space."""
-    if isinstance(exc, MemoryError):  # cupy.cuda.memory.OutOfMemoryError is one too
-        return True
-    if isinstance(exc, RuntimeError) and "cudaErrorMemoryAllocation" in str(exc):
-        return True
-    return isinstance(exc, ValueError) and str(exc).startswith(
-        ("array is too big", "Maximum allowed size exceeded"))
-
-
-def format_bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
-def memory_table(net, batch_size):
-    """What `net` needs at minibatch size `batch_size`, layer by layer, as a text table.
-
-    activations: the layer's output for one minibatch (labels are int64; costs have none);
-    parameters: its own weights and biases three times over (values, momentum, gradient).
-    Training holds every activation and, during backprop, its gradient.
-    """
-    itemsize = np.dtype(net.dtype).itemsize
-    rows = [("layer", "type", "output", f"activations (--mini {batch_size})", "parameters")]
-    total_act = total_par = 0
-    for layer in net.layers:
-        shape = tuple(layer.out_shape or ())
-        if isinstance(layer, CostLayer):
-            act = 0
-        elif isinstance(layer, DataLayer) and shape == ():
-            act = batch_size * 8
-        else:
-            act = batch_size * int(np.prod(shape, dtype=np.float64)) * itemsize
-        par = 3 * itemsize * sum(int(np.prod(p.shape, dtype=np.float64))
-                                 for p in layer.params if not p.shared)
-        total_act, total_par = total_act + act, total_par + par
-        rows.append((layer.name, layer.type, "x".join(map(str, shape)) or "-",
-                     format_bytes(act), format_bytes(par)))
-    rows.append(("total", "", "", format_bytes(total_act), format_bytes(total_par)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    need = 2 * total_act + total_par
-    lines.append(f"training needs about {format_bytes(need)}: the activations and their "
-                 f"gradients (2 x {format_bytes(total_act)}) plus the parameters with their "
-                 f"momentum and gradients ({format_bytes(total_par)})")
-    return "\n".join(lines), need
-
-
-def out_of_memory_message(net, batch_size, exc, backend):
-    table, need = memory_table(net, batch_size)
-    where = "the GPU" if backend == "cuda" else "this machine"
-    smaller = max(1, batch_size // 2)
-    first_line = str(exc).splitlines()[0] if str(exc) else ""
-    return (f"out of memory on {where} ({type(exc).__name__}: {first_line})\n"
-            f"{table}\n"
-            f"hint: the activations grow with the minibatch: try --mini {smaller}; or make the "
-            f"largest layers above smaller")
 
 
 def originals_options(args):
