@@ -217,9 +217,9 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_batch_after_one_check
 
 
 def test_a_sharded_test_scores_and_gathers_what_one_process_does(cifar, net, tmp_path):
-    """--test-only --multiview-test --test-out on 3 ranks (the 64 test images in minibatches of
-    16 split 6/5/5): the same errors, and rank 0 writes the probabilities of every image in the
-    single-process order."""
+    """--test-only --multiview-test --test-out, and --write-features, on 3 ranks (the 64 test
+    images in minibatches of 16 split 6/5/5): the same errors, and rank 0 writes the
+    probabilities and the features of every image in the single-process order."""
     run = tmp_path / "run"
     status, _, err = mpiexec((1, cli_args(net, cifar, "--epochs", "1", "--save-path", run)))
     assert status == 0, err
@@ -236,6 +236,19 @@ def test_a_sharded_test_scores_and_gathers_what_one_process_does(cifar, net, tmp
     assert line1.startswith("test cost") and line1 == line3
     np.testing.assert_array_equal(labels3, labels1)
     np.testing.assert_allclose(probs3, probs1, rtol=1e-5, atol=1e-7)
+    features = {}
+    for world in (1, 3):
+        folder = tmp_path / f"features{world}"
+        args = cli_args(net, cifar, "--load-file", run, "--write-features", "fc32",
+                        "--feature-path", folder)
+        status, out, err = mpiexec((world, args))
+        assert status == 0, err
+        assert sorted(os.listdir(folder)) == ["features.npy", "labels.npy", "meta.json"]
+        features[world] = np.load(folder / "features.npy"), np.load(folder / "labels.npy")
+    np.testing.assert_array_equal(features[3][1], features[1][1])
+    # float32 sums over other minibatch sizes: agreement to float32's rounding of the largest
+    np.testing.assert_allclose(features[3][0], features[1][0], rtol=1e-5,
+                               atol=1e-5 * abs(features[1][0]).max())
 
 
 def test_a_stalled_rank_ends_the_job_after_the_collective_timeout(cifar, net, tmp_path):

@@ -271,10 +271,9 @@ def build_and_train(args, comm, found, provider, layer_sections, param_sections,
             trainer.resume(found)
         print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
     if args.write_features:
-        if comm.world > 1:
-            raise ValueError("--write-features runs on one process: start it without mpiexec")
         write_features(net, provider, args.write_features, args.feature_path, args.mini,
-                       dict(vars(args), run=args.load_file, step=trainer.step), out=sys.stdout)
+                       dict(vars(args), run=args.load_file, step=trainer.step), out=sys.stdout,
+                       comm=comm)
         return 0
     if args.tensorboard and comm.rank == 0:
         trainer.on_test.append(TensorBoardLogger(args.tensorboard, net))
