@@ -1,6 +1,7 @@
 """What test_distributed.py starts on each rank under mpiexec (or alone, for the 1-rank run).
 
     python tests/mpi_worker.py train DATA OUT.npz --mini N --epochs E [--run DIR] [--resume]
+                               [--bucket-bytes B]
         a float64 net with nrelu noise and dropout on synthetic CIFAR (random crops, flips, a
         shuffled order), trained through Trainer; rank 0 writes the weights, momenta and the
         last test record to OUT.npz.
@@ -47,12 +48,15 @@ def train(argv):
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--run", default=None)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--bucket-bytes", type=int, default=None, help="1: a bucket per layer")
     args = p.parse_args(argv)
     comm = connect(timeout=300)
     provider = make_provider("cifar", args.data, "1-2", "6", inner_size=24, seed=5)
     net = Net(SPECS, dtype=np.float64, seed=1)
     trainer = Trainer(net, provider, args.run, args.epochs, args.mini, comm=comm,
                       out=open(os.devnull, "w"))
+    if args.bucket_bytes and trainer.buckets:
+        trainer.buckets.bucket_bytes = args.bucket_bytes
     if args.resume:
         assert trainer.resume(), "no checkpoint to resume from"
     record = trainer.run()

@@ -83,6 +83,10 @@ def cifar(tmp_path_factory):
 def test_two_ranks_of_64_take_the_step_one_rank_of_128_takes(cifar, tmp_path):
     one = train(1, cifar, tmp_path / "one.npz", "--mini", "128", "--epochs", "1")
     two = train(2, cifar, tmp_path / "two.npz", "--mini", "128", "--epochs", "1")
+    per_layer = train(2, cifar, tmp_path / "buckets.npz", "--mini", "128", "--epochs", "1",
+                      "--bucket-bytes", "1")  # each layer's gradients reduced as it finishes
+    for name in set(two) - {"record"}:
+        np.testing.assert_array_equal(per_layer[name], two[name], err_msg=name)
     assert not np.array_equal(one["param/fc10.w0"], 0)
     assert_same_run(two, one)
 
@@ -90,7 +94,8 @@ def test_two_ranks_of_64_take_the_step_one_rank_of_128_takes(cifar, tmp_path):
 def test_uneven_shards_three_ranks_minibatch_100(cifar, tmp_path):
     """Minibatches of 100 and 28 over 3 ranks: rows 34/33/33, then 10/9/9."""
     one = train(1, cifar, tmp_path / "one.npz", "--mini", "100", "--epochs", "1")
-    three = train(3, cifar, tmp_path / "three.npz", "--mini", "100", "--epochs", "1")
+    three = train(3, cifar, tmp_path / "three.npz", "--mini", "100", "--epochs", "1",
+                  "--bucket-bytes", "1")
     assert_same_run(three, one)
 
 

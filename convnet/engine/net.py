@@ -275,10 +275,12 @@ class Net:
         src, dst = (p, c) if direction == "forward" else (c, p)
         return self.dev.copy(a, src, dst, ready)
 
-    def backward(self, data_grads=False):
+    def backward(self, data_grads=False, on_layer=None):
         """Back-propagate the cost layers' gradients (coeff * batch mean) from the last forward.
 
-        Returns the gradients reaching data layers when data_grads is set (else {})."""
+        Returns the gradients reaching data layers when data_grads is set (else {}).
+        on_layer(layer), on the layer's device, after each layer has added its parameters'
+        gradients (a data-parallel job starts reducing them there)."""
         grads = {}
         with self.dev.fenced():
             for layer in reversed(self.layers):
@@ -297,6 +299,8 @@ class Net:
                         if dx is not None:
                             back[src] = dx if src not in back else back[src] + dx
                     ready = self.dev.record(layer.gpu)
+                    if on_layer is not None:
+                        on_layer(layer)
                 for src, dx in back.items():
                     with self.dev.on(self.by_name[src].gpu):
                         dx = self.move(dx, src, layer.name, "backward", ready)

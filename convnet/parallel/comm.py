@@ -4,6 +4,7 @@ through mpi4py (NumPy buffers, in place), and NCCL through CuPy (nccl.py, the sa
     rank, world, local_rank     this process, the job's size, its index on its machine
     rows(n)                     (lo, hi): this rank's rows of an n-row minibatch
     allreduce_grads(arrays)     sum the gradient buffers over the ranks, in place
+    start_allreduce(arrays), wait(handles)    the same, started now and finished later
     allreduce(values)           sum a few float64 values (costs, counts, flags): a new array
     bcast_arrays(arrays)        rank 0's {name: array} on every rank (None on the others)
     bcast(obj), gather(obj), allgather(obj)   small picklable objects
@@ -47,6 +48,12 @@ class SingleProcess:
         return split_rows(n, self.rank, self.world)
 
     def allreduce_grads(self, arrays):
+        self.wait([self.start_allreduce(arrays)])
+
+    def start_allreduce(self, arrays):
+        return None
+
+    def wait(self, handles):
         pass
 
     def allreduce(self, values):
@@ -128,10 +135,13 @@ class MPIComm(SingleProcess):
         text = f"convnet-train: rank {self.rank} of {self.world}: {message}\n"
         os.write(sys.stderr.fileno(), text.encode())
 
-    def allreduce_grads(self, arrays):
+    def start_allreduce(self, arrays):
+        """MPI_Iallreduce of each array, in place: the requests."""
+        return [self.comm.Iallreduce(self.MPI.IN_PLACE, a, op=self.MPI.SUM) for a in arrays]
+
+    def wait(self, handles):
         with self.waiting("allreduce of the gradients"):
-            for a in arrays:
-                self.comm.Allreduce(self.MPI.IN_PLACE, a, op=self.MPI.SUM)
+            self.MPI.Request.Waitall([r for requests in handles for r in requests])
 
     def allreduce(self, values):
         out = np.array(values, dtype=np.float64)

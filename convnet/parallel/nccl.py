@@ -30,21 +30,28 @@ class NcclComm(MPIComm):
         with cupy.cuda.Device(self.device):
             self.comm_gpu = nccl.NcclCommunicator(self.world, uid, self.rank)
 
-    def allreduce_grads(self, arrays):
-        with self.waiting("NCCL allreduce of the gradients"), cupy.cuda.Device(self.device):
+    def start_allreduce(self, arrays):
+        """NCCL all-reduces of `arrays`, in place, queued on the current stream after what
+        backward has queued there (no stream of their own yet: no overlap with backward)."""
+        elsewhere = {a.device.id for a in arrays} - {self.device}
+        if elsewhere:
+            raise ValueError(f"gradients on GPU {min(elsewhere)}: the NCCL path reduces one "
+                             f"GPU per rank (GPU {self.device}); a model-parallel net under "
+                             f"mpiexec is not supported yet")
+        with cupy.cuda.Device(self.device):
             stream = cupy.cuda.get_current_stream()
-            elsewhere = {a.device.id for a in arrays} - {self.device}
-            if elsewhere:
-                raise ValueError(f"gradients on GPU {min(elsewhere)}: the NCCL path reduces one "
-                                 f"GPU per rank (GPU {self.device}); a model-parallel net under "
-                                 f"mpiexec is not supported yet")
             nccl.groupStart()
             for a in arrays:
                 kind = getattr(nccl, NCCL_TYPES[a.dtype.name])
                 self.comm_gpu.allReduce(a.data.ptr, a.data.ptr, a.size, kind, nccl.NCCL_SUM,
                                         stream.ptr)
             nccl.groupEnd()
-            stream.synchronize()
+        return stream
+
+    def wait(self, handles):
+        with self.waiting("NCCL allreduce of the gradients"), cupy.cuda.Device(self.device):
+            for stream in handles:
+                stream.synchronize()
 
     def close(self):
         super().close()

@@ -22,21 +22,61 @@ def reduce_stats(comm, stats, **flags):
     return out, {name: bool(v) for name, v in zip(flags, summed[len(keys):])}
 
 
-def reduce_gradients(net, comm, rows, total):
-    """Sum over the ranks of each gradient times its rank's share of the minibatch (rows of
-    total): the gradient of the whole minibatch's mean cost, on every rank, in place."""
-    if comm.world == 1:
-        return
-    xp, share, grads = net.B.xp, rows / total, []
-    for layer, p in net.owned_params():
-        if p.grad is None:  # the same on every rank: the graph decides it, not the data
-            continue
-        with net.dev.on(layer.gpu):
-            g = p.grad if p.grad.flags.c_contiguous else xp.ascontiguousarray(p.grad)
-            g *= share
+BUCKET_BYTES = 25 * 2**20  # gradients started together: fewer, larger messages
+
+
+class GradientBuckets:
+    """The gradients of the whole minibatch's mean cost on every rank: each gradient times its
+    rank's share of the minibatch (rows of total), summed over the ranks in place.
+
+    Reductions start during backward, in reverse layer order: a parameter's gradient is final
+    once backward has passed the first layer (in net order) holding it, and the gradients
+    final so far start together once they reach BUCKET_BYTES (the fc layers' first, AlexNet's
+    largest). The buckets are the same on every rank: the graph decides which gradients exist,
+    not the data. finish() starts the rest and waits for all before the update."""
+
+    def __init__(self, net, comm, bucket_bytes=BUCKET_BYTES):
+        self.net, self.comm, self.bucket_bytes = net, comm, bucket_bytes
+        holders = {}
+        for layer in net.layers:
+            for p in layer.params:
+                holders.setdefault(id(p), layer.name)
+        self.final_at = {}  # layer name: the owned parameters whose gradients are final there
+        for layer, p in net.owned_params():
+            self.final_at.setdefault(holders[id(p)], []).append((layer, p))
+
+    def begin(self, rows, total):
+        self.share, self.ready, self.ready_bytes = rows / total, [], 0
+        self.started, self.pending = set(), []
+
+    def layer_done(self, layer):
+        """Net.backward's on_layer: queue the gradients final at `layer`, start a full bucket."""
+        for owner, p in self.final_at.get(layer.name, ()):
+            self.queue(owner, p)
+        if self.ready_bytes >= self.bucket_bytes:
+            self.start()
+
+    def queue(self, owner, p):
+        if p.grad is None or id(p) in self.started:
+            return
+        with self.net.dev.on(owner.gpu):
+            g = p.grad if p.grad.flags.c_contiguous else self.net.B.xp.ascontiguousarray(p.grad)
+            g *= self.share
         p.grad = g
-        grads.append(g)
-    comm.allreduce_grads(grads)
+        self.started.add(id(p))
+        self.ready.append(g)
+        self.ready_bytes += g.nbytes
+
+    def start(self):
+        if self.ready:
+            self.pending.append(self.comm.start_allreduce(self.ready))
+        self.ready, self.ready_bytes = [], 0
+
+    def finish(self):
+        for owner, p in self.net.owned_params():  # any not final where expected (none, so far)
+            self.queue(owner, p)
+        self.start()
+        self.comm.wait(self.pending)
 
 
 def weights_digest(arrays):

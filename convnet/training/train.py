@@ -15,7 +15,7 @@ from ..engine.layers import LogregCostLayer
 from ..parallel import SingleProcess
 from .checkpoint import (CheckpointError, MetricsLog, checkpoint_paths, load_latest_checkpoint,
                          save_checkpoint)
-from .distributed import (disagreeing_ranks, gather_rows, reduce_gradients, reduce_stats,
+from .distributed import (GradientBuckets, disagreeing_ranks, gather_rows, reduce_stats,
                           shard, share_checkpoint)
 from .saved_run import check_checkpoint, param_arrays, restore_arrays
 
@@ -157,6 +157,7 @@ class Trainer:
         self.on_test = []  # callables given each test record (e.g. the TensorBoard writer)
         self.last_batch = None  # this rank's rows of the last step: saves check their cost on it
         self.flags = {}  # the last step's stop/save flags, the same on every rank
+        self.buckets = GradientBuckets(net, comm) if comm.world > 1 else None
 
     @staticmethod
     def default_cost(net):
@@ -385,8 +386,12 @@ class Trainer:
             self.comm, self.net.cost_stats(), stop=stop.requested,
             save=time.monotonic() - self.last_save >= self.save_interval)
         self.check_finite(stats)
-        self.net.backward()
-        reduce_gradients(self.net, self.comm, hi - lo, len(labels))
+        if self.buckets is None:
+            self.net.backward()
+        else:  # the gradients are reduced as backward finishes them
+            self.buckets.begin(hi - lo, len(labels))
+            self.net.backward(on_layer=self.buckets.layer_done)
+            self.buckets.finish()
         self.net.update(self.progress())
         return stats
 
