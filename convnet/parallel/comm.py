@@ -23,6 +23,9 @@ import numpy as np
 # what launchers set in each rank's environment: MPICH's Hydra and Intel MPI (PMI), Open MPI,
 # SLURM's srun (for the job step it starts; an sbatch script itself has no step)
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
+# seconds between a failing rank's message and MPI_Abort, for the launcher to forward the
+# message before it tears the job down (once, under load, a job's stderr arrived empty)
+ABORT_GRACE_S = 1.0
 
 
 def launched_size(environ=os.environ):
@@ -175,6 +178,7 @@ class MPIComm(SingleProcess):
     def abort(self, code):
         sys.stderr.flush()
         sys.stdout.flush()
+        time.sleep(ABORT_GRACE_S)  # the launcher forwards what was printed before it kills us
         self.comm.Abort(code)
         os._exit(code)  # not reached where Abort ends the job
 
