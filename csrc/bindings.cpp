@@ -96,20 +96,22 @@ void bind_elementwise(py::module_& m) {
 
     m.def(
         "dropout_mask",
-        [](ptr mask, size_t n, double keep, uint64_t seed, uint32_t layer, uint32_t step,
-           ptr stream) {
-            dropout_mask(dev<uint8_t>(mask), n, keep, seed, layer, step, as_stream(stream));
+        [](ptr mask, size_t n, size_t offset, double keep, uint64_t seed, uint32_t layer,
+           uint32_t step, ptr stream) {
+            dropout_mask(dev<uint8_t>(mask), n, offset, keep, seed, layer, step,
+                         as_stream(stream));
         },
-        "uint8 mask of n elements: Philox word < floor(keep * 2^32)", py::arg("mask"),
-        py::arg("n"), py::arg("keep"), py::arg("seed"), py::arg("layer"), py::arg("step"),
+        "uint8 mask of n elements from stream element offset: Philox word < floor(keep * 2^32)",
+        py::arg("mask"), py::arg("n"), py::arg("offset"), py::arg("keep"), py::arg("seed"), py::arg("layer"), py::arg("step"),
         py::arg("stream"), release_gil());
     m.def(
         "random_normal",
-        [](ptr out, size_t n, uint64_t seed, uint32_t layer, uint32_t step, ptr stream) {
-            random_normal(dev(out), n, seed, layer, step, as_stream(stream));
+        [](ptr out, size_t n, size_t offset, uint64_t seed, uint32_t layer, uint32_t step,
+           ptr stream) {
+            random_normal(dev(out), n, offset, seed, layer, step, as_stream(stream));
         },
-        "n float32 N(0, 1) draws, Box-Muller on Philox word pairs", py::arg("out"), py::arg("n"),
-        py::arg("seed"), py::arg("layer"), py::arg("step"), py::arg("stream"), release_gil());
+        "n float32 N(0, 1) draws from stream element offset, Box-Muller on Philox word pairs",
+        py::arg("out"), py::arg("n"), py::arg("offset"), py::arg("seed"), py::arg("layer"), py::arg("step"), py::arg("stream"), release_gil());
     m.def(
         "dropout_forward",
         [](ptr x, ptr mask, ptr y, size_t n, float keep, ptr stream) {

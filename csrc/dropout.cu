@@ -1,7 +1,8 @@
 // Counter-based random numbers (Philox4x32-10) and dropout (OPS.md "random numbers"). The
 // streams are convnet/backend/philox.py's, bit for bit: element i of an array takes word i % 4
-// of philox(counter = (i / 4, layer, step, 0), key = (seed low, seed high)). One thread makes
-// one block of four elements.
+// of philox(counter = (i / 4, layer, step, 0), key = (seed low, seed high)); with an offset k,
+// element i of the output is element k + i of the stream (a data-parallel rank's rows of the
+// whole minibatch's draw). One thread makes one block of four stream elements.
 #include <cmath>
 
 #include "common.cuh"
@@ -48,19 +49,33 @@ Stream make_stream(uint64_t seed, uint32_t layer, uint32_t step) {
             step};
 }
 
-// mask[i] = word_i < threshold, compared in 64 bits (threshold 2^32 keeps everything).
-__global__ void dropout_mask_kernel(uint8_t* __restrict__ mask, size_t n, Stream st,
-                                    uint64_t threshold, bool vec) {
-    const size_t blocks = ceil_div(n, 4);
-    for (size_t j = global_thread(); j < blocks; j += grid_threads()) {
+// The stream blocks that elements offset .. offset + n - 1 fall in: [first, first + count).
+struct Span {
+    size_t first, count;
+};
+
+__host__ __device__ __forceinline__ Span span(size_t n, size_t offset) {
+    return {offset / 4, ceil_div(offset + n, 4) - offset / 4};
+}
+
+// mask[i] = word_(offset + i) < threshold, compared in 64 bits (threshold 2^32 keeps
+// everything). vec: mask is 4-byte aligned and offset a multiple of 4.
+__global__ void dropout_mask_kernel(uint8_t* __restrict__ mask, size_t n, size_t offset,
+                                    Stream st, uint64_t threshold, bool vec) {
+    const Span s = span(n, offset);
+    for (size_t b = global_thread(); b < s.count; b += grid_threads()) {
+        const size_t j = s.first + b;
         const Words r = st.block(j);
         uint8_t m[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) m[k] = static_cast<uint64_t>(r.w[k]) < threshold ? 1 : 0;
-        if (vec && 4 * j + 4 <= n) {
-            reinterpret_cast<uchar4*>(mask)[j] = make_uchar4(m[0], m[1], m[2], m[3]);
+        if (vec && 4 * j + 4 <= offset + n) {
+            reinterpret_cast<uchar4*>(mask)[b] = make_uchar4(m[0], m[1], m[2], m[3]);
         } else {
-            for (int k = 0; k < 4 && 4 * j + k < n; ++k) mask[4 * j + k] = m[k];
+            for (int k = 0; k < 4; ++k) {
+                const size_t e = 4 * j + k;  // the stream element
+                if (e >= offset && e < offset + n) mask[e - offset] = m[k];
+            }
         }
     }
 }
@@ -78,17 +93,23 @@ __device__ __forceinline__ float2 box_muller(uint32_t wa, uint32_t wb) {
     return make_float2(static_cast<float>(r * c), static_cast<float>(r * s));
 }
 
-__global__ void random_normal_kernel(float* __restrict__ out, size_t n, Stream st, bool vec) {
-    const size_t blocks = ceil_div(n, 4);
-    for (size_t j = global_thread(); j < blocks; j += grid_threads()) {
+// out[i] = stream element offset + i. vec: out is 16-byte aligned and offset a multiple of 4.
+__global__ void random_normal_kernel(float* __restrict__ out, size_t n, size_t offset,
+                                     Stream st, bool vec) {
+    const Span s = span(n, offset);
+    for (size_t b = global_thread(); b < s.count; b += grid_threads()) {
+        const size_t j = s.first + b;
         const Words r = st.block(j);
-        const float2 a = box_muller(r.w[0], r.w[1]);
-        const float2 b = box_muller(r.w[2], r.w[3]);
-        if (vec && 4 * j + 4 <= n) {
-            reinterpret_cast<float4*>(out)[j] = make_float4(a.x, a.y, b.x, b.y);
+        const float2 x = box_muller(r.w[0], r.w[1]);
+        const float2 y = box_muller(r.w[2], r.w[3]);
+        if (vec && 4 * j + 4 <= offset + n) {
+            reinterpret_cast<float4*>(out)[b] = make_float4(x.x, x.y, y.x, y.y);
         } else {
-            const float v[4] = {a.x, a.y, b.x, b.y};
-            for (int k = 0; k < 4 && 4 * j + k < n; ++k) out[4 * j + k] = v[k];
+            const float v[4] = {x.x, x.y, y.x, y.y};
+            for (int k = 0; k < 4; ++k) {
+                const size_t e = 4 * j + k;
+                if (e >= offset && e < offset + n) out[e - offset] = v[k];
+            }
         }
     }
 }
@@ -101,33 +122,33 @@ struct DropoutApply {
     }
 };
 
-void check_size(const char* op, size_t n) {
-    require(n <= (size_t(1) << 34), op,
-            "arrays are limited to 2^34 elements (a 32-bit block counter), got " +
-                std::to_string(n));
+void check_size(const char* op, size_t n, size_t offset) {
+    require(n <= (size_t(1) << 34) && offset <= (size_t(1) << 34) - n, op,
+            "streams are limited to 2^34 elements (a 32-bit block counter), got offset " +
+                std::to_string(offset) + " + " + std::to_string(n));
 }
 
 }  // namespace
 
-void dropout_mask(uint8_t* mask, size_t n, double keep, uint64_t seed, uint32_t layer,
-                  uint32_t step, cudaStream_t stream) {
-    check_size("dropout_mask", n);
+void dropout_mask(uint8_t* mask, size_t n, size_t offset, double keep, uint64_t seed,
+                  uint32_t layer, uint32_t step, cudaStream_t stream) {
+    check_size("dropout_mask", n, offset);
     require(keep > 0.0 && keep <= 1.0, "dropout_mask",
             "keep must be in (0, 1], got " + std::to_string(keep));
     if (n == 0) return;
     const uint64_t threshold = static_cast<uint64_t>(floor(keep * 4294967296.0));
-    const bool vec = (reinterpret_cast<uintptr_t>(mask) & 3u) == 0;
-    dropout_mask_kernel<<<grid_for(ceil_div(n, 4)), kThreads, 0, stream>>>(
-        mask, n, make_stream(seed, layer, step), threshold, vec);
+    const bool vec = (reinterpret_cast<uintptr_t>(mask) & 3u) == 0 && offset % 4 == 0;
+    dropout_mask_kernel<<<grid_for(span(n, offset).count), kThreads, 0, stream>>>(
+        mask, n, offset, make_stream(seed, layer, step), threshold, vec);
     check_launch("dropout_mask");
 }
 
-void random_normal(float* out, size_t n, uint64_t seed, uint32_t layer, uint32_t step,
-                   cudaStream_t stream) {
-    check_size("random_normal", n);
+void random_normal(float* out, size_t n, size_t offset, uint64_t seed, uint32_t layer,
+                   uint32_t step, cudaStream_t stream) {
+    check_size("random_normal", n, offset);
     if (n == 0) return;
-    random_normal_kernel<<<grid_for(ceil_div(n, 4)), kThreads, 0, stream>>>(
-        out, n, make_stream(seed, layer, step), aligned16(out));
+    random_normal_kernel<<<grid_for(span(n, offset).count), kThreads, 0, stream>>>(
+        out, n, offset, make_stream(seed, layer, step), aligned16(out) && offset % 4 == 0);
     check_launch("random_normal");
 }
 

@@ -98,10 +98,10 @@ void cnorm_backward(const float*, const float*, const float*, float*, float*, co
     no_cuda("cnorm_backward");
 }
 
-void dropout_mask(uint8_t*, size_t, double, uint64_t, uint32_t, uint32_t, cudaStream_t) {
+void dropout_mask(uint8_t*, size_t, size_t, double, uint64_t, uint32_t, uint32_t, cudaStream_t) {
     no_cuda("dropout_mask");
 }
-void random_normal(float*, size_t, uint64_t, uint32_t, uint32_t, cudaStream_t) {
+void random_normal(float*, size_t, size_t, uint64_t, uint32_t, uint32_t, cudaStream_t) {
     no_cuda("random_normal");
 }
 void dropout_apply(const char* op, const float*, const uint8_t*, float*, size_t, float,

@@ -74,11 +74,12 @@ void cnorm_backward(const float* x, const float* y, const float* dy, float* dx, 
                     const NormShape& s, cudaStream_t stream);
 
 // ---- random numbers and dropout (dropout.cu) ---------------------------------------------------
-// Philox4x32-10 streams of convnet/backend/philox.py, bit for bit.
-void dropout_mask(uint8_t* mask, size_t n, double keep, uint64_t seed, uint32_t layer,
-                  uint32_t step, cudaStream_t stream);
-void random_normal(float* out, size_t n, uint64_t seed, uint32_t layer, uint32_t step,
-                   cudaStream_t stream);
+// Philox4x32-10 streams of convnet/backend/philox.py, bit for bit: n elements from stream
+// element `offset` on.
+void dropout_mask(uint8_t* mask, size_t n, size_t offset, double keep, uint64_t seed,
+                  uint32_t layer, uint32_t step, cudaStream_t stream);
+void random_normal(float* out, size_t n, size_t offset, uint64_t seed, uint32_t layer,
+                   uint32_t step, cudaStream_t stream);
 // out = a * mask / keep (dropout_forward on x, dropout_backward on dy).
 void dropout_apply(const char* op, const float* a, const uint8_t* mask, float* out, size_t n,
                    float keep, cudaStream_t stream);

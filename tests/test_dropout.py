@@ -79,6 +79,25 @@ def test_dropout_mask_equals_reference_bit_for_bit(shape, keep, seed, layer, ste
 
 
 @cuda_test
+@pytest.mark.parametrize("rows,width", [((0, 3), 9), ((3, 7), 9), ((5, 10), 9), ((1, 2), 6),
+                                        ((64, 128), 4096)])
+def test_offset_streams_are_those_rows_of_the_whole_draw(rows, width):
+    """A data-parallel rank's rows r0..r1 (offset r0 x width): rows of 9 and 6 elements start
+    at every place in a 4-word block; aligned and misaligned outputs."""
+    r0, r1 = rows
+    shape, offset = (r1 - r0, width), r0 * width
+    want_mask = philox.dropout_mask(shape, 0.5, 77, 3, 9, offset)
+    want_noise = philox.random_normal(shape, 77, 3, 9, offset)
+    for misaligned in (False, True):
+        got = cu.dropout_mask(shape, 0.5, 77, 3, 9, offset,
+                              out=poisoned(shape, np.uint8, misaligned))
+        assert_equal(got, want_mask, f"dropout_mask offset {offset} misaligned={misaligned}")
+        noise = host(cu.random_normal(shape, 77, 3, 9, offset,
+                                      out=poisoned(shape, misaligned=misaligned)))
+        np.testing.assert_array_max_ulp(noise, want_noise, maxulp=1)
+
+
+@cuda_test
 def test_dropout_mask_keeps_the_fraction_keep():
     mask = host(cu.dropout_mask((128, 4096), 0.5, 1, 2, 3))
     assert abs(mask.mean() - 0.5) < 0.01
@@ -117,3 +136,7 @@ def test_cuda_dropout_rejects_bad_arguments():
         cu.dropout_mask((2, 3), 0.0, 1, 2, 3)
     with pytest.raises(ValueError, match="random_normal: seed"):
         cu.random_normal((2, 3), -1, 2, 3)
+    with pytest.raises(ValueError, match="dropout_mask: offset"):
+        cu.dropout_mask((2, 3), 0.5, 1, 2, 3, -1)
+    with pytest.raises(ValueError, match="random_normal: streams are limited"):
+        cu.random_normal((2, 3), 1, 2, 3, 2**34)

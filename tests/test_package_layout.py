@@ -4,11 +4,12 @@
     backend      the ops (NumPy reference, cuda)                  imports only backend
     engine       cfg reader, layers, net, devices                 + backend
     data         providers, image pipeline, prepared-set format   + backend (the GPU stager)
+    parallel     ranks and collectives (MPI, NCCL)                imports only parallel
     training     loop, checkpoints, saved runs, TensorBoard       + engine, data
     apps         the four commands, feature folders               + training
 
 A module imports its own sub-package and the ones above it in this list, never one below it;
-engine and data do not import each other. The root package (convnet/__init__.py: _C,
+engine, data and parallel do not import each other. The root package (convnet/__init__.py: _C,
 cuda_available) may be imported from anywhere. The top-level modules net, train, config and
 checkpoint only re-export for users' imports; no module of the package imports them. There is
 no import circle, and no import of a convnet module inside a function, except of a module that
@@ -23,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "convnet"
-RANKS = {"backend": 0, "engine": 1, "data": 1, "training": 2, "apps": 3}
+RANKS = {"backend": 0, "engine": 1, "data": 1, "parallel": 1, "training": 2, "apps": 3}
 SHIMS = {"convnet.net": "convnet.engine.net", "convnet.train": "convnet.training.train",
          "convnet.config": "convnet.engine.config",
          "convnet.checkpoint": "convnet.training.checkpoint"}
@@ -144,8 +145,15 @@ def test_each_subpackage_imports_only_itself_and_the_ones_above():
 
 def test_engine_and_data_import_nothing_from_training_or_apps():
     for name in MODULES:
-        if subpackage(name) in ("engine", "data"):
+        if subpackage(name) in ("engine", "data", "parallel"):
             assert not [t for t, _ in internal(name) if subpackage(t) in ("training", "apps")]
+
+
+def test_parallel_imports_no_other_subpackage():
+    """The collectives know nothing of nets or data: the trainer hands them arrays."""
+    wrong = [f"{name} imports {t}" for name in MODULES if subpackage(name) == "parallel"
+             for t, _ in internal(name) if subpackage(t) not in (None, "parallel")]
+    assert not wrong, wrong
 
 
 # what the stack above the backend may import of it: the interface, never an implementation file

@@ -98,6 +98,18 @@ def test_dropout_mask_depends_only_on_the_element_index():
     np.testing.assert_array_equal(dropout_mask((35,), 0.5, 8, 1, 2), big.ravel()[:35])
 
 
+@pytest.mark.parametrize("rows", [(0, 3), (3, 7), (7, 10), (1, 2), (5, 10)])
+def test_an_offset_draw_is_those_rows_of_the_whole_draw(rows):
+    """A data-parallel rank draws rows r0..r1 of the minibatch's mask and noise with offset
+    r0 x 9: rows of 9 elements put rank boundaries at every place in a 4-word block."""
+    r0, r1 = rows
+    whole_mask, whole_noise = dropout_mask((10, 9), 0.5, 8, 1, 2), random_normal((10, 9), 8, 1, 2)
+    np.testing.assert_array_equal(dropout_mask((r1 - r0, 9), 0.5, 8, 1, 2, r0 * 9),
+                                  whole_mask[r0:r1])
+    np.testing.assert_array_equal(random_normal((r1 - r0, 9), 8, 1, 2, r0 * 9),
+                                  whole_noise[r0:r1])
+
+
 def test_random_normal_mean_and_std():
     z = random_normal((1000, 1000), 20121203, 7, 11)
     assert z.dtype == np.float32 and z.shape == (1000, 1000)
@@ -135,6 +147,8 @@ def test_random_normal_differs_across_streams_and_repeats_within_one():
     (lambda: dropout_mask((3,), 0.5, 1, 2**32, 0), "layer"),
     (lambda: random_normal((3,), 1, 0, -1), "step"),
     (lambda: random_normal((3, -1), 1, 0, 0), "shape"),
+    (lambda: random_normal((3,), 1, 0, 0, -2), "offset"),
+    (lambda: dropout_mask((3,), 0.5, 1, 0, 0, 2**34), "offset"),
     (lambda: philox4x32(np.zeros((2, 3), np.uint32), u32(0, 0)), "counters"),
     (lambda: philox4x32(np.zeros((2, 4), np.uint32), np.zeros(2, np.int64)), "key"),
 ])

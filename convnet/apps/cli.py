@@ -14,7 +14,9 @@ from ..engine.devices import parse_gpus
 from ..engine.gradcheck import check_net_grads
 from ..engine.net import Net
 from ..engine.sections import data_shapes, declared_image_size, undeclared_data_shapes
+from ..parallel import connect, on_gpu
 from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
+from ..training.distributed import share_checkpoint
 from ..training.run_folder import (RunFolderError, RunLock, check_start, os_error_line,
                                    start_line)
 from ..training.saved_run import check_resumable, in_todays_meaning, run_config
@@ -24,6 +26,7 @@ from . import add_version, nets
 from .features import write_features
 from .memory import (OutOfMemory, ShapesOnlyNet, check_host_memory, is_out_of_memory,
                      out_of_memory_message)
+from .ranks import crash, describe_world, fail, rank0_output, rank_gpus, say
 from .train_checks import OneLineParser, check_classes, check_net_sections, check_options
 
 EXIT_BAD_INPUT = 2
@@ -105,35 +108,45 @@ def build_parser():
       "labels.npy, meta.json)")
     a("--tensorboard", metavar="DIR", default=None,
       help="also write scalars and filter images for TensorBoard (needs tensorboardX)")
+    a("--collective-timeout", type=float, default=600.0, metavar="SECONDS",
+      help="under mpiexec/srun: end the job when one collective has waited this long (a rank "
+           "died or stalls); 0: wait forever")
     return p
 
 
 def main(argv=None):
+    """One process, or one rank of a job mpiexec or srun started (convnet/parallel): a rank
+    that fails ends the whole job with its rank and the reason."""
     args = build_parser().parse_args(argv)
     format_warning = warnings.formatwarning
     warnings.formatwarning = one_line_warning
     term = signal.signal(signal.SIGTERM, interrupt)  # training's own handler stops it cleanly
     try:
-        return run(args)
-    except KeyboardInterrupt:  # a second Ctrl-C, or one (or SIGTERM) outside training
-        print("convnet-train: interrupted; the last checkpoint is kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ConfigError, DataError, CheckpointError) as e:
-        print(f"convnet-train: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except RunFolderError as e:
-        print(f"convnet-train: {e}", file=sys.stderr)
-        return e.status
-    except OSError as e:  # a file the run reads or writes outside training's loop
-        print(f"convnet-train: {os_error_line(e)}", file=sys.stderr)
-        return EXIT_STOPPED
-    except OutOfMemory as e:
-        print(f"convnet-train: {e}", file=sys.stderr)
-        return EXIT_STOPPED
-    except (ValueError, RuntimeError) as e:
+        comm = connect(args.collective_timeout)
+    except RuntimeError as e:
         print(f"convnet-train: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    try:
+        with rank0_output(comm):
+            return run(args, comm)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one (or SIGTERM) outside training
+        return fail(comm, "interrupted; the last checkpoint is kept", EXIT_INTERRUPTED)
+    except (ConfigError, DataError, CheckpointError) as e:
+        return fail(comm, str(e), EXIT_BAD_INPUT)
+    except RunFolderError as e:
+        return fail(comm, str(e), e.status)
+    except OSError as e:  # a file the run reads or writes outside training's loop
+        return fail(comm, os_error_line(e), EXIT_STOPPED)
+    except OutOfMemory as e:
+        return fail(comm, str(e), EXIT_STOPPED)
+    except (ValueError, RuntimeError) as e:
+        return fail(comm, f"error: {e}", EXIT_BAD_INPUT)
+    except Exception as e:
+        if comm.world == 1:
+            raise
+        return crash(comm, e)
     finally:
+        comm.close()
         warnings.formatwarning = format_warning
         signal.signal(signal.SIGTERM, term)
 
@@ -178,8 +191,9 @@ def originals_options(args):
                       "not one batch of it at a time as cuda-convnet did")
 
 
-def run(args):
-    """Check the options and the run folder, lock it when this run writes it, then run."""
+def run(args, comm):
+    """Check the options and the run folder, lock it when this run writes it (rank 0 of a job:
+    the others write nothing and may not see the folder at all), then run."""
     if args.list_nets:
         print(nets.list_text())
         return 0
@@ -188,29 +202,35 @@ def run(args):
     check_options(args)
     reading = args.describe or args.check_grads or args.test_only or bool(args.write_features)
     run_dir = None if reading else (args.save_path or args.load_file)
+    if comm.rank != 0:  # rank 0 checks and locks the folder; an error there ends the job
+        return load_and_run(args, comm, run_dir)
     if run_dir is None:
         check_start(args.load_file, None)
-        return load_and_run(args, None)
+        return load_and_run(args, comm, None)
     if not os.path.isdir(run_dir):  # no writer yet: say what is wrong before making it
         check_start(args.load_file, args.save_path)
     with RunLock(run_dir):  # then under the lock: a second writer hears the folder is busy
         check_start(args.load_file, args.save_path)
-        return load_and_run(args, run_dir)
+        return load_and_run(args, comm, run_dir)
 
 
-def load_and_run(args, run_dir):
+def load_and_run(args, comm, run_dir):
     """Load --load-file's newest checkpoint, read the cfg files, then describe, check, test or
     train. `run_dir`: the folder this run writes (None: it only reads)."""
     state = found = None
     if args.gpu is not None:
         args.gpu = parse_gpus(args.gpu)
-    if args.load_file and has_committed_checkpoints(args.load_file):
-        found = load_latest_checkpoint(args.load_file, check=check_resumable)
-        if found is None:
-            raise CheckpointError(f"{args.load_file}: none of its checkpoints can be loaded "
-                                  f"(see the warnings above)")
-        found = found[0], found[1], in_todays_meaning(found[2])
-        state = found[2]
+    if args.load_file:
+        if comm.rank == 0 and has_committed_checkpoints(args.load_file):
+            # rank 0 reads the checkpoint and broadcasts it (no shared filesystem assumed)
+            found = load_latest_checkpoint(args.load_file, check=check_resumable)
+            if found is None:
+                raise CheckpointError(f"{args.load_file}: none of its checkpoints can be loaded "
+                                      f"(see the warnings above)")
+        found = share_checkpoint(comm, found)
+        if found is not None:
+            found = found[0], found[1], in_todays_meaning(found[2])
+            state = found[2]
     said = start_line(args.load_file, args.save_path, found[0] if found else None)
     if said:
         print(said, flush=True)
@@ -246,8 +266,9 @@ def load_and_run(args, run_dir):
                                                                             provider))
     try:
         check_host_memory(shapes, args.mini, args.backend)
-        return build_and_train(args, found, provider, layer_sections, param_sections,
-                               params_path, layers_text, layers_name, run_dir)
+        gpus = rank_gpus(comm, args.gpu, 1 + max(layer.gpu for layer in shapes.layers))
+        return build_and_train(args, comm, found, provider, layer_sections, param_sections,
+                               params_path, layers_text, layers_name, run_dir, gpus)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -256,13 +277,15 @@ def load_and_run(args, run_dir):
         raise OutOfMemory(out_of_memory_message(shapes, args.mini, exc, backend)) from None
 
 
-def build_and_train(args, found, provider, layer_sections, param_sections, params_path,
-                    layers_text, layers_name, run_dir):
+def build_and_train(args, comm, found, provider, layer_sections, param_sections, params_path,
+                    layers_text, layers_name, run_dir, gpus):
     """Build the net on its backend, resume it if `found`, then test, write features or train."""
     state = found[2] if found is not None else None
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend=args.backend, seed=args.seed,
-              data_shapes=data_shapes(layer_sections, provider), gpus=args.gpu)
+              data_shapes=data_shapes(layer_sections, provider), gpus=gpus)
+    if net.B.name == "cuda":  # the gradients go over NCCL, on the GPU they live on
+        comm = on_gpu(comm, net.dev.phys[net.layers[-1].gpu])
     if hasattr(provider, "set_backend"):  # the image provider stages batches on the GPU
         provider.set_backend(net.B.name)
     print(f"convnet: {len(net.layers)} layers, "
@@ -271,10 +294,12 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
           f"{provider.num_test} test images)", flush=True)
     if net.replicated:
         print(f"convnet: {replicas_line(net)}", flush=True)
+    if comm.world > 1:
+        print(f"convnet: {describe_world(comm)}", flush=True)
 
     saved = run_config(layers_text, layers_name, params_path, args.seed)
     trainer = Trainer(net, provider, run_dir, args.epochs, args.mini, args.test_freq,
-                      args.save_interval, args.logreg_name, saved)
+                      args.save_interval, args.logreg_name, saved, comm=comm)
     check_classes(net, provider, trainer.cost_name)
     trainer.multiview, trainer.test_out = args.multiview_test, args.test_out
     if state is not None:
@@ -284,20 +309,21 @@ def build_and_train(args, found, provider, layer_sections, param_sections, param
         print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
     if args.write_features:
         write_features(net, provider, args.write_features, args.feature_path, args.mini,
-                       dict(vars(args), run=args.load_file, step=trainer.step), out=sys.stdout)
+                       dict(vars(args), run=args.load_file, step=trainer.step), out=sys.stdout,
+                       comm=comm)
         return 0
-    if args.tensorboard:
+    if args.tensorboard and comm.rank == 0:
         trainer.on_test.append(TensorBoardLogger(args.tensorboard, net))
     if args.test_only:
         result = evaluate(net, provider, args.mini, trainer.cost_name,
-                          multiview=args.multiview_test, test_out=args.test_out)
+                          multiview=args.multiview_test, test_out=args.test_out, comm=comm)
         print(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
               f"top-{result['topk']} error {result['top5_error']:.4f}")
         return 0
     try:
         record = trainer.run()
-    except TrainingStopped as e:
-        print(f"convnet-train: {e}", file=sys.stderr)
+    except TrainingStopped as e:  # every rank stops at once: rank 0 says why
+        say(comm, f"convnet-train: {e}")
         return EXIT_STOPPED
     except OSError as e:  # a full disk, a folder made read-only: the run cannot go on
         print(f"convnet-train: {os_error_line(e)}; {trainer.kept()}", file=sys.stderr)

@@ -21,6 +21,8 @@ import numpy as np
 
 from ..data import make_provider, parse_range
 from ..engine.layers import DataLayer
+from ..parallel import SingleProcess
+from ..training.distributed import shard
 
 FORMAT = 1
 FEATURES_FILE, LABELS_FILE, META_FILE = "features.npy", "labels.npy", "meta.json"
@@ -33,12 +35,14 @@ class FeatureError(ValueError):
 
 # ----------------------------------------------------------------------------- writing
 
-def write_features(net, provider, layer, path, batch_size=128, source=None, out=None):
+def write_features(net, provider, layer, path, batch_size=128, source=None, out=None,
+                   comm=SingleProcess()):
     """Run the net in test mode over the provider's test images and save `layer`'s outputs.
 
     Writes batch by batch into a memory-mapped .npy, so memory holds one batch, not the set.
     `source` adds to meta.json what finds the images again (data_path, test_range,
-    inner_size, run, step). Returns the folder's path.
+    inner_size, run, step). Returns the folder's path. comm: in a data-parallel job each rank
+    runs its rows of every batch, and rank 0 gathers and writes them.
     """
     if layer not in net.by_name:
         raise ValueError(f"--write-features: unknown layer '{layer}' (layers: "
@@ -50,24 +54,12 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
     if not path:
         raise ValueError("--write-features needs --feature-path P (a folder to write)")
     dim, count = int(np.prod(shape)), provider.num_test
-    os.makedirs(path, exist_ok=True)
-    meta_path = os.path.join(path, META_FILE)
-    if os.path.exists(meta_path):
-        os.remove(meta_path)  # uncommitted until the arrays are complete again
-    features = np.lib.format.open_memmap(os.path.join(path, FEATURES_FILE), mode="w+",
-                                         dtype=np.float32, shape=(count, dim))
-    labels = np.lib.format.open_memmap(os.path.join(path, LABELS_FILE), mode="w+",
-                                       dtype=np.int64, shape=(count,))
-    start, raw = 0, isinstance(net[layer], DataLayer)
-    for x, y in provider.test_batches(batch_size):
-        # a data layer's output is the (mean-subtracted) input itself: no need to run the net
-        value = x if raw else net.B.to_numpy(net.forward({0: x, 1: y}, train=False)[layer])
-        features[start:start + len(y)] = np.asarray(value).reshape(len(y), dim)
-        labels[start:start + len(y)] = y
-        start += len(y)
-    features.flush()
-    labels.flush()
-    del features, labels
+    if comm.rank == 0:
+        write_feature_arrays(path, dim, count, rows(net, layer, provider, batch_size, dim, comm))
+    else:
+        for _ in rows(net, layer, provider, batch_size, dim, comm):
+            pass
+        return path
     source = dict(source or {})
     test_range = source.get("test_range")
     meta = {"format": FORMAT, "layer": layer, "layer_shape": list(shape), "num": count,
@@ -78,7 +70,7 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
             "inner_size": source.get("inner_size"),
             "run": os.path.abspath(source["run"]) if source.get("run") else None,
             "step": source.get("step")}
-    with open(meta_path, "w", encoding="utf-8") as f:
+    with open(os.path.join(path, META_FILE), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
         f.write("\n")
     if out is not None and not meta["run"]:
@@ -87,6 +79,41 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
         print(f"wrote {count:,} x {dim:,} features of layer '{layer}' (test range "
               f"{','.join(map(str, meta['batches']))} of {provider.name}) to {path}", file=out)
     return path
+
+
+def rows(net, layer, provider, batch_size, dim, comm):
+    """(features float32 (n, dim), labels) of each test batch; in a data-parallel job each rank
+    runs its rows and rank 0 gets the whole batch (the others: None)."""
+    raw = isinstance(net[layer], DataLayer)
+    for batch in shard(comm, provider.test_batches(batch_size)):
+        value, y = np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
+        if batch is not None:
+            x, y = batch
+            # a data layer's output is the (mean-subtracted) input itself: no need to run it
+            value = x if raw else net.B.to_numpy(net.forward({0: x, 1: y}, train=False)[layer])
+            value = np.asarray(value, np.float32).reshape(len(y), dim)
+        parts = comm.gather((value, y))
+        yield None if parts is None else tuple(np.concatenate(p) for p in zip(*parts))
+
+
+def write_feature_arrays(path, dim, count, batches):
+    """features.npy and labels.npy from `batches` of (features, labels), written as they come
+    into memory-mapped files (meta.json, the folder's commit, is removed until it is rewritten)."""
+    os.makedirs(path, exist_ok=True)
+    meta_path = os.path.join(path, META_FILE)
+    if os.path.exists(meta_path):
+        os.remove(meta_path)  # uncommitted until the arrays are complete again
+    features = np.lib.format.open_memmap(os.path.join(path, FEATURES_FILE), mode="w+",
+                                         dtype=np.float32, shape=(count, dim))
+    labels = np.lib.format.open_memmap(os.path.join(path, LABELS_FILE), mode="w+",
+                                       dtype=np.int64, shape=(count,))
+    start = 0
+    for value, y in batches:
+        features[start:start + len(y)] = value
+        labels[start:start + len(y)] = y
+        start += len(y)
+    features.flush()
+    labels.flush()
 
 
 def parse_batches(provider_name, test_range):

@@ -283,22 +283,33 @@ def _stream_args(op, shape, seed, layer, step):
     return shape, size, int(seed), int(layer), int(step)
 
 
-def dropout_mask(shape, keep, seed, layer, step, out=None):
-    """uint8 mask of `shape`: 1 where the Philox word < floor(keep * 2^32) (philox.py)."""
+def _offset(op, offset, size):
+    offset = contract.integer(op, "offset", offset, 0)
+    if offset > 2**34 - size:
+        raise ValueError(f"{op}: streams are limited to 2^34 elements, got offset {offset} + "
+                         f"{size}")
+    return offset
+
+
+def dropout_mask(shape, keep, seed, layer, step, offset=0, out=None):
+    """uint8 mask of `shape`: 1 where the Philox word < floor(keep * 2^32) (philox.py);
+    elements offset.. of the stream."""
     op = "dropout_mask"
     shape, size, seed, layer, step = _stream_args(op, shape, seed, layer, step)
-    keep = contract.keep(op, keep)
+    keep, offset = contract.keep(op, keep), _offset(op, offset, size)
     mask = output(op, out, shape, dtype=np.uint8)
-    _C.dropout_mask(mask.data.ptr, size, float(keep), seed, layer, step, stream())
+    _C.dropout_mask(mask.data.ptr, size, offset, float(keep), seed, layer, step, stream())
     return mask
 
 
-def random_normal(shape, seed, layer, step, out=None):
-    """float32 N(0, 1) draws of `shape`, Box-Muller on Philox word pairs (philox.py)."""
+def random_normal(shape, seed, layer, step, offset=0, out=None):
+    """float32 N(0, 1) draws of `shape`, Box-Muller on Philox word pairs (philox.py);
+    elements offset.. of the stream."""
     op = "random_normal"
     shape, size, seed, layer, step = _stream_args(op, shape, seed, layer, step)
+    offset = _offset(op, offset, size)
     result = output(op, out, shape)
-    _C.random_normal(result.data.ptr, size, seed, layer, step, stream())
+    _C.random_normal(result.data.ptr, size, offset, seed, layer, step, stream())
     return result
 
 

@@ -16,6 +16,9 @@ Streams (OPS.md "random numbers")
     Element i of an output array, in C order, belongs to block j = i // 4 and takes word i % 4 of
         philox4x32(counter = (j, layer, step, 0), key).
     (So arrays are limited to 2^34 elements.)
+    offset: an array drawn with offset k holds elements k, k+1, ... of the stream, i.e. rows
+    r0.. of a larger array when k = r0 x (elements per row): a data-parallel rank's rows of the
+    whole minibatch's mask (convnet/parallel), the same words wherever k falls in a block.
 
 dropout_mask(shape, keep, seed, layer, step) -> uint8 array
     mask[i] = 1 if word_i < floor(keep * 2^32) else 0, the comparison in 64-bit integers, so
@@ -79,18 +82,20 @@ def philox_key(seed):
     return np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)
 
 
-def stream_words(size, seed, layer, step, op="stream_words"):
-    """The uint32 word of each of `size` elements, in C order (see the module docstring)."""
+def stream_words(size, seed, layer, step, op="stream_words", offset=0):
+    """The uint32 word of elements offset .. offset + size - 1, in C order (module docstring)."""
     size = _check_word(op, "size", size, 2**34 + 1)
+    offset = _check_word(op, "offset", offset, 2**34 + 1 - size)
     layer = _check_word(op, "layer", layer, 2**32)
     step = _check_word(op, "step", step, 2**32)
     key = philox_key(seed)
-    blocks = -(-size // 4)
-    counters = np.zeros((blocks, 4), dtype=np.uint32)
-    counters[:, 0] = np.arange(blocks, dtype=np.uint64).astype(np.uint32)
+    first, end = offset // 4, -(-(offset + size) // 4)
+    counters = np.zeros((end - first, 4), dtype=np.uint32)
+    counters[:, 0] = np.arange(first, end, dtype=np.uint64).astype(np.uint32)
     counters[:, 1] = layer
     counters[:, 2] = step
-    return philox4x32(counters, key).reshape(-1)[:size]
+    skip = offset - 4 * first
+    return philox4x32(counters, key).reshape(-1)[skip:skip + size]
 
 
 def _shape_size(op, shape):
@@ -102,23 +107,29 @@ def _shape_size(op, shape):
     return shape, int(np.prod(shape, dtype=np.int64))
 
 
-def dropout_mask(shape, keep, seed, layer, step):
-    """uint8 mask of `shape`: 1 where word < floor(keep * 2^32), the fraction `keep` kept."""
+def dropout_mask(shape, keep, seed, layer, step, offset=0):
+    """uint8 mask of `shape`: 1 where word < floor(keep * 2^32), the fraction `keep` kept;
+    elements offset.. of the stream."""
     shape, size = _shape_size("dropout_mask", shape)
     if not 0 < keep <= 1:
         raise ValueError(f"dropout_mask: keep must be in (0, 1], got {keep!r}")
     threshold = int(np.floor(float(keep) * 4294967296.0))
-    words = stream_words(size, seed, layer, step, op="dropout_mask")
+    words = stream_words(size, seed, layer, step, op="dropout_mask", offset=offset)
     return (words.astype(np.uint64) < np.uint64(threshold)).astype(np.uint8).reshape(shape)
 
 
-def random_normal(shape, seed, layer, step):
-    """float32 N(0, 1) draws of `shape` by Box-Muller on word pairs (see the module docstring)."""
+def random_normal(shape, seed, layer, step, offset=0):
+    """float32 N(0, 1) draws of `shape` by Box-Muller on word pairs (see the module docstring);
+    elements offset.. of the stream (a pair split by the offset is drawn whole, then cut)."""
     shape, size = _shape_size("random_normal", shape)
-    words = stream_words(-(-size // 4) * 4, seed, layer, step, op="random_normal")
+    offset = _check_word("random_normal", "offset", offset, 2**34 + 1)
+    start = offset - offset % 2
+    words = stream_words(-(-(offset + size - start) // 2) * 2, seed, layer, step,
+                         op="random_normal", offset=start)
     pairs = words.reshape(-1, 2).astype(np.float64)  # rows (wa, wb)
     u = (pairs + 1.0) * 2.0**-32
     r = np.sqrt(-2.0 * np.log(u[:, 0]))
     theta = 2.0 * np.pi * u[:, 1]
     normals = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1).reshape(-1)
-    return normals[:size].astype(np.float32).reshape(shape)
+    skip = offset - start
+    return normals[skip:skip + size].astype(np.float32).reshape(shape)

@@ -162,7 +162,8 @@ class Layer:
         if kind == "nrelu":  # Nair & Hinton's noisy ReLU: max(0, z + N(0, logistic(z)))
             self.cache["noise"] = None
             if ctx.train:
-                noise = B.asarray(B.random_normal(z.shape, ctx.seed, self.index, ctx.step), z.dtype)
+                noise = B.asarray(B.random_normal(z.shape, ctx.seed, self.index, ctx.step,
+                                                  ctx.offset(z.shape)), z.dtype)
                 self.cache["noise"] = noise
                 z = z + B.xp.sqrt(B.neuron_forward(z, "logistic")) * noise
             return B.neuron_forward(z, "relu")
@@ -620,7 +621,8 @@ class DropoutLayer(Layer):
         if not ctx.train or keep == 1 or not self.pcfg["enable"]:
             self.cache["mask"] = None
             return xs[0]
-        mask = B.dropout_mask(xs[0].shape, keep, ctx.seed, self.index, ctx.step)
+        mask = B.dropout_mask(xs[0].shape, keep, ctx.seed, self.index, ctx.step,
+                              ctx.offset(xs[0].shape))
         self.cache["mask"] = mask
         return B.dropout_forward(xs[0], mask, keep)
 

@@ -22,10 +22,17 @@ ONE_INPUT = (PoolLayer, NormLayer, NeuronLayer, DropoutLayer, SoftmaxLayer, Cros
 
 @dataclass
 class Context:
-    """What a pass needs besides its inputs: training or test, and the dropout RNG's key."""
+    """What a pass needs besides its inputs: training or test, the dropout RNG's key, and the
+    first row of the minibatch this pass holds (a data-parallel rank's; 0 otherwise)."""
     train: bool = True
     seed: int = 0
     step: int = 0
+    row0: int = 0
+
+    def offset(self, shape):
+        """The stream offset of this pass's first element in the whole minibatch's draw of an
+        array of `shape` (rows first): its rows of the single-process mask or noise."""
+        return self.row0 * int(np.prod(shape[1:], dtype=np.int64))
 
 
 class Net:
@@ -44,6 +51,7 @@ class Net:
         self.dev = placement(self.B, self.layers, gpus)
         self.copied = {}  # {(producer, consumer): {"forward": bytes, "backward": bytes}}
         self.auto_step = 0  # the next training pass's step when forward() is given none
+        self.row0 = 0  # the first minibatch row a data-parallel rank's passes hold
         self.init_params(seed)
 
     @classmethod
@@ -243,7 +251,7 @@ class Net:
                 raise ValueError(f"no data for data layer '{layer.name}' "
                                  f"(dataIdx={layer.cfg['dataIdx']})")
         self.copied = {}
-        ctx = Context(train, self.seed, step)
+        ctx = Context(train, self.seed, step, self.row0)
         with self.dev.fenced():
             for layer in self.layers:
                 if layer.name in acts:
@@ -280,10 +288,12 @@ class Net:
         src, dst = (p, c) if direction == "forward" else (c, p)
         return self.dev.copy(a, src, dst, ready)
 
-    def backward(self, data_grads=False):
+    def backward(self, data_grads=False, on_layer=None):
         """Back-propagate the cost layers' gradients (coeff * batch mean) from the last forward.
 
-        Returns the gradients reaching data layers when data_grads is set (else {})."""
+        Returns the gradients reaching data layers when data_grads is set (else {}).
+        on_layer(layer), on the layer's device, after each layer has added its parameters'
+        gradients (a data-parallel job starts reducing them there)."""
         grads = {}
         with self.dev.fenced():
             for layer in reversed(self.layers):
@@ -302,6 +312,8 @@ class Net:
                         if dx is not None:
                             back[src] = dx if src not in back else back[src] + dx
                     ready = self.dev.record(layer.gpu)
+                    if on_layer is not None:
+                        on_layer(layer)
                 for src, dx in back.items():
                     with self.dev.on(self.by_name[src].gpu):
                         dx = self.move(dx, src, layer.name, "backward", ready)

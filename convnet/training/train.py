@@ -12,18 +12,22 @@ import numpy as np
 
 from ..backend import numpy_backend as host  # the tests' sums are made on the host
 from ..engine.layers import LogregCostLayer
+from ..parallel import SingleProcess
 from .checkpoint import (CheckpointError, MetricsLog, checkpoint_paths, load_latest_checkpoint,
                          save_checkpoint)
+from .distributed import (GradientBuckets, disagreeing_ranks, gather_rows, reduce_stats,
+                          shard, share_checkpoint)
 from .saved_run import check_checkpoint, param_arrays, restore_arrays
 
 WEIGHT_CHECK_EVERY = 50  # steps between NaN/Inf checks of every weight (and at each save/test)
+ONE = SingleProcess()
 
 
 class TrainingStopped(Exception):
     """Training cannot go on (NaN/Inf); the last good checkpoint is kept."""
 
 
-def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=None):
+def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=None, comm=ONE):
     """Test cost, top-1 and top-k error (fractions) over the provider's test batches.
 
     k is the cost layer's topk (cuda-convnet2's key; 5 by default, fewer with fewer classes).
@@ -33,20 +37,32 @@ def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=Non
     multiview: score the softmax averaged over the provider's 10 views of each image (4 corners
     + centre, and their mirrors), as the paper. test_out: save the probabilities scored (float32
     (N, classes)) to this .npy file and the labels (int64) to <FILE>.labels.npy.
+    comm: the ranks of a data-parallel job (convnet/parallel) each score their rows of every
+    batch; the totals are summed, and rank 0 writes test_out.
     """
     if multiview or test_out:
-        return evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out)
+        return evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out,
+                                      comm)
     totals = {"cost": 0.0, "top1": 0.0, "top5": 0.0, "cases": 0}
-    for x, labels in provider.test_batches(batch_size):
-        net.forward({0: x, 1: labels}, train=False)
+    for batch in shard(comm, provider.test_batches(batch_size)):
+        if batch is None:
+            continue
+        net.forward({0: batch[0], 1: batch[1]}, train=False)
         for key, value in net[cost_name].stats.items():
             totals[key] += value
-    n = max(totals["cases"], 1)
-    return {"test_cost": totals["cost"] / n, "top1_error": totals["top1"] / n,
-            "top5_error": totals["top5"] / n, "topk": net[cost_name].topk}
+    return test_record(comm, totals, net[cost_name].topk)
 
 
-def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out):
+def test_record(comm, totals, topk):
+    """evaluate()'s record from the totals of (cost, top1, top5, cases), summed over the ranks."""
+    cost, top1, top5, cases = comm.allreduce([totals[k] for k in ("cost", "top1", "top5",
+                                                                  "cases")])
+    n = max(cases, 1)
+    return {"test_cost": float(cost / n), "top1_error": float(top1 / n),
+            "top5_error": float(top5 / n), "topk": topk}
+
+
+def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out, comm=ONE):
     """evaluate() from the softmax feeding `cost_name`, averaged over the views of each image."""
     probs_layer = net[cost_name].inputs[1]
     if multiview:
@@ -55,7 +71,13 @@ def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test
         batches = ((x[None], labels) for x, labels in provider.test_batches(batch_size))
     totals = {"cost": 0.0, "top1": 0.0, "top5": 0.0, "cases": 0}
     all_probs, all_labels = [], []
-    for views, labels in batches:
+    classes = None
+    for batch in shard(comm, batches, views=True):
+        if batch is None:  # none of this batch's rows are this rank's
+            all_probs.append(None)
+            all_labels.append(np.zeros(0, np.int64))
+            continue
+        views, labels = batch
         total = None
         for view in views:
             probs = net.forward({0: view, 1: labels}, train=False)[probs_layer]
@@ -68,26 +90,31 @@ def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test
         totals["top1"] += float(wrong1.sum())
         totals["top5"] += float(wrongk.sum())
         totals["cases"] += len(labels)
-        if test_out:
-            all_probs.append(probs.astype(np.float32))
-            all_labels.append(labels)
+        classes = probs.shape[1]
+        all_probs.append(probs.astype(np.float32))
+        all_labels.append(labels)
     if test_out:
-        stem = test_out[:-4] if test_out.endswith(".npy") else test_out
-        np.save(stem + ".npy", np.concatenate(all_probs))
-        np.save(stem + ".labels.npy", np.concatenate(all_labels))
-    n = max(totals["cases"], 1)
-    return {"test_cost": totals["cost"] / n, "top1_error": totals["top1"] / n,
-            "top5_error": totals["top5"] / n, "topk": net[cost_name].topk}
+        classes = max(c for c in comm.allgather(classes) if c is not None)
+        all_probs = [np.zeros((0, classes), np.float32) if p is None else p for p in all_probs]
+        probs, labels = gather_rows(comm, all_probs), gather_rows(comm, all_labels)
+        if comm.rank == 0:
+            stem = test_out[:-4] if test_out.endswith(".npy") else test_out
+            np.save(stem + ".npy", probs)
+            np.save(stem + ".labels.npy", labels)
+    return test_record(comm, totals, net[cost_name].topk)
 
 
 class StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop checkpoints at the next batch boundary and exits."""
+    """SIGINT/SIGTERM/SIGUSR1 set a flag; the loop checkpoints at the next batch boundary and
+    exits (in a data-parallel job, every rank at the batch where the first rank saw it)."""
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1")
+                    if hasattr(signal, name))
 
     def __init__(self):
         self.requested = False
 
     def __enter__(self):
-        self.old = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.old = {s: signal.signal(s, self.handle) for s in self.SIGNALS}
         return self
 
     def handle(self, signum, frame):
@@ -108,21 +135,29 @@ class Trainer:
     """Runs `net` on `provider`, saving into `run_dir` (None: no checkpoints, no metrics)."""
 
     def __init__(self, net, provider, run_dir=None, epochs=1, batch_size=128, test_freq=0,
-                 save_interval=600.0, cost_name=None, saved_config=None, out=None):
-        self.net, self.provider, self.run_dir = net, provider, run_dir
+                 save_interval=600.0, cost_name=None, saved_config=None, out=None, comm=ONE):
+        """comm: the ranks of a data-parallel job (convnet/parallel); only rank 0 writes files
+        and prints, and rank 0's run_dir decides whether the job saves (every rank takes part
+        in a save's checks)."""
+        self.net, self.provider, self.run_dir, self.comm = net, provider, run_dir, comm
         self.epochs, self.batch_size, self.test_freq = epochs, batch_size, test_freq
         self.save_interval = save_interval
         self.cost_name = cost_name or self.default_cost(net)
         self.saved_config = saved_config or {}
         self.out = out or sys.stdout
+        if comm.rank:
+            self.out = open(os.devnull, "w")
         self.multiview, self.test_out = False, None  # see evaluate()
         self.epoch, self.batch, self.step, self.elapsed = 1, 0, 0, 0.0
         self.since_test = [0.0, 0, 0]  # train cost sum, cases, batches since the last test
         self.stopped = False  # set when SIGINT/SIGTERM ended run() early (after a checkpoint)
         self.last_saved_step = None
-        self.metrics = MetricsLog(run_dir) if run_dir else None
+        self.metrics = MetricsLog(run_dir) if run_dir and comm.rank == 0 else None
+        self.saves = comm.bcast(run_dir is not None)  # rank 0's say: saves are collective
         self.on_test = []  # callables given each test record (e.g. the TensorBoard writer)
-        self.last_batch = None  # the minibatch of the last step: saves check their cost on it
+        self.last_batch = None  # this rank's rows of the last step: saves check their cost on it
+        self.flags = {}  # the last step's stop/save flags, the same on every rank
+        self.buckets = GradientBuckets(net, comm) if comm.world > 1 else None
 
     @staticmethod
     def default_cost(net):
@@ -135,9 +170,11 @@ class Trainer:
     def resume(self, found=None):
         """Continue from `found` (step, arrays, state), by default run_dir's newest good
         checkpoint; False when there is none. A checkpoint that does not fit the net or the
-        minibatch size is a CheckpointError naming the file, the layers and the shapes."""
-        if found is None and self.run_dir:
-            found = load_latest_checkpoint(self.run_dir, check=check_checkpoint)
+        minibatch size is a CheckpointError naming the file, the layers and the shapes. In a
+        data-parallel job `found` is the same on every rank, and rank 0 alone reads run_dir."""
+        if found is None and self.saves:
+            found = share_checkpoint(self.comm, None if self.comm.rank else
+                                     load_latest_checkpoint(self.run_dir, check=check_checkpoint))
         if found is None:
             return False
         step, arrays, state = found
@@ -172,18 +209,25 @@ class Trainer:
         return True
 
     def save(self):
-        if not self.run_dir:
+        if not self.saves:
             return
         self.check_weights()  # a checkpoint never holds NaN or Inf,
         self.check_saved_cost()  # nor weights whose cost already overflows
+        arrays = param_arrays(self.net)
+        differ = disagreeing_ranks(self.comm, arrays)
+        if differ:
+            raise TrainingStopped(f"step {self.step}: the ranks' weights differ ({differ}); not "
+                                  f"saved; {self.kept()}")
+        self.last_save = time.monotonic()
+        self.last_saved_step = self.step
+        if self.comm.rank:
+            return
         state = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
                  "minibatch": self.batch_size, "elapsed_s": self.elapsed,
                  "since_test": list(self.since_test), **self.saved_config}
         if self.metrics:
             state["metrics_records"] = self.metrics.count
-        save_checkpoint(self.run_dir, self.step, param_arrays(self.net), state)
-        self.last_save = time.monotonic()
-        self.last_saved_step = self.step
+        save_checkpoint(self.run_dir, self.step, arrays, state)
 
     # ------------------------------------------------------------ the loop
     def progress(self):
@@ -193,7 +237,7 @@ class Trainer:
     def test(self, train_cost, images, seconds):
         self.check_weights()
         result = evaluate(self.net, self.provider, self.batch_size, self.cost_name,
-                          multiview=self.multiview, test_out=self.test_out)
+                          multiview=self.multiview, test_out=self.test_out, comm=self.comm)
         record = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
                   "train_cost": train_cost, **result, "cost_layer": self.cost_name, "elapsed_s": round(self.elapsed, 3),
                   "images_per_s": round(images / seconds, 1) if seconds > 0 else None}
@@ -234,7 +278,7 @@ class Trainer:
         if self.last_batch is None:
             return
         self.net.forward(self.last_batch, train=False)
-        for name, layer_stats in self.net.cost_stats().items():
+        for name, layer_stats in reduce_stats(self.comm, self.net.cost_stats())[0].items():
             if not math.isfinite(layer_stats["cost"]):
                 raise TrainingStopped(
                     f"step {self.step} (epoch {self.epoch}, batch {self.batch}): the weights "
@@ -302,9 +346,7 @@ class Trainer:
                 batches = self.provider.train_batches(self.epoch, self.batch_size, self.batch)
                 for x, labels, index in self.progress_bar(batches, per_epoch):
                     tick = time.monotonic()
-                    self.last_batch = {0: x, 1: labels}
-                    stats = self.net.train_step(self.last_batch, self.step, self.progress(),
-                                                check=self.check_finite)
+                    stats = self.train_batch(x, labels, stop)
                     self.step, self.batch = self.step + 1, index + 1
                     since_test[0] += stats[self.cost_name]["cost"]
                     since_test[1] += len(labels)
@@ -316,9 +358,9 @@ class Trainer:
                         record = self.test_since(since_test, started)
                         since_test[:], started = [0.0, 0, 0], time.monotonic()
                         self.save()
-                    elif time.monotonic() - self.last_save >= self.save_interval:
+                    elif self.flags["save"]:
                         self.save()
-                    if stop.requested:
+                    if self.flags["stop"]:
                         self.save()
                         self.stopped = True
                         print(f"stopped at epoch {self.epoch} batch {self.batch}; resume with "
@@ -331,6 +373,32 @@ class Trainer:
                 self.epoch, self.batch = self.epoch + 1, 0
                 self.save()
         return record
+
+    def train_batch(self, x, labels, stop):
+        """One step on this rank's rows of the minibatch (x, labels): forward, the costs and
+        flags summed over the ranks (the NaN/Inf check sees the sums), backward, the gradients
+        averaged, the update. Returns the summed cost statistics (Net.train_step's, on one
+        process)."""
+        if len(labels) < self.comm.world:  # known to every rank: they all stop here
+            raise ValueError(f"a minibatch of {len(labels)} image(s) leaves some of the "
+                             f"{self.comm.world} ranks without one: choose --mini (and the "
+                             f"training set) so every minibatch has at least one image per rank")
+        lo, hi = self.comm.rows(len(labels))
+        self.net.row0 = lo
+        self.last_batch = {0: x[lo:hi], 1: labels[lo:hi]}
+        self.net.forward(self.last_batch, train=True, step=self.step)
+        stats, self.flags = reduce_stats(
+            self.comm, self.net.cost_stats(), stop=stop.requested,
+            save=time.monotonic() - self.last_save >= self.save_interval)
+        self.check_finite(stats)
+        if self.buckets is None:
+            self.net.backward()
+        else:  # the gradients are reduced as backward finishes them
+            self.buckets.begin(hi - lo, len(labels))
+            self.net.backward(on_layer=self.buckets.layer_done)
+            self.buckets.finish()
+        self.net.update(self.progress())
+        return stats
 
     def test_since(self, since_test, started):
         cost_sum, cases, _ = since_test
