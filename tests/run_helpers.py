@@ -31,7 +31,8 @@ def command(args, module="convnet.apps.cli", prelude=None):
 
 def cli(args, module="convnet.apps.cli", prelude=None, **kw):
     """Run the command to its end: (exit status, stdout, stderr)."""
-    done = subprocess.run(command(args, module, prelude), env=subprocess_env(), cwd=REPO,
+    kw.setdefault("cwd", REPO)
+    done = subprocess.run(command(args, module, prelude), env=subprocess_env(),
                           capture_output=True, text=True, **kw)
     return done.returncode, done.stdout, done.stderr
 

@@ -202,7 +202,7 @@ def test_more_outputs_than_classes_is_an_error_before_training(tiny):
     assert "epoch" not in out and load_latest_checkpoint(tmp / "run") is None
 
 
-def test_show_preds_of_a_net_with_more_outputs_than_names(tiny):
+def test_show_preds_of_a_net_with_more_outputs_than_names(tiny, tmp_path):
     """A run trained before the check above (forged: the cfg saved in its checkpoint widened
     to 20 outputs, the weights with it): --show-preds draws 'class K' for the names it lacks
     (it raised IndexError)."""
@@ -215,20 +215,20 @@ def test_show_preds_of_a_net_with_more_outputs_than_names(tiny):
     for ext in ("json", "npz"):
         os.remove(run / f"ckpt-{step:09d}.{ext}")
     save_checkpoint(run, step, arrays, state)
-    status, out, err = cli([run, "--show-preds", *tiny[3][:4], "--num-preds", "4"],
-                           module="convnet.apps.show")
+    status, out, err = cli([run, "--show-preds", *tiny[3][:4], "--num-preds", "4", "--out",
+                            tmp_path / "png"], module="convnet.apps.show")
     assert status == 0 and "Traceback" not in err, err
-    assert (run / "preds.png").is_file()
+    assert (tmp_path / "png" / "preds.png").is_file()
 
 
-def test_show_prints_warnings_as_its_own_lines(tiny):
+def test_show_prints_warnings_as_its_own_lines(tiny, tmp_path):
     """A torn last metrics line (a crash mid-write) is skipped with a warning: one
     'convnet-show: warning:' line, not Python's file:line: UserWarning and source line."""
     pytest.importorskip("matplotlib")
     run = train_run(tiny)
     with open(run / "metrics.jsonl", "ab") as f:
         f.write(b'{"epoch": 2, "ba')
-    status, out, err = cli([run, "--show-cost"], module="convnet.apps.show")
+    status, out, err = cli([run, "--show-cost"], module="convnet.apps.show", cwd=tmp_path)
     assert status == 0 and "Traceback" not in err, err
     assert err.strip() and all(line.startswith("convnet-show: warning: ")
                                for line in err.strip().splitlines()), err

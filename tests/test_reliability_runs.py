@@ -34,12 +34,15 @@ def test_show_of_a_read_only_run_draws_elsewhere_and_writes_nothing_into_it(tiny
     run = train_run(tiny, epochs=2)
     with read_only_copy(run, tmp_path / "ro") as ro:
         before = snapshot(ro)
-        status, _, err = cli([ro, "--show-cost"], module="convnet.apps.show")
-        assert status == 2 and "Traceback" not in err and "give --out" in err, err
+        status, _, err = cli([ro, "--show-cost"], module="convnet.apps.show", cwd=tmp_path)
+        assert status == 0 and "Traceback" not in err, err
+        assert (tmp_path / "ro-figures" / "cost.png").is_file()  # RUN-figures, here
         status, _, err = cli([ro, "--show-cost", "--out", tmp_path / "png"],
                              module="convnet.apps.show")
         assert status == 0 and "Traceback" not in err, err
         assert (tmp_path / "png" / "cost.png").is_file() and snapshot(ro) == before
+        status, _, err = cli([ro, "--show-cost", "--out", ro], module="convnet.apps.show")
+        assert status == 2 and "give --out" in err and snapshot(ro) == before, err
 
 
 def test_test_only_keeps_every_metrics_record_newer_than_its_checkpoint(tiny):

@@ -147,13 +147,18 @@ def test_show_cost_writes_the_curves(fashion_run, tmp_path, capsys):
         assert (np.abs(image.astype(int) - rgb).sum(axis=2) < 30).sum() > 50, rgb
 
 
-def test_show_cost_smooth_and_default_out(fashion_run, tmp_path):
+def test_show_cost_smooth_and_default_out(fashion_run, tmp_path, monkeypatch):
+    """Without --out the figures go to RUN-figures in the current folder, never into the run."""
     run = tmp_path / "run"
     run.mkdir()
     (run / "metrics.jsonl").write_text(open(os.path.join(fashion_run["run"],
                                                          "metrics.jsonl")).read())
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
     assert show(run, "--show-cost", "--smooth", "3") == 0
-    assert png(run / "cost.png").shape == (COST_SIZE[1], COST_SIZE[0], 3)
+    assert png(here / "run-figures" / "cost.png").shape == (COST_SIZE[1], COST_SIZE[0], 3)
+    assert sorted(os.listdir(run)) == ["metrics.jsonl"]
 
 
 def test_show_cost_epoch_positions_follow_batches():

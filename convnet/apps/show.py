@@ -278,7 +278,8 @@ def build_parser():
       help="a run folder written by convnet-train --save-path")
     a("-f", "--load-file", metavar="RUN_DIR", default=None,
       help="the run folder, as cuda-convnet's shownet.py -f")
-    a("--out", default=None, help="folder for the PNG files (default: RUN_DIR)")
+    a("--out", default=None, help="folder for the PNG files (default: RUN-figures in the "
+      "current folder, RUN being the run folder's name: the run itself is never written)")
     a("--show-cost", metavar="COST_LAYER", nargs="?", const=True, default=None,
       help="cost.png: train/test cost, top-1/top-5 error against epochs (--show-cost=LAYER, "
            "shownet.py's form, names the cost layer: the one the run reported)")
@@ -345,11 +346,17 @@ def run(args):
     if not (args.show_cost or args.show_filters or args.show_preds):
         raise ValueError("nothing to show: give --show-cost, --show-filters LAYER and/or "
                          "--show-preds")
-    out = args.out or args.run_dir
-    os.makedirs(out, exist_ok=True)
-    if not os.access(out, os.W_OK | os.X_OK):  # a read-only run: draw elsewhere, write nothing
+    name = os.path.basename(os.path.abspath(args.run_dir))
+    out = args.out or f"{name}-figures"  # reading a run never writes into it
+    if os.path.isdir(out) and not os.access(out, os.W_OK | os.X_OK):
         raise ValueError(f"{out} is not writable: give --out FOLDER for the PNG files")
-    name = os.path.basename(os.path.normpath(args.run_dir))
+
+    def target(file):
+        """Where a figure goes; the folder is made by the first figure drawn (an error before
+        it leaves nothing behind)."""
+        os.makedirs(out, exist_ok=True)
+        return os.path.join(out, file)
+
     written = []
     if args.show_cost:
         records = read_metrics(args.run_dir)
@@ -358,7 +365,7 @@ def run(args):
         if not records:
             raise ValueError(f"{args.run_dir}: no metrics.jsonl records yet (a run writes one "
                              "at each test)")
-        written.append(plot_cost(records, os.path.join(out, "cost.png"), args.smooth, name))
+        written.append(plot_cost(records, target("cost.png"), args.smooth, name))
     if args.show_filters:
         step, arrays, state = newest_checkpoint(args.run_dir)
         sections = read_cfg(state.get("layers_file") or "layers.cfg", text=state["layers_cfg"])
@@ -367,7 +374,7 @@ def run(args):
         towers = towers_of(graph, args.show_filters)
         groups = graph[args.show_filters][2][0]
         written.append(plot_filters(
-            weights, os.path.join(out, f"filters-{args.show_filters}.png"),
+            weights, target(f"filters-{args.show_filters}.png"),
             f"{name}, step {step}: layer {args.show_filters}{note}"
             + (f", {towers} towers" if towers > 1 else ""),
             towers, args.norm_filters, input_channels=weights.shape[1] * groups)[0])
@@ -391,7 +398,7 @@ def run(args):
                  f" (red bar: the true class; red name: top-1 wrong)")
         file = "preds-errors.png" if args.only_errors else "preds.png"
         written.append(plot_predictions(provider.test_images[index], labels, probs,
-                                        provider.label_names, os.path.join(out, file),
+                                        provider.label_names, target(file),
                                         title)[0])
     for path in written:
         print(f"wrote {path}")
