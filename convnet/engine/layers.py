@@ -343,8 +343,8 @@ class ConvLayer(WeightLayer):
         (default c / groups), drawn as groups * filterChannels / c permutations of all c end to
         end, so every channel feeds the same number of groups. v1's rules, less its kernels'
         multiples of 4."""
-        fc = self.cfg["filterChannels"] != [None] and per_input(self, "filterChannels", i)
-        fc = fc or c // groups
+        given = self.cfg["filterChannels"] != [None]
+        fc = per_input(self, "filterChannels", i) if given else c // groups
         if groups < 2:
             raise self.error(f"randSparse=1 on input {i} needs groups > 1 (got {groups})",
                              "randSparse")
