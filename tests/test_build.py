@@ -41,8 +41,8 @@ LAUNCHER_CALLS = {
     "rnorm_backward": (0, 0, 0, 0, 0, 1, 3, 2, 2, 3, 1e-4, 0.75, 2.0, 0),
     "cnorm_forward": (0, 0, 0, 1, 3, 2, 2, 3, 1e-4, 0.75, 2.0, 0),
     "cnorm_backward": (0, 0, 0, 0, 0, 1, 3, 2, 2, 3, 1e-4, 0.75, 2.0, 0),
-    "dropout_mask": (0, 8, 0.5, 1, 2, 3, 0),
-    "random_normal": (0, 8, 1, 2, 3, 0),
+    "dropout_mask": (0, 8, 0, 0.5, 1, 2, 3, 0),  # mask, n, offset, keep, seed, layer, step
+    "random_normal": (0, 8, 0, 1, 2, 3, 0),
     "dropout_forward": (0, 0, 0, 8, 0.5, 0),
     "dropout_backward": (0, 0, 0, 8, 0.5, 0),
     "softmax_forward": (0, 0, 2, 3, 0),
@@ -161,7 +161,7 @@ def test_build_bad_arguments_raise_value_error_before_any_launch():
     with pytest.raises(ValueError, match="neuron_forward: unknown neuron kind 99"):
         C.neuron_forward(0, 0, 4, 99, 0.0, 0.0, 0)
     with pytest.raises(ValueError, match="dropout_mask: keep"):
-        C.dropout_mask(0, 8, 1.5, 1, 2, 3, 0)
+        C.dropout_mask(0, 8, 0, 1.5, 1, 2, 3, 0)
 
 
 def test_build_default_archs_include_hopper_and_never_native():

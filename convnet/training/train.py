@@ -219,8 +219,8 @@ class Trainer:
             raise TrainingStopped(f"step {self.step}: the ranks' weights differ ({differ}); not "
                                   f"saved; {self.kept()}")
         self.last_save = time.monotonic()
-        self.last_saved_step = self.step
-        if self.comm.rank:
+        if self.comm.rank:  # rank 0 writes; a failed write there ends the job
+            self.last_saved_step = self.step
             return
         state = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
                  "minibatch": self.batch_size, "elapsed_s": self.elapsed,
@@ -228,6 +228,7 @@ class Trainer:
         if self.metrics:
             state["metrics_records"] = self.metrics.count
         save_checkpoint(self.run_dir, self.step, arrays, state)
+        self.last_saved_step = self.step  # only once it is written: a failed write keeps the last
 
     # ------------------------------------------------------------ the loop
     def progress(self):
