@@ -28,10 +28,16 @@ def shipped_nets():
     nets = {}
     for params in sorted(folder.glob(f"*{PARAMS_SUFFIX}")):
         name = params.name[:-len(PARAMS_SUFFIX)]
-        layers = folder / f"{name}.cfg"
-        if layers.is_file():
-            nets[name] = summary(layers.read_text(encoding="utf-8"))
+        files = pair(folder, name)
+        if files:
+            nets[name] = summary(files[0].read_text(encoding="utf-8"))
     return nets
+
+
+def pair(folder, name):
+    """(layers file, params file) of the shipped net `name`, or None when either is missing."""
+    files = folder / f"{name}.cfg", folder / f"{name}{PARAMS_SUFFIX}"
+    return files if all(f.is_file() for f in files) else None
 
 
 def summary(text):
@@ -52,9 +58,10 @@ def expand(files):
     folder = shipped_dir()
     if folder is None:
         return list(files)
-    if len(files) == 1 and not os.path.exists(files[0]) and files[0] in shipped_nets():
-        name = files[0]
-        return [str(folder / f"{name}.cfg"), str(folder / f"{name}{PARAMS_SUFFIX}")]
+    named = (len(files) == 1 and not os.path.exists(files[0]) and os.sep not in files[0]
+             and pair(folder, files[0]))
+    if named:  # two stat calls, not a read of every shipped net's header
+        return [str(f) for f in named]
     out = []
     for f in files:
         parts = Path(f).parts
