@@ -381,7 +381,8 @@ class ConvLayer(WeightLayer):
     def fprop(self, B, xs, ctx):
         fwd = getattr(B, f"{self.op}_forward")
         y = None
-        for x, p, (fs, stride, pad, groups, _) in zip(self.sparse_inputs(B, xs), self.weights,
+        self.cache["inputs"] = self.sparse_inputs(B, xs)  # backward's, without a second gather
+        for x, p, (fs, stride, pad, groups, _) in zip(self.cache["inputs"], self.weights,
                                                       self.geometry):
             yi = fwd(x, p.value, stride, pad, groups)
             y = yi if y is None else y + yi
@@ -393,7 +394,7 @@ class ConvLayer(WeightLayer):
         self.bias.add_grad(B.bias_backward(dz, self.bias.value.ndim))
         dxs = []
         for x, sx, conns, p, (fs, stride, pad, groups, img), nd in zip(
-                xs, self.sparse_inputs(B, xs), self.conns, self.weights, self.geometry, need):
+                xs, self.cache["inputs"], self.conns, self.weights, self.geometry, need):
             p.add_grad(bwd_filter(sx, dz, fs, stride, pad, groups))
             dx = bwd_data(dz, p.value, img, stride, pad, groups) if nd else None
             if dx is not None and conns is not None:
