@@ -157,7 +157,10 @@ def gpu_rel_err(cupy, ours, twin):
         raise RuntimeError(f"twin gave {len(twin)} outputs, ours {len(ours)}")
     num = den = 0.0
     for a, t in zip(ours, twin):
-        t = cupy.from_dlpack(t.detach().contiguous())
+        t = t.detach().contiguous()
+        if str(t.dtype) == "torch.bfloat16":  # a BF16 twin (tensor-core rows); DLPack wants FP32
+            t = t.float()
+        t = cupy.from_dlpack(t)
         if t.shape != a.shape:
             raise RuntimeError(f"twin output {tuple(t.shape)} != ours {tuple(a.shape)}")
         a, t = a.astype(cupy.float64), t.astype(cupy.float64)

@@ -5,6 +5,8 @@ conv's twin is cuDNN through PyTorch (conv2d, aten.convolution_backward); fc's i
 connected layer (an unfold + einsum would time PyTorch's glue, not one kernel).
 """
 from bench_base import (TILE_PERIOD, TOL_REDUCTION, Bench, call, check_close, tiled_reference)
+from convnet.backend import algos
+from convnet.backend import precision as precisions
 from workloads import numel
 
 
@@ -78,6 +80,17 @@ class ConvBench(ProductBench):
         super().__init__(case, ctx)
         if self.L.local:
             self.twin_name = None
+        algo = self.p.get("algo")
+        # a tensor-core row: checked against the exact result at its precision's bound, and
+        # its twin is cuDNN at the same precision (TF32 allowed; BF16 tensors)
+        self.precision = algos.precision_of(algo) if algo else "fp32"
+        if self.precision != "fp32":
+            L = self.L
+            reduction = {"fwd": L.C // L.groups * L.fs ** 2, "bwd_data": L.F // L.groups *
+                         L.fs ** 2, "bwd_filter": L.N * L.OH * L.OW}[self.pass_]
+            self.tol = precisions.tolerance(self.precision, reduction)
+            if self.twin_name:
+                self.twin_name += f", {self.precision}"
 
     def extra(self):
         L = self.L
@@ -85,7 +98,8 @@ class ConvBench(ProductBench):
         return first + (L.stride, L.padding, L.groups)
 
     def options(self):
-        return {"algo": self.p.get("algo")}
+        precision = None if self.precision == "fp32" else self.precision
+        return {"algo": self.p.get("algo"), "precision": precision}
 
     def twin_setup(self, s):
         ts, torch, L = super().twin_setup(s), self.ctx.torch, self.L
@@ -93,9 +107,20 @@ class ConvBench(ProductBench):
             ts["x"] = torch.empty(L.x_shape, device="cuda")
         if self.pass_ == "bwd_filter":
             ts["w"] = torch.empty(L.w_shape, device="cuda")
+        if self.precision == "bf16":
+            ts = {k: v.to(torch.bfloat16) for k, v in ts.items()}
         return ts
 
     def twin(self, ts):
+        torch = self.ctx.torch
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = self.precision == "tf32"
+        try:
+            return self.cudnn(ts)
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
+
+    def cudnn(self, ts):
         L, torch = self.L, self.ctx.torch
         if self.pass_ == "fwd":
             return torch.nn.functional.conv2d(ts["x"], ts["w"], None, L.stride, L.padding, 1,

@@ -34,6 +34,9 @@ void bind_conv(py::module_& m) {
     py::tuple algos(static_cast<size_t>(kConvAlgos));
     for (int a = 0; a < kConvAlgos; ++a) algos[a] = py::str(kConvAlgoNames[a]);
     m.attr("conv_algorithms") = algos;
+    py::tuple precisions(static_cast<size_t>(kConvAlgos));
+    for (int a = 0; a < kConvAlgos; ++a) precisions[a] = py::str(kConvAlgoPrecisions[a]);
+    m.attr("conv_algorithm_precisions") = precisions;
     m.def(
         "conv_algo_unsupported",
         [](const std::string& op, int algo, int N, int C, int H, int W, int F, int fs, int OH,

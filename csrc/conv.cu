@@ -20,6 +20,7 @@
 #include "conv.h"
 #include "conv_gemm.cuh"
 #include "conv_geometry.cuh"
+#include "conv_mma.cuh"
 #include "conv_split.cuh"
 #include "conv_winograd_run.cuh"
 #include "conv_workspace.cuh"
@@ -460,6 +461,12 @@ convsplit::Split filter_split(const ConvGeometry& s, convgemm::Tile tile, ConvAl
                                       convnet::sm_count() * per_sm});
 }
 
+// The tensor-core kernels' split: about four blocks per SM (split_by_fill) over their tiles.
+convsplit::Split filter_split_mma(const ConvGeometry& s) {
+    return convsplit::split_by_fill(convmma::mma_tiles(s.K, s.Fg, s.groups) * s.groups, s.N * s.P,
+                                    static_cast<size_t>(s.F) * s.K);
+}
+
 int winograd_m(ConvAlgo algo) {
     return algo == ConvAlgo::Winograd2 ? 2 : algo == ConvAlgo::Winograd4 ? 4 : 0;
 }
@@ -470,6 +477,7 @@ const char* conv_algo_unsupported(const char* op, int algo, const ConvShape& s) 
     if (algo < 0 || algo >= kConvAlgos) return "no such algorithm (see conv_algorithms)";
     const ConvAlgo a = static_cast<ConvAlgo>(algo);
     if (a == ConvAlgo::Gemm) return nullptr;
+    if (convmma::is_mma(a)) return nullptr;  // every pass of conv and local (sm_80+: launch_mma)
     const std::string name = op;
     if ((a == ConvAlgo::GemmDyAlongF || a == ConvAlgo::GemmDyAlongFFill))
         return name == "conv_backward_filter" ? nullptr : "only conv_backward_filter has it";
@@ -491,17 +499,17 @@ void conv_forward(const float* x, const float* w, float* y, const ConvShape& sha
         return;
     }
     const ForwardOp op = make_op<ForwardOp>(s.N * s.P, s.Fg, {x, s}, {w, s}, {y, s});
-    convgemm::launch_gemm_auto(op, s.groups, stream, name);
+    convmma::launch_gemm_algo(a, op, s.groups, stream, name);
 }
 
 void conv_backward_data(const float* dy, const float* w, float* dx, const ConvShape& shape,
                         int algo, cudaStream_t stream) {
     const char* name = "conv_backward_data";
     const ConvGeometry s = convgemm::make_geometry(shape, name, false);
-    convgemm::checked_algo(name, algo, shape);
+    const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
     if (s.stride == 1) {
         const DataOp op = make_op<DataOp>(s.N * s.HW, s.Cg, {dy, s}, {w, s}, {dx, s});
-        convgemm::launch_gemm_auto(op, s.groups, stream, name);
+        convmma::launch_gemm_algo(a, op, s.groups, stream, name);
     } else {
         convnet::require(static_cast<size_t>(s.groups) * s.stride * s.stride < (size_t(1) << 31),
                          name, "groups * stride^2 too large");
@@ -509,7 +517,7 @@ void conv_backward_data(const float* dy, const float* w, float* dx, const ConvSh
         const int rows = static_cast<int>(convnet::ceil_div(s.H, s.stride));
         const int cols = static_cast<int>(convnet::ceil_div(s.W, s.stride));
         const ResidueOp op = make_op<ResidueOp>(s.N * rows * cols, s.Cg, {dy, s}, {w, s}, {dx, s});
-        convgemm::launch_gemm_auto(op, s.groups * s.stride * s.stride, stream, name);
+        convmma::launch_gemm_algo(a, op, s.groups * s.stride * s.stride, stream, name);
     }
 }
 
@@ -523,19 +531,29 @@ void conv_backward_filter(const float* x, const float* dy, float* dw, const Conv
         return;
     }
     const convgemm::Tile tile = filter_tile(s);
-    const convsplit::Split split = filter_split(s, tile, a);
+    const convsplit::Split split =
+        convmma::is_mma(a) ? filter_split_mma(s) : filter_split(s, tile, a);
     const int dw_size = s.F * s.K;
 
     auto run = [&](float* target) {
-        auto launch = [&](auto op) {
+        auto split_op = [&](auto op) {
             op.splits = split.splits;
             op.chunk = split.chunk;
-            convgemm::launch_gemm_with(tile, op, s.groups * split.splits, stream, name);
+            return op;
         };
-        if (a == ConvAlgo::Gemm)
-            launch(make_op<FilterOp<true>>(s.K, s.Fg, {x, s}, {dy, s}, {target, s}));
+        const int batches = s.groups * split.splits;
+        if (convmma::is_mma(a))
+            convmma::launch_gemm_algo(
+                a, split_op(make_op<FilterOp<true>>(s.K, s.Fg, {x, s}, {dy, s}, {target, s})),
+                batches, stream, name);
+        else if (a == ConvAlgo::Gemm)
+            convgemm::launch_gemm_with(
+                tile, split_op(make_op<FilterOp<true>>(s.K, s.Fg, {x, s}, {dy, s}, {target, s})),
+                batches, stream, name);
         else
-            launch(make_op<FilterOp<false>>(s.K, s.Fg, {x, s}, {dy, s}, {target, s}));
+            convgemm::launch_gemm_with(
+                tile, split_op(make_op<FilterOp<false>>(s.K, s.Fg, {x, s}, {dy, s}, {target, s})),
+                batches, stream, name);
     };
     if (split.splits == 1) {
         run(dw);

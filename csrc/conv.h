@@ -15,14 +15,22 @@ struct ConvShape {
 //   gemm                   the implicit GEMM of conv_gemm.cuh: every pass of conv and local
 //   gemm_dy_along_f        conv backward filter with dy loaded along f (32 cache lines per
 //                          load) instead of along r; the reduction split by whole waves
-//   gemm_dy_along_f_fill   that kernel split for ~4 blocks per SM: the 2026-11-22 H100 report's
+//   gemm_dy_along_f_fill   that kernel split for ~4 blocks per SM: the 2026-11-22 H100 report's rule
 //   winograd2, winograd4   conv forward and backward filter, stride 1: Winograd F(m x m, fs x fs)
 //                          with m = 2 or 4, where alpha = m + fs - 1 <= 6 and the transformed
 //                          planes fit (conv_winograd_run.cuh)
-enum class ConvAlgo : int { Gemm, GemmDyAlongF, GemmDyAlongFFill, Winograd2, Winograd4 };
-inline constexpr int kConvAlgos = 5;
+//   mma_tf32, mma_bf16     every pass of conv and local on the tensor cores (conv_mma.cuh):
+//                          operands rounded to TF32 / BF16, FP32 sums; sm_80 and newer
+// Each algorithm's precision (kConvAlgoPrecisions) is what convnet/backend/precision.py names.
+enum class ConvAlgo : int {
+    Gemm, GemmDyAlongF, GemmDyAlongFFill, Winograd2, Winograd4, MmaTF32, MmaBF16
+};
+inline constexpr int kConvAlgos = 7;
 inline constexpr const char* kConvAlgoNames[kConvAlgos] = {
-    "gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill", "winograd2", "winograd4"};
+    "gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill", "winograd2", "winograd4", "mma_tf32",
+    "mma_bf16"};
+inline constexpr const char* kConvAlgoPrecisions[kConvAlgos] = {
+    "fp32", "fp32", "fp32", "fp32", "fp32", "tf32", "bf16"};
 
 // Why `op` ("conv_forward", ..., "local_backward_filter") cannot run `algo` on shape s, or
 // nullptr when it can. Every launcher checks its algo with this (ValueError naming both).

@@ -261,21 +261,30 @@ Op make_op(int M, int N, typename Op::A a, typename Op::B b, typename Op::Out c)
     return op;
 }
 
-// Launch op over `batches` independent products (grid z), M x N each, with tile config Cfg.
-template <class Cfg, class Op>
-void launch_gemm(const Op& op, int batches, cudaStream_t stream, const char* name) {
-    const size_t m_tiles = convnet::ceil_div(static_cast<size_t>(op.M), Cfg::BM);
-    const size_t n_tiles = convnet::ceil_div(static_cast<size_t>(op.N), Cfg::BN);
+// Calls launch(grid, z0) for `batches` independent products (grid z, at most 65535 a launch),
+// M x N each in BM x BN tiles, checking each launch.
+template <int BM, int BN, class Launch>
+void launch_tiles(int M, int N, int batches, const char* name, Launch launch) {
+    const size_t m_tiles = convnet::ceil_div(static_cast<size_t>(M), BM);
+    const size_t n_tiles = convnet::ceil_div(static_cast<size_t>(N), BN);
     convnet::require(m_tiles <= 0x7fffffffu && n_tiles <= 65535, name,
                      "problem too large for one launch");
     constexpr int kMaxZ = 65535;
     for (int z0 = 0; z0 < batches; z0 += kMaxZ) {
         const int zs = batches - z0 < kMaxZ ? batches - z0 : kMaxZ;
-        const dim3 grid(static_cast<unsigned>(m_tiles), static_cast<unsigned>(n_tiles),
-                        static_cast<unsigned>(zs));
-        implicit_gemm_kernel<Cfg, Op><<<grid, Cfg::THREADS, 0, stream>>>(op, z0);
+        launch(dim3(static_cast<unsigned>(m_tiles), static_cast<unsigned>(n_tiles),
+                    static_cast<unsigned>(zs)),
+               z0);
         convnet::check_launch(name);
     }
+}
+
+// Launch op over `batches` independent products (grid z), M x N each, with tile config Cfg.
+template <class Cfg, class Op>
+void launch_gemm(const Op& op, int batches, cudaStream_t stream, const char* name) {
+    launch_tiles<Cfg::BM, Cfg::BN>(op.M, op.N, batches, name, [&](const dim3& grid, int z0) {
+        implicit_gemm_kernel<Cfg, Op><<<grid, Cfg::THREADS, 0, stream>>>(op, z0);
+    });
 }
 
 // Choosing a tile: the width (N) with the least padded work, weighting narrower tiles by their

@@ -13,6 +13,7 @@
 #include "conv.h"
 #include "conv_gemm.cuh"
 #include "conv_geometry.cuh"
+#include "conv_mma.cuh"
 
 namespace {
 
@@ -299,26 +300,26 @@ struct FilterOp {
 void local_forward(const float* x, const float* w, float* y, const ConvShape& shape,
                    int algo, cudaStream_t stream) {
     const char* name = "local_forward";
-    convgemm::checked_algo(name, algo, shape);
+    const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
     const ConvGeometry s = convgemm::make_geometry(shape, name, true);
     const ForwardOp op = convgemm::make_op<ForwardOp>(s.N, s.Fg, {x, s}, {w, s}, {y, s});
-    convgemm::launch_gemm_auto(op, s.P * s.groups, stream, name);
+    convmma::launch_gemm_algo(a, op, s.P * s.groups, stream, name);
 }
 
 void local_backward_data(const float* dy, const float* w, float* dx, const ConvShape& shape,
                    int algo, cudaStream_t stream) {
     const char* name = "local_backward_data";
-    convgemm::checked_algo(name, algo, shape);
+    const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
     const ConvGeometry s = convgemm::make_geometry(shape, name, true);
     const DataOp op = convgemm::make_op<DataOp>(s.N, s.Cg, {dy, s}, {w, s}, {dx, s});
-    convgemm::launch_gemm_auto(op, s.HW * s.groups, stream, name);
+    convmma::launch_gemm_algo(a, op, s.HW * s.groups, stream, name);
 }
 
 void local_backward_filter(const float* x, const float* dy, float* dw, const ConvShape& shape,
                    int algo, cudaStream_t stream) {
     const char* name = "local_backward_filter";
-    convgemm::checked_algo(name, algo, shape);
+    const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
     const ConvGeometry s = convgemm::make_geometry(shape, name, true);
     const FilterOp op = convgemm::make_op<FilterOp>(s.K, s.Fg, {x, s}, {dy, s}, {dw, s});
-    convgemm::launch_gemm_auto(op, s.P * s.groups, stream, name);
+    convmma::launch_gemm_algo(a, op, s.P * s.groups, stream, name);
 }

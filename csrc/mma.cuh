@@ -63,6 +63,8 @@ inline uint32_t bf16_bits(float x) {
     return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
 inline uint32_t pack_bf16(float lo, float hi) { return bf16_bits(lo) | bf16_bits(hi) << 16; }
+// cvt.rn.bf16.f32: one float rounded to nearest even, as 16 bits.
+inline uint16_t to_bf16(float x) { return static_cast<uint16_t>(bf16_bits(x)); }
 
 namespace twin {
 inline float word_float(uint32_t u) {
@@ -185,6 +187,15 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     uint32_t r = 0;
 #if __CUDA_ARCH__ >= 800
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+#else
+    __trap();
+#endif
+    return r;
+}
+__device__ __forceinline__ uint16_t to_bf16(float x) {
+    uint16_t r = 0;
+#if __CUDA_ARCH__ >= 800
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x));
 #else
     __trap();
 #endif

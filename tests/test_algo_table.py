@@ -70,19 +70,25 @@ def test_the_shipped_table_loads_and_the_kernels_list_every_algorithm():
     assert algos.names_of_algorithms() == tuple(_C.conv_algorithms)
     assert algos.DEFAULT == _C.conv_algorithms[0]
     assert set(_C.conv_algorithms) == {"gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill",
-                                       "winograd2", "winograd4"}
+                                       "winograd2", "winograd4", "mma_tf32", "mma_bf16"}
+    assert dict(zip(_C.conv_algorithms, _C.conv_algorithm_precisions)) == {
+        "gemm": "fp32", "gemm_dy_along_f": "fp32", "gemm_dy_along_f_fill": "fp32",
+        "winograd2": "fp32", "winograd4": "fp32", "mma_tf32": "tf32", "mma_bf16": "bf16"}
 
 
 def test_ab_rows_are_every_other_algorithm_the_kernels_can_run():
     bench_kernels = load("bench_kernels")
     cases = {(c.layer, c.pass_): c for c in workloads.conv_cases()}
-    assert bench_kernels.ab_variants(cases[("alexnet-conv3", "fwd")]) == ["winograd2", "winograd4"]
-    assert bench_kernels.ab_variants(cases[("fashion-conv2", "fwd")]) == ["winograd2"]  # 5x5
-    assert bench_kernels.ab_variants(cases[("alexnet-conv2", "fwd")]) == []  # planes > 1 GiB
+    mma = ["mma_tf32", "mma_bf16"]  # every conv and local pass
+    assert bench_kernels.ab_variants(cases[("alexnet-conv3", "fwd")]) == [
+        "winograd2", "winograd4", *mma]
+    assert bench_kernels.ab_variants(cases[("fashion-conv2", "fwd")]) == ["winograd2", *mma]
+    assert bench_kernels.ab_variants(cases[("alexnet-conv2", "fwd")]) == mma  # planes > 1 GiB
     assert bench_kernels.ab_variants(cases[("alexnet-conv1", "bwd_filter")]) == [
-        "gemm_dy_along_f", "gemm_dy_along_f_fill"]                                # stride 4
-    assert bench_kernels.ab_variants(cases[("alexnet-conv3", "bwd_data")]) == []
+        "gemm_dy_along_f", "gemm_dy_along_f_fill", *mma]                          # stride 4
+    assert bench_kernels.ab_variants(cases[("alexnet-conv3", "bwd_data")]) == mma
     rows = bench_kernels.with_variants([cases[("alexnet-conv3", "fwd")]])
     assert [(r.layer, r.params.get("algo")) for r in rows] == [
         ("alexnet-conv3", None), ("alexnet-conv3@winograd2", "winograd2"),
-        ("alexnet-conv3@winograd4", "winograd4")]
+        ("alexnet-conv3@winograd4", "winograd4"), ("alexnet-conv3@mma_tf32", "mma_tf32"),
+        ("alexnet-conv3@mma_bf16", "mma_bf16")]

@@ -234,3 +234,13 @@ def test_current_build_has_no_spill(current):
            for h in current["findings"]
            if h["rule"] in ("spill", "unresolved")]
     assert bad == [], "\n".join(bad)
+
+
+def test_current_build_has_its_tensor_core_instructions(current):
+    """conv_mma.cuh's kernels, on sm_90 and the JIT targets: HMMA of their precision and LDSM
+    (sass_lint's REQUIRED); each precision's pattern matched kernels."""
+    for pattern, _ in sass_lint.REQUIRED:
+        assert current["required"].get(pattern, 0) > 0, pattern
+    bad = [f"sm_{h['arch']} {h['name']}: {h['detail']}" for h in current["findings"]
+           if h["rule"] == "missing-instruction"]
+    assert bad == [], "\n".join(bad)

@@ -1,4 +1,5 @@
-"""Lint what ptxas made of csrc/: the VIMNMX3 miscompile of commit 1a7b91c, and register spills.
+"""Lint what ptxas made of csrc/: the VIMNMX3 miscompile of commit 1a7b91c, register spills, and
+the instructions the tensor-core kernels must contain.
 
     python tools/sass_lint.py [BINARY] [--json FILE] [--jit-archs 100,103] [--allow-spill RE]
 
@@ -27,6 +28,10 @@ and 103 (1 to 14 instructions from negation to VIMNMX3). The sibling is what tel
 code that merely needs X and -X: without it ("vimnmx3-near-negation") the VIMNMX3 is printed as
 a suspect, not failed. Older SASS has no VIMNMX3, so only sm_90 and newer are disassembled.
 
+Rule "missing-instruction" (fails): on sm_90 and newer, every kernel REQUIRED names holds the
+instructions listed there (conv_mma.cuh's TF32 kernels HMMA.1688.F32.TF32 and LDSM, its BF16
+ones HMMA.16816.F32.BF16 and LDSM); the report counts the kernels each pattern matched.
+
 Spills: -warn-spills only warns, and a cubin's resource usage (cuobjdump -res-usage) gives its
 stack frame, which holds local arrays as well as spills (dropout's random_normal_kernel: 40
 bytes, no spill). So a function without a frame has not spilled; for the JIT targets ptxas -v
@@ -50,6 +55,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Instructions a kernel must contain on sm_90 and newer (rule "missing-instruction"): the
+# tensor-core kernels of csrc/conv_mma.cuh, by precision (0: TF32, 1: BF16).
+MMA_KERNEL = r"convmma::mma_gemm_kernel<.*\(convmma::Precision\)"
+REQUIRED = ((MMA_KERNEL + "0", ("HMMA.1688.F32.TF32", "LDSM")),
+            (MMA_KERNEL + "1", ("HMMA.16816.F32.BF16", "LDSM")))
 NVCC_FLAGS = ("-O3", "-DNDEBUG", "--expt-relaxed-constexpr", "-std=c++17", "-DCONVNET_WITH_CUDA")
 BEFORE, AFTER = 24, 8  # instruction windows of the miscompile rule
 ANON = re.compile(r"_GLOBAL__N__[0-9a-f]+_\d+_(\w+?)_cu_")  # an anonymous namespace's file
@@ -357,6 +367,16 @@ def lint(binary, jit=None, source_dir=ROOT, jobs=2, allow_spill=()):
             hit = {"rule": rule, "arch": arch, "kernel": f, "addr": code[i]["addr"],
                    "instr": code[i]["text"], "detail": detail}
             (problems if rule == "vimnmx3-negation-swap" else report["suspects"]).append(hit)
+    report["required"] = {}
+    for (arch, f), code in sorted(sass.items()):
+        ops = {ins["op"] for ins in code if ins}
+        for pattern, needed in REQUIRED:
+            if re.search(pattern, names[f]):
+                report["required"][pattern] = report["required"].get(pattern, 0) + 1
+                missing = [n for n in needed if not any(op.startswith(n) for op in ops)]
+                if missing:
+                    problems.append({"rule": "missing-instruction", "arch": arch, "kernel": f,
+                                     "detail": f"no {', '.join(missing)} in its SASS"})
     for hit in problems + report["suspects"]:
         hit["name"] = names.get(hit["kernel"], hit["kernel"])
     report["findings"] = problems
@@ -413,6 +433,8 @@ def format_summary(report):
             for name, cells in sorted(rows.items())]
     out.append("VIMNMX3 instructions: " + ", ".join(
         f"sm_{a} {n}" for a, n in sorted(report["vimnmx3"].items())))
+    out.append("kernels checked for their instructions: " + ", ".join(
+        f"{n} of {p}" for p, n in report.get("required", {}).items()))
     for kind, hits in (("suspect, not failing", report["suspects"]), ("FAIL", report["findings"])):
         for h in hits:
             where = f" +0x{h['addr']:04x} {h['instr']}" if "addr" in h else ""

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from ..backend.precision import PRECISIONS
 from ..data import CIFAR_IMAGE_SHAPE, DataError, make_provider, provider_image_shape
 from ..engine.config import ConfigError, read_cfg, read_cfg_text
 from ..engine.describe import describe, replicas_line
@@ -77,6 +78,10 @@ def build_parser():
            "time; each test here scores every batch of --test-range, which is the same for a "
            "one-batch range such as CIFAR's 6")
     a("--backend", default=None, help="auto (default), numpy or cuda; also $CONVNET_BACKEND")
+    a("--precision", default="fp32", choices=PRECISIONS,
+      help="the conv and local layers' products where their precision= is unset: fp32, or "
+           "operands rounded to tf32 / bf16 as the tensor cores take them, FP32 sums (the cuda "
+           "backend runs them on sm_80 and newer; numpy rounds the same way)")
     a("--gpu", default=None, help="the physical GPU of each logical device (layers' gpu=), e.g. "
                                   "0,1; 0,0 runs both on GPU 0 (cuda backend; numpy ignores it)")
     a("--seed", type=int, default=None, help="0 by default; a resumed run keeps its own")
@@ -283,7 +288,8 @@ def build_and_train(args, comm, found, provider, layer_sections, param_sections,
     state = found[2] if found is not None else None
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend=args.backend, seed=args.seed,
-              data_shapes=data_shapes(layer_sections, provider), gpus=gpus)
+              data_shapes=data_shapes(layer_sections, provider), gpus=gpus,
+              precision=args.precision)
     if net.B.name == "cuda":  # the gradients go over NCCL, on the GPU they live on
         comm = on_gpu(comm, net.dev.phys[net.layers[-1].gpu])
     if hasattr(provider, "set_backend"):  # the image provider stages batches on the GPU

@@ -2,15 +2,16 @@
 
 The algorithms and the rule for which shapes each can run live in csrc/conv.h and conv.cu
 (`convnet._C.conv_algorithms`, `convnet._C.conv_algo_unsupported`); this module only picks.
-`choose(op, shape)` returns the table's entry for that exact shape (algos.json, written from the
-timings of a GPU run: benchmarks/bench_kernels.py --ab, then benchmarks/report.py --algo-table),
-else the op's default. No environment is read: a caller who wants another algorithm passes
+`choose(op, shape, precision)` returns, for fp32, the table's entry for that exact shape
+(algos.json, written from the timings of a GPU run: benchmarks/bench_kernels.py --ab, then
+benchmarks/report.py --algo-table), else the op's default; tf32 and bf16 have one kernel each. No environment is read: a caller who wants another algorithm passes
 `algo=` explicitly.
 """
 import json
 import os
 
 from convnet import _C
+from convnet.backend import precision as precisions
 
 OPS = ("conv_forward", "conv_backward_data", "conv_backward_filter",
        "local_forward", "local_backward_data", "local_backward_filter")
@@ -45,24 +46,38 @@ def names_of_algorithms():
     return tuple(getattr(_C, "conv_algorithms", ())) if _C is not None else ()
 
 
+def precision_of(name):
+    """The precision algorithm `name` computes in (convnet._C.conv_algorithm_precisions)."""
+    names = names_of_algorithms()
+    return dict(zip(names, getattr(_C, "conv_algorithm_precisions", ())))[name]
+
+
 _table = None
 
 
-def choose(op, shape):
-    """The algorithm name for `op` on ConvShape tuple `shape`: the table's, else DEFAULT."""
+def choose(op, shape, precision="fp32"):
+    """The algorithm name for `op` on ConvShape tuple `shape` at `precision`: for fp32 the
+    table's, else DEFAULT; for tf32 and bf16 their tensor-core kernel, mma_<precision>."""
     global _table
+    if precision != "fp32":
+        return f"mma_{precision}"
     if _table is None:
         _table = load_table()
     return _table.get(op, {}).get(shape_key(shape), DEFAULT)
 
 
-def index(op, algo, shape):
-    """The kernel's index of algorithm `algo` for `op` on `shape` (None: choose), or ValueError
-    saying why it cannot run there."""
+def index(op, algo, shape, precision="fp32"):
+    """The kernel's index of algorithm `algo` for `op` on `shape` (None: choose for
+    `precision`), or ValueError saying why it cannot run there or computes in another
+    precision."""
+    precisions.check(op, precision)
     names = names_of_algorithms()
-    name = choose(op, shape) if algo is None else algo
+    name = choose(op, shape, precision) if algo is None else algo
     if name not in names:
         raise ValueError(f"{op}: unknown algo {name!r}; convnet._C has {', '.join(names)}")
+    if precision_of(name) != precision:
+        raise ValueError(f"{op}: algo {name} computes in {precision_of(name)}, not "
+                         f"precision={precision}")
     i = names.index(name)
     why = _C.conv_algo_unsupported(op, i, *shape)
     if why:

@@ -317,20 +317,22 @@ def _ops(*entries):
     return {e.name: e for e in entries}
 
 
-_BWD_FILTER = ("gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill", "winograd2", "winograd4")
+P = "precision='fp32'"  # the conv and local ops' precision (precision.py)
+MMA = ("mma_tf32", "mma_bf16")  # every conv and local pass (sm_80 and newer)
+_BWD_FILTER = ("gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill", "winograd2", "winograd4", *MMA)
 
 OPS = _ops(
-    Op("conv_forward", ("x", "w", "stride", "padding", "groups"), "y",
-       ("gemm", "winograd2", "winograd4")),
-    Op("conv_backward_data", ("dy", "w", "img_size", "stride", "padding", "groups"), "dx",
-       ("gemm",)),
-    Op("conv_backward_filter", ("x", "dy", "filter_size", "stride", "padding", "groups"), "dw",
+    Op("conv_forward", ("x", "w", "stride", "padding", "groups", P), "y",
+       ("gemm", "winograd2", "winograd4", *MMA)),
+    Op("conv_backward_data", ("dy", "w", "img_size", "stride", "padding", "groups", P), "dx",
+       ("gemm", *MMA)),
+    Op("conv_backward_filter", ("x", "dy", "filter_size", "stride", "padding", "groups", P), "dw",
        _BWD_FILTER),
-    Op("local_forward", ("x", "w", "stride", "padding", "groups"), "y", ("gemm",)),
-    Op("local_backward_data", ("dy", "w", "img_size", "stride", "padding", "groups"), "dx",
-       ("gemm",)),
-    Op("local_backward_filter", ("x", "dy", "filter_size", "stride", "padding", "groups"), "dw",
-       ("gemm",)),
+    Op("local_forward", ("x", "w", "stride", "padding", "groups", P), "y", ("gemm", *MMA)),
+    Op("local_backward_data", ("dy", "w", "img_size", "stride", "padding", "groups", P), "dx",
+       ("gemm", *MMA)),
+    Op("local_backward_filter", ("x", "dy", "filter_size", "stride", "padding", "groups", P), "dw",
+       ("gemm", *MMA)),
     Op("bias_forward", ("y", "b"), "y + b"),
     Op("bias_backward", ("dy", "bias_ndim"), "db"),
     Op("fc_forward", ("x", "w"), "x @ w"),

@@ -4,7 +4,7 @@ Same names, arguments and layouts as convnet.backend.numpy_conv, plus `out=`: a 
 C-contiguous CuPy array of the result's shape to write into (every element is overwritten;
 without it the result is a new array), and `algo=`: the kernel algorithm by name (one of
 convnet._C.conv_algorithms that can run the shape, else ValueError; None: the one
-convnet.backend.algos chooses). Kernels run on CuPy's current stream and device.
+convnet.backend.algos chooses for the precision). Kernels run on CuPy's current stream and device.
 """
 from convnet import _C
 from convnet.backend import algos, contract
@@ -29,17 +29,17 @@ def _weights(op, kind, w, channels, filters, groups, out_size):
 
 
 def _launch(op, a, b, out, n, channels, img_size, filters, filter_size, out_size, stride,
-            padding, groups, algo):
+            padding, groups, algo, precision):
     """Queue `op`'s kernel on the current stream (nothing to do for an empty batch, once `algo`
     is known to be one `op` can run)."""
     shape = (n, channels, img_size[0], img_size[1], filters, filter_size, out_size[0],
              out_size[1], int(stride), int(padding), int(groups))
-    algo_index = algos.index(op, algo, shape)
+    algo_index = algos.index(op, algo, shape, precision)
     if n:
         getattr(_C, op)(a.data.ptr, b.data.ptr, out.data.ptr, *shape, algo_index, stream())
 
 
-def _forward(kind, x, w, stride, padding, groups, out, algo):
+def _forward(kind, x, w, stride, padding, groups, out, algo, precision):
     op = f"{kind}_forward"
     w_ndim, f_axis, _, fs_axis = _WEIGHTS[kind]
     array(op, "x", x, ndim=4)
@@ -51,11 +51,11 @@ def _forward(kind, x, w, stride, padding, groups, out, algo):
     _weights(op, kind, w, channels, filters, groups, out_size)
     y = output(op, out, (n, filters, *out_size), (x, w))
     _launch(op, x, w, y, n, channels, (height, width), filters, filter_size, out_size, stride,
-            padding, groups, algo)
+            padding, groups, algo, precision)
     return y
 
 
-def _backward_data(kind, dy, w, img_size, stride, padding, groups, out, algo):
+def _backward_data(kind, dy, w, img_size, stride, padding, groups, out, algo, precision):
     op = f"{kind}_backward_data"
     w_ndim, f_axis, c_axis, fs_axis = _WEIGHTS[kind]
     array(op, "dy", dy, ndim=4)
@@ -69,11 +69,11 @@ def _backward_data(kind, dy, w, img_size, stride, padding, groups, out, algo):
     contract.shape_is(op, "dy", dy, (n, filters, *out_size))
     dx = output(op, out, (n, channels, *img_size), (dy, w))
     _launch(op, dy, w, dx, n, channels, img_size, filters, filter_size, out_size, stride,
-            padding, groups, algo)
+            padding, groups, algo, precision)
     return dx
 
 
-def _backward_filter(kind, x, dy, filter_size, stride, padding, groups, out, algo):
+def _backward_filter(kind, x, dy, filter_size, stride, padding, groups, out, algo, precision):
     op = f"{kind}_backward_filter"
     array(op, "x", x, ndim=4)
     array(op, "dy", dy, ndim=4)
@@ -86,33 +86,41 @@ def _backward_filter(kind, x, dy, filter_size, stride, padding, groups, out, alg
     w_shape = (filters, channels // groups, filter_size, filter_size)
     dw = output(op, out, (*out_size, *w_shape) if kind == "local" else w_shape, (x, dy))
     _launch(op, x, dy, dw, n, channels, (height, width), filters, filter_size, out_size, stride,
-            padding, groups, algo)
+            padding, groups, algo, precision)
     if n == 0:  # the weight gradients of an empty batch are zero sums: no kernel ran
         dw.fill(0)
     return dw
 
 
-def conv_forward(x, w, stride, padding, groups, out=None, algo=None):
+def conv_forward(x, w, stride, padding, groups, precision="fp32", out=None, algo=None):
     """w (F, C // groups, fs, fs)."""
-    return _forward("conv", x, w, stride, padding, groups, out, algo)
+    return _forward("conv", x, w, stride, padding, groups, out, algo, precision)
 
 
-def conv_backward_data(dy, w, img_size, stride, padding, groups, out=None, algo=None):
-    return _backward_data("conv", dy, w, img_size, stride, padding, groups, out, algo)
+def conv_backward_data(dy, w, img_size, stride, padding, groups,
+                         precision="fp32", out=None, algo=None):
+    return _backward_data("conv", dy, w, img_size, stride, padding, groups,
+                          out, algo, precision)
 
 
-def conv_backward_filter(x, dy, filter_size, stride, padding, groups, out=None, algo=None):
-    return _backward_filter("conv", x, dy, filter_size, stride, padding, groups, out, algo)
+def conv_backward_filter(x, dy, filter_size, stride, padding, groups,
+                         precision="fp32", out=None, algo=None):
+    return _backward_filter("conv", x, dy, filter_size, stride, padding, groups,
+                          out, algo, precision)
 
 
-def local_forward(x, w, stride, padding, groups, out=None, algo=None):
+def local_forward(x, w, stride, padding, groups, precision="fp32", out=None, algo=None):
     """w (OH, OW, F, C // groups, fs, fs)."""
-    return _forward("local", x, w, stride, padding, groups, out, algo)
+    return _forward("local", x, w, stride, padding, groups, out, algo, precision)
 
 
-def local_backward_data(dy, w, img_size, stride, padding, groups, out=None, algo=None):
-    return _backward_data("local", dy, w, img_size, stride, padding, groups, out, algo)
+def local_backward_data(dy, w, img_size, stride, padding, groups,
+                         precision="fp32", out=None, algo=None):
+    return _backward_data("local", dy, w, img_size, stride, padding, groups,
+                          out, algo, precision)
 
 
-def local_backward_filter(x, dy, filter_size, stride, padding, groups, out=None, algo=None):
-    return _backward_filter("local", x, dy, filter_size, stride, padding, groups, out, algo)
+def local_backward_filter(x, dy, filter_size, stride, padding, groups,
+                         precision="fp32", out=None, algo=None):
+    return _backward_filter("local", x, dy, filter_size, stride, padding, groups,
+                          out, algo, precision)

@@ -21,7 +21,7 @@ the next op reads them without a transposing copy too.
 """
 import numpy as np
 
-from . import contract
+from . import contract, precision as precisions
 from .contract import conv_output_size
 
 __all__ = [
@@ -123,8 +123,9 @@ def _group_slices(total, groups):
 # conv (filterActs, imgActs, weightActs)
 
 
-def conv_forward(x, w, stride, padding, groups):
+def conv_forward(x, w, stride, padding, groups, precision="fp32"):
     """y[n, f] = sum over the group's channels of the correlation of x with filter w[f]."""
+    x, w = precisions.operands("conv_forward", precision, x, w)
     contract.ndim("conv_forward", "x", x, 4)
     contract.ndim("conv_forward", "w", w, 4)
     n, channels, height, width = x.shape
@@ -144,8 +145,9 @@ def conv_forward(x, w, stride, padding, groups):
     return y.transpose(3, 0, 1, 2)
 
 
-def conv_backward_data(dy, w, img_size, stride, padding, groups):
+def conv_backward_data(dy, w, img_size, stride, padding, groups, precision="fp32"):
     """dx: the column gradients w^T dy summed back onto the image (cuda-convnet's imgActs)."""
+    dy, w = precisions.operands("conv_backward_data", precision, dy, w)
     contract.ndim("conv_backward_data", "dy", dy, 4)
     contract.ndim("conv_backward_data", "w", w, 4)
     n, filters = dy.shape[:2]
@@ -169,8 +171,9 @@ def conv_backward_data(dy, w, img_size, stride, padding, groups):
     return _image_grad(dcanvas, padding, tuple(img_size))
 
 
-def conv_backward_filter(x, dy, filter_size, stride, padding, groups):
+def conv_backward_filter(x, dy, filter_size, stride, padding, groups, precision="fp32"):
     """dw[f] = sum over the batch and positions of dy[n, f, oy, ox] * patch (weightActs)."""
+    x, dy = precisions.operands("conv_backward_filter", precision, x, dy)
     contract.ndim("conv_backward_filter", "x", x, 4)
     contract.ndim("conv_backward_filter", "dy", dy, 4)
     n, channels, height, width = x.shape
@@ -196,8 +199,9 @@ def conv_backward_filter(x, dy, filter_size, stride, padding, groups):
 # position (a batched matmul), w[p] (F, C/groups*fs*fs) against the position's columns.
 
 
-def local_forward(x, w, stride, padding, groups):
+def local_forward(x, w, stride, padding, groups, precision="fp32"):
     """y[n, f, oy, ox] = sum over the group's (c, i, j) of w[oy, ox, f, c, i, j] * patch values."""
+    x, w = precisions.operands("local_forward", precision, x, w)
     contract.ndim("local_forward", "x", x, 4)
     contract.ndim("local_forward", "w", w, 6)
     n, channels, height, width = x.shape
@@ -220,8 +224,9 @@ def local_forward(x, w, stride, padding, groups):
     return y.transpose(3, 0, 1, 2)
 
 
-def local_backward_data(dy, w, img_size, stride, padding, groups):
+def local_backward_data(dy, w, img_size, stride, padding, groups, precision="fp32"):
     """dx: each position's column gradient w[oy, ox]^T dy[:, :, oy, ox], summed back (col2im)."""
+    dy, w = precisions.operands("local_backward_data", precision, dy, w)
     contract.ndim("local_backward_data", "dy", dy, 4)
     contract.ndim("local_backward_data", "w", w, 6)
     n, filters = dy.shape[:2]
@@ -247,8 +252,9 @@ def local_backward_data(dy, w, img_size, stride, padding, groups):
     return _image_grad(dcanvas, padding, tuple(img_size))
 
 
-def local_backward_filter(x, dy, filter_size, stride, padding, groups):
+def local_backward_filter(x, dy, filter_size, stride, padding, groups, precision="fp32"):
     """dw[oy, ox, f] = sum over the batch of dy[n, f, oy, ox] * patch[n, group(f), oy, ox]."""
+    x, dy = precisions.operands("local_backward_filter", precision, x, dy)
     contract.ndim("local_backward_filter", "x", x, 4)
     contract.ndim("local_backward_filter", "dy", dy, 4)
     n, channels, height, width = x.shape

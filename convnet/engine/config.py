@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..backend.contract import NEURON_KINDS, NEURON_PARAMS
+from ..backend.precision import PRECISIONS
 
 
 class ConfigError(Exception):
@@ -133,6 +134,14 @@ def parse_bool(text):
     if text.strip().lower() in ("0", "false", "no"):
         return False
     raise ValueError(f"expected 0 or 1, got {shown(text)}")
+
+
+def parse_precision(text):
+    """A conv or local layer's precision= (convnet/backend/precision.py): fp32, tf32 or bf16."""
+    value = text.strip().lower()
+    if value not in PRECISIONS:
+        raise ValueError(f"expected one of {', '.join(PRECISIONS)}, got {shown(text)}")
+    return value
 
 
 def parse_str(text):

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..backend import contract
 from ..backend.contract import conv_output_size, pool_output_size, pool_windows
-from .config import (parse_bool, parse_float, parse_int, parse_momentum, parse_neuron, parse_rate,
-                     parse_str, shown)
+from .config import (parse_bool, parse_float, parse_int, parse_momentum, parse_neuron,
+                     parse_precision, parse_rate, parse_str, shown)
 
 REQUIRED = object()
 
@@ -271,6 +271,9 @@ class ConvLayer(WeightLayer):
     every input must make the same number."""
     KEYS = {**CONV_KEYS, "sharedBiases": (parse_bool, True, False),
             "sumWidth": (parse_int, 0, False)}
+    # precision=: the products' precision (fp32, tf32, bf16); unset, the net's (--precision)
+    PARAMS = {**WeightLayer.PARAMS, "precision": (parse_precision, None, False)}
+    precision = "fp32"  # Net.build sets it from precision= or the net's default
     op = "conv"
     shared_biases = True
 
@@ -384,7 +387,7 @@ class ConvLayer(WeightLayer):
         self.cache["inputs"] = self.sparse_inputs(B, xs)  # backward's, without a second gather
         for x, p, (fs, stride, pad, groups, _) in zip(self.cache["inputs"], self.weights,
                                                       self.geometry):
-            yi = fwd(x, p.value, stride, pad, groups)
+            yi = fwd(x, p.value, stride, pad, groups, precision=self.precision)
             y = yi if y is None else y + yi
         return B.bias_forward(y, self.bias.value)
 
@@ -395,8 +398,9 @@ class ConvLayer(WeightLayer):
         dxs = []
         for x, sx, conns, p, (fs, stride, pad, groups, img), nd in zip(
                 xs, self.cache["inputs"], self.conns, self.weights, self.geometry, need):
-            p.add_grad(bwd_filter(sx, dz, fs, stride, pad, groups))
-            dx = bwd_data(dz, p.value, img, stride, pad, groups) if nd else None
+            p.add_grad(bwd_filter(sx, dz, fs, stride, pad, groups, precision=self.precision))
+            dx = (bwd_data(dz, p.value, img, stride, pad, groups, precision=self.precision)
+                  if nd else None)
             if dx is not None and conns is not None:
                 dx = B.channel_gather_backward(dx, conns, x.shape[1])
             dxs.append(dx)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend import get_backend
+from ..backend import precision as precisions
 from .config import ConfigError, Section, read_cfg
 from .devices import placement
 from .layer_types import LAYER_TYPES
@@ -39,14 +40,18 @@ class Net:
     """A convnet. Build it with Net.from_cfg(layers_path, params_path) or Net(specs)."""
 
     def __init__(self, specs=None, backend="numpy", dtype=np.float32, seed=0, data_shapes=None,
-                 layer_sections=None, param_sections=None, params_file=None, gpus=None):
-        """`gpus`: physical GPU of each logical device (the cuda backend; see devices.py)."""
+                 layer_sections=None, param_sections=None, params_file=None, gpus=None,
+                 precision="fp32"):
+        """`gpus`: physical GPU of each logical device (the cuda backend; see devices.py);
+        `precision`: the conv and local layers' (fp32, tf32, bf16) where their precision= is
+        unset (convnet/backend/precision.py)."""
         if specs is not None:
             layer_sections, param_sections = specs_to_sections(specs)
         self.B = get_backend(backend)
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.params_file = params_file
+        self.precision = precisions.check("Net", precision)
         self.layers = self.build(layer_sections, param_sections, data_shapes or {})
         self.dev = placement(self.B, self.layers, gpus)
         self.copied = {}  # {(producer, consumer): {"forward": bytes, "backward": bytes}}
@@ -83,6 +88,8 @@ class Net:
             pcfg = parse_section(psec, cls.PARAMS, n_inputs, f"the params of type {ltype}")
             layers[name] = cls(name, cfg, pcfg, sec, index)
             layers[name].psection = psec
+            if "precision" in cls.PARAMS:
+                self.set_precision(layers[name])
         for name, psec in psections.items():
             if name not in layers:
                 raise psec.error("this params section matches no layer in the layers file")
@@ -91,6 +98,14 @@ class Net:
         self.shape_layers(order, layers, data_shapes)
         self.link(layers)
         return order
+
+    def set_precision(self, layer):
+        """A conv or local layer's precision: its precision= or the net's; tf32 and bf16 round
+        float32 operands, so a float64 net (gradient checks) takes fp32 only."""
+        layer.precision = layer.pcfg["precision"] or self.precision
+        if layer.precision != "fp32" and self.dtype != np.float32:
+            raise layer.error(f"precision={layer.precision} rounds float32 operands; this net is "
+                              f"{self.dtype} (fp32 only)", "precision")
 
     @staticmethod
     def place(order, layers):

@@ -19,6 +19,7 @@ uint3 thread_idx, block_idx;
 dim3 block_dim, grid_dim;
 cudaError_t last_error = cudaSuccess;
 int sm_count = 2, occupancy = 2, device_count = 2;
+int compute_capability = 90;  // what the device queries answer: sm_90 (an H100) unless set
 long live_allocations = 0;
 int order_mode = 2;  // 0 forward, 1 reverse, 2 shuffled
 std::mt19937 order_rng(1);
@@ -399,6 +400,8 @@ void emu_config(int order, int seed, int sms) {
 // the kernels cache the first answer.
 void emu_set_occupancy(int n) { emu::occupancy = n; }
 void emu_set_device_count(int n) { emu::device_count = n; }
+// The compute capability the device queries answer, as 10 * major + minor (75: sm_75).
+void emu_set_compute_capability(int cc) { emu::compute_capability = cc; }
 long emu_live_allocations() { return emu::live_allocations; }
 long emu_launches_run() { return emu::launches_run; }
 long emu_blocks_run() { return emu::blocks_run; }

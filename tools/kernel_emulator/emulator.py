@@ -133,8 +133,9 @@ def load(path, name="convnet._C"):
 
 def install(path):
     """The emulated module at `path` as convnet._C (before convnet is imported), configured from
-    CONVNET_EMU_ORDER (shuffled), CONVNET_EMU_SEED (0), CONVNET_EMU_SMS (2) and
-    CONVNET_EMU_DEVICES (2, the logical devices)."""
+    CONVNET_EMU_ORDER (shuffled), CONVNET_EMU_SEED (0), CONVNET_EMU_SMS (2),
+    CONVNET_EMU_DEVICES (2, the logical devices) and CONVNET_EMU_ARCH (90: sm_90, what the
+    compute-capability query answers)."""
     if "convnet" in sys.modules:
         raise RuntimeError("emulator.install must run before convnet is imported")
     sys.modules["convnet._C"] = module = load(path)
@@ -143,6 +144,7 @@ def install(path):
                        int(os.environ.get("CONVNET_EMU_SEED", "0")),
                        int(os.environ.get("CONVNET_EMU_SMS", "2")))
     controls.lib.emu_set_device_count(int(os.environ.get("CONVNET_EMU_DEVICES", "2")))
+    controls.lib.emu_set_compute_capability(int(os.environ.get("CONVNET_EMU_ARCH", "90")))
     return module
 
 
@@ -152,7 +154,7 @@ class Controls:
     def __init__(self, path):
         lib = self.lib = ctypes.CDLL(str(path))
         lib.emu_config.argtypes = [ctypes.c_int] * 3
-        for name in ("emu_set_occupancy", "emu_set_device_count"):
+        for name in ("emu_set_occupancy", "emu_set_device_count", "emu_set_compute_capability"):
             getattr(lib, name).argtypes = [ctypes.c_int]
         for name in ("emu_live_allocations", "emu_launches_run", "emu_blocks_run"):
             getattr(lib, name).restype = ctypes.c_long
@@ -169,6 +171,10 @@ class Controls:
     def set_occupancy(self, blocks_per_sm):
         """What the occupancy query answers (< 1: it fails); before the first conv launch."""
         self.lib.emu_set_occupancy(blocks_per_sm)
+
+    def set_compute_capability(self, cc):
+        """What the compute-capability query answers, 10 * major + minor (75: sm_75)."""
+        self.lib.emu_set_compute_capability(cc)
 
     def launches(self):
         return self.lib.emu_launches_run()

@@ -129,11 +129,16 @@ enum cudaError_t {
     cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9, cudaErrorNoDevice = 100, cudaErrorLaunchFailure = 719
 };
-enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrMemoryPoolsSupported = 115 };
+enum cudaDeviceAttr {
+    cudaDevAttrMultiProcessorCount = 16,
+    cudaDevAttrComputeCapabilityMajor = 75,
+    cudaDevAttrComputeCapabilityMinor = 76,
+    cudaDevAttrMemoryPoolsSupported = 115
+};
 enum cudaMemPoolAttr { cudaMemPoolAttrReleaseThreshold = 4 };
 namespace emu {
 extern cudaError_t last_error;
-extern int sm_count, occupancy, device_count;
+extern int sm_count, occupancy, device_count, compute_capability;
 extern long live_allocations;
 void* guarded_alloc(size_t bytes, int mode);  // mode 0: ends at a protected page; 1: starts after one
 void guarded_free(void* p);
@@ -145,7 +150,10 @@ inline cudaError_t cudaPeekAtLastError() { return emu::last_error; }
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 inline cudaError_t cudaGetDeviceCount(int* n) { *n = emu::device_count; return cudaSuccess; }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int) {
-    *v = a == cudaDevAttrMultiProcessorCount ? emu::sm_count : 1;
+    *v = a == cudaDevAttrMultiProcessorCount        ? emu::sm_count
+         : a == cudaDevAttrComputeCapabilityMajor ? emu::compute_capability / 10
+         : a == cudaDevAttrComputeCapabilityMinor ? emu::compute_capability % 10
+                                                  : 1;
     return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* p, int) { *p = nullptr; return cudaSuccess; }

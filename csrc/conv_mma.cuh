@@ -1,0 +1,255 @@
+// The tensor-core twin of conv_gemm.cuh's engine: the same ops (every pass of conv and local,
+// their operands gathered by the op's A and B), the products on mma.sync with FP32 accumulation.
+//
+//     block (BM x BN outputs of C, warps of WM x WN outputs each)
+//       loop over the block's slice of k, BK = 16 at a time:
+//         global -> registers   the next slice of A and B (the op's gathers, prefetched while
+//                               the tensor cores work on this one)
+//         registers -> shared   converted as the tensor cores take them (TF32: cvt.rna, 32 bits
+//                               an element; BF16: cvt.rn, 16 bits), As[m][k], Bs[n][k] with k
+//                               contiguous, 2 buffers
+//         shared -> fragments   ldmatrix (.x4: one 16 x k-step tile of A, or two 8 x k-step
+//                               tiles of B); the rows are padded so that its 8 row reads of a
+//                               matrix hit 32 different banks
+//         tensor cores          mma.sync m16n8k8 (TF32) or m16n8k16 (BF16)
+//       epilogue: the op's store, element by element, as conv_gemm.cuh's
+//
+// The registers -> shared step converts each element once; cp.async could not (it copies bytes),
+// so the gathers stay in registers, as in the FP32 engine. sm_80 and newer: launch_mma refuses
+// older devices with a message, and the instructions trap there.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common.cuh"
+#include "conv.h"
+#include "conv_gemm.cuh"
+#include "mma.cuh"
+
+namespace convmma {
+
+enum class Precision { TF32, BF16 };
+
+template <Precision P>
+struct Staged;
+template <>
+struct Staged<Precision::TF32> {
+    using T = uint32_t;
+    static constexpr int K_STEP = 8;  // k of one mma
+    static constexpr int PAD = 4;     // 80-byte rows
+    __device__ static T convert(float v) { return convnet::mma::to_tf32(v); }
+    __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+        convnet::mma::mma_tf32(d, a, b, d);
+    }
+};
+template <>
+struct Staged<Precision::BF16> {
+    using T = uint16_t;
+    static constexpr int K_STEP = 16;
+    static constexpr int PAD = 8;  // 48-byte rows
+    __device__ static T convert(float v) { return convnet::mma::to_bf16(v); }
+    __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+        convnet::mma::mma_bf16(d, a, b, d);
+    }
+};
+
+template <int BM_, int BN_, int WM_, int WN_, int MIN_BLOCKS_>
+struct MmaTile {
+    static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_, MIN_BLOCKS = MIN_BLOCKS_;
+    static constexpr int BK = 16;
+    static constexpr int WARPS_M = BM / WM, THREADS = 32 * WARPS_M * (BN / WN);
+    static constexpr int MT = WM / 16, NT = WN / 8;  // mma tiles of a warp
+    static_assert(BM % WM == 0 && BN % WN == 0 && WM % 16 == 0 && NT % 2 == 0,
+                  "warps tile the block; B's fragments load two n-tiles at a time");
+};
+
+using MmaLarge = MmaTile<128, 128, 64, 32, 1>;  // 8 warps
+using MmaSmall = MmaTile<64, 64, 32, 32, 2>;    // 4 warps
+
+// A loader's registers into S[row][k], converted.
+template <class Convert, class Loader, class T, int LD>
+__device__ __forceinline__ void stash_rows(const Loader& l, T (*s)[LD]) {
+#pragma unroll
+    for (int j = 0; j < Loader::NK; ++j)
+#pragma unroll
+        for (int i = 0; i < Loader::NR; ++i)
+            s[l.row_lane + i * Loader::ROW_LANES][l.k_lane + j * Loader::K_LANES] =
+                Convert::convert(l.regs[i][j]);
+}
+
+template <class Cfg, Precision P, class Op>
+__global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
+    mma_gemm_kernel(const Op op, int z_base) {
+    using S = Staged<P>;
+    using T = typename S::T;
+    using Block = typename Op::Block;
+    constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, MT = Cfg::MT, NT = Cfg::NT;
+    constexpr int LD = BK + S::PAD;
+    constexpr int HALF_STEP = S::K_STEP / 2;  // a 16-byte column of an ldmatrix matrix
+
+    __shared__ __align__(16) T As[2][BM][LD];
+    __shared__ __align__(16) T Bs[2][BN][LD];
+
+    const Block blk = op.block(z_base + static_cast<int>(blockIdx.z));
+    const int m0 = static_cast<int>(blockIdx.x) * BM;
+    const int n0 = static_cast<int>(blockIdx.y) * BN;
+    const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
+    const int wm = (warp % Cfg::WARPS_M) * Cfg::WM, wn = (warp / Cfg::WARPS_M) * Cfg::WN;
+
+    convgemm::TileLoader<typename Op::A, Block, BM, BK, Cfg::THREADS> load_a;
+    convgemm::TileLoader<typename Op::B, Block, BN, BK, Cfg::THREADS> load_b;
+    load_a.init(op.a, blk, m0);
+    load_b.init(op.b, blk, n0);
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    int k0 = blk.k_begin;
+    if (k0 < blk.k_end) {
+        load_a.fetch(op.a, blk, k0);
+        load_b.fetch(op.b, blk, k0);
+        stash_rows<S>(load_a, As[0]);
+        stash_rows<S>(load_b, Bs[0]);
+    }
+    __syncthreads();
+
+    // ldmatrix row addresses: lane l names row l % 8 of matrix l / 8. A: matrices (rows 0-7,
+    // k 0..), (rows 8-15, k 0..), (rows 0-7, k half..), (rows 8-15, k half..) are registers
+    // a0..a3 of m16n8k8.tf32 and m16n8k16.bf16 alike; B: (n 0-7, k 0..), (n 0-7, k half..) of
+    // two neighbouring n-tiles.
+    const int a_row = lane % 16, a_col = HALF_STEP * (lane / 16);
+    const int b_row = lane % 8 + 8 * (lane / 16), b_col = HALF_STEP * (lane / 8 % 2);
+
+    int buf = 0;
+    for (; k0 < blk.k_end; k0 += BK) {
+        const bool more = k0 + BK < blk.k_end;
+        if (more) {
+            load_a.fetch(op.a, blk, k0 + BK);
+            load_b.fetch(op.b, blk, k0 + BK);
+        }
+#pragma unroll
+        for (int kk = 0; kk < BK; kk += S::K_STEP) {
+            uint32_t a[MT][4], b[NT][2];
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+                convnet::mma::ldmatrix<4>(a[i], &As[buf][wm + 16 * i + a_row][kk + a_col]);
+#pragma unroll
+            for (int j = 0; j < NT; j += 2) {
+                uint32_t r[4];
+                convnet::mma::ldmatrix<4>(r, &Bs[buf][wn + 8 * j + b_row][kk + b_col]);
+                b[j][0] = r[0], b[j][1] = r[1], b[j + 1][0] = r[2], b[j + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int j = 0; j < NT; ++j) S::mma(acc[i][j], a[i], b[j]);
+        }
+        if (more) {  // the other buffer was last read before the previous barrier
+            stash_rows<S>(load_a, As[buf ^ 1]);
+            stash_rows<S>(load_b, Bs[buf ^ 1]);
+        }
+        __syncthreads();
+        buf ^= 1;
+    }
+
+    // accumulator element e of tile (i, j): row 16 i + lane / 4 + 8 (e / 2), column
+    // 8 j + 2 (lane % 4) + e % 2 (mma.cuh's acc)
+    typename Op::Out::Col cols[NT][2];
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e)
+            cols[j][e] = op.c.col(blk, n0 + wn + 8 * j + convnet::mma::acc(lane, e).col);
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const typename Op::Out::Row row =
+                op.c.row(blk, m0 + wm + 16 * i + convnet::mma::acc(lane, 2 * h).row);
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) op.c.store(row, cols[j][e], acc[i][j][2 * h + e]);
+        }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Host side
+
+// The compute capability of the current device as 10 * major + minor (0 should the query fail).
+inline int device_arch() {
+    int device = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return 10 * major + minor;
+}
+
+// The tensor-core kernels need sm_80 or newer: std::invalid_argument naming op otherwise (a
+// property of the device, not of the shape, so conv_algo_unsupported leaves it to the launch).
+inline void require_mma_device(const char* op) {
+    const int arch = device_arch();
+    const std::string device = arch == 0 ? "unknown" : "sm_" + std::to_string(arch);
+    convnet::require(arch >= 80, op,
+                     "the TF32 and BF16 tensor-core kernels need sm_80 or newer (this device: " +
+                         device + "); use precision fp32");
+}
+
+template <class Cfg, Precision P, class Op>
+void launch_mma_with(const Op& op, int batches, cudaStream_t stream, const char* name) {
+    convgemm::launch_tiles<Cfg::BM, Cfg::BN>(op.M, op.N, batches, name,
+                                             [&](const dim3& grid, int z0) {
+        mma_gemm_kernel<Cfg, P, Op><<<grid, Cfg::THREADS, 0, stream>>>(op, z0);
+    });
+}
+
+// The 128 x 128 tile unless N fits a 64-wide one or its grid would not give every SM a block.
+inline bool mma_large(int m, int n, int batches) {
+    const double blocks = static_cast<double>(convnet::ceil_div(m, MmaLarge::BM)) *
+                          convnet::ceil_div(n, MmaLarge::BN) * batches;
+    return n > MmaSmall::BN && blocks >= convnet::sm_count();
+}
+
+// The output tiles of an M x N product (one batch) on the tile launch_mma picks.
+inline size_t mma_tiles(int m, int n, int batches) {
+    const bool large = mma_large(m, n, batches);
+    return convnet::ceil_div(m, large ? MmaLarge::BM : MmaSmall::BM) *
+           convnet::ceil_div(n, large ? MmaLarge::BN : MmaSmall::BN);
+}
+
+template <Precision P, class Op>
+void launch_mma(const Op& op, int batches, cudaStream_t stream, const char* name) {
+    if (op.M <= 0 || op.N <= 0 || batches <= 0) return;
+    require_mma_device(name);
+    if (mma_large(op.M, op.N, batches))
+        launch_mma_with<MmaLarge, P>(op, batches, stream, name);
+    else
+        launch_mma_with<MmaSmall, P>(op, batches, stream, name);
+}
+
+inline bool is_mma(ConvAlgo a) { return a == ConvAlgo::MmaTF32 || a == ConvAlgo::MmaBF16; }
+
+// Launch op over `batches` products: on the tensor cores for the mma algorithms, else on the
+// FP32 engine's tile (every other algorithm that reaches an implicit GEMM runs it so).
+template <class Op>
+void launch_gemm_algo(ConvAlgo a, const Op& op, int batches, cudaStream_t stream,
+                      const char* name) {
+    if (a == ConvAlgo::MmaTF32)
+        launch_mma<Precision::TF32>(op, batches, stream, name);
+    else if (a == ConvAlgo::MmaBF16)
+        launch_mma<Precision::BF16>(op, batches, stream, name);
+    else
+        convgemm::launch_gemm_auto(op, batches, stream, name);
+}
+
+}  // namespace convmma
