@@ -73,6 +73,20 @@ void bind_conv(py::module_& m) {
     CONVNET_BIND_CONV(local_backward_data, "local_backward_data(dy, w, dx, ...): dx");
     CONVNET_BIND_CONV(local_backward_filter, "local_backward_filter(x, dy, dw, ...): dw");
 #undef CONVNET_BIND_CONV
+    m.def(
+        "conv_forward_bias_relu",
+        [](ptr x, ptr w, ptr b, ptr y, int N, int C, int H, int W, int F, int fs, int OH, int OW,
+           int stride, int padding, int groups, int algo, ptr stream) {
+            conv_forward_bias_relu(dev(x), dev(w), dev(b), dev(y),
+                                   conv_shape(N, C, H, W, F, fs, OH, OW, stride, padding, groups),
+                                   algo, as_stream(stream));
+        },
+        "conv_forward_bias_relu(x, w, b, y, N, ..., groups, algo, stream): y = max(conv(x, w) + b, "
+        "0), one launch",
+        py::arg("x"), py::arg("w"), py::arg("b"), py::arg("y"), py::arg("N"), py::arg("C"),
+        py::arg("H"), py::arg("W"), py::arg("F"), py::arg("fs"), py::arg("OH"), py::arg("OW"),
+        py::arg("stride"), py::arg("padding"), py::arg("groups"), py::arg("algo"),
+        py::arg("stream"), release_gil());
 }
 
 void bind_elementwise(py::module_& m) {

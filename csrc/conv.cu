@@ -79,21 +79,27 @@ struct ForwardFilters {
     }
 };
 
-// y[n, g*Fg + f, oy, ox] = C[m, f]
+// y[n, g*Fg + f, oy, ox] = C[m, f], or with `bias` (conv_forward_bias_relu, the epilogue fused)
+// max(C[m, f] + bias[g*Fg + f], 0)
 struct ForwardOutput {
     float* y;
     ConvGeometry s;
+    const float* bias = nullptr;
     struct Row { int base; };
-    struct Col { int off; };
+    struct Col { int off; float bias; };
     __device__ Row row(const ForwardBlock& b, int m) const {
         if (m >= s.N * s.P) return {-1};
         int n;
         const int p = s.div_P.divmod(m, n);
         return {(n * s.F + b.g * s.Fg) * s.P + p};
     }
-    __device__ Col col(const ForwardBlock&, int f) const { return {f < s.Fg ? f * s.P : -1}; }
+    __device__ Col col(const ForwardBlock& b, int f) const {
+        if (f >= s.Fg) return {-1, 0.0f};
+        return {f * s.P, bias != nullptr ? __ldg(bias + b.g * s.Fg + f) : 0.0f};
+    }
     __device__ void store(const Row& r, const Col& c, float v) const {
-        if (r.base >= 0 && c.off >= 0) y[r.base + c.off] = v;
+        if (r.base >= 0 && c.off >= 0)
+            y[r.base + c.off] = bias != nullptr ? fmaxf(v + c.bias, 0.0f) : v;
     }
 };
 
@@ -479,6 +485,7 @@ const char* conv_algo_unsupported(const char* op, int algo, const ConvShape& s) 
     if (a == ConvAlgo::Gemm) return nullptr;
     if (convmma::is_mma(a)) return nullptr;  // every pass of conv and local (sm_80+: launch_mma)
     const std::string name = op;
+    if (name == "conv_forward_bias_relu") return "its epilogue is fused into gemm and mma only";
     if ((a == ConvAlgo::GemmDyAlongF || a == ConvAlgo::GemmDyAlongFFill))
         return name == "conv_backward_filter" ? nullptr : "only conv_backward_filter has it";
     if (name != "conv_forward" && name != "conv_backward_filter")
@@ -499,6 +506,16 @@ void conv_forward(const float* x, const float* w, float* y, const ConvShape& sha
         return;
     }
     const ForwardOp op = make_op<ForwardOp>(s.N * s.P, s.Fg, {x, s}, {w, s}, {y, s});
+    convmma::launch_gemm_algo(a, op, s.groups, stream, name);
+}
+
+void conv_forward_bias_relu(const float* x, const float* w, const float* b, float* y,
+                            const ConvShape& shape, int algo, cudaStream_t stream) {
+    const char* name = "conv_forward_bias_relu";
+    const ConvGeometry s = convgemm::make_geometry(shape, name, false);
+    const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
+    ForwardOp op = make_op<ForwardOp>(s.N * s.P, s.Fg, {x, s}, {w, s}, {y, s});
+    op.c.bias = b;
     convmma::launch_gemm_algo(a, op, s.groups, stream, name);
 }
 

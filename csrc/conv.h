@@ -38,6 +38,8 @@ const char* conv_algo_unsupported(const char* op, int algo, const ConvShape& s);
 
 // w: (F, C/groups, fs, fs)
 void conv_forward(const float* x, const float* w, float* y, const ConvShape& s, int algo, cudaStream_t stream);
+// y = max(conv(x, w) + b, 0), b (F,): bias and ReLU in the GEMM's epilogue (algo gemm or mma_*)
+void conv_forward_bias_relu(const float* x, const float* w, const float* b, float* y, const ConvShape& s, int algo, cudaStream_t stream);
 void conv_backward_data(const float* dy, const float* w, float* dx, const ConvShape& s, int algo, cudaStream_t stream);
 void conv_backward_filter(const float* x, const float* dy, float* dw, const ConvShape& s, int algo, cudaStream_t stream);
 

@@ -70,7 +70,7 @@ struct Offsets {
 };
 // win(i) = [i - size//2, i - size//2 + size); the transposed window holds the outputs whose
 // window contains i.
-__host__ __device__ __forceinline__ Offsets forward_offsets(int size) {
+__host__ __device__ constexpr Offsets forward_offsets(int size) {
     return {-(size / 2), size - 1 - size / 2};
 }
 __host__ __device__ __forceinline__ Offsets transposed_offsets(int size) {
@@ -133,6 +133,132 @@ __global__ void norm_dx_kernel(const float* __restrict__ x, const float* __restr
                                              [&](long long j, int, int) { return g[j]; });
         const float own = __fmul_rn(dy[i], powf(d, -s.beta));
         dx[i] = __fadd_rn(own, __fmul_rn(__fmul_rn(2.f * s.alpha, x[i]), back));
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Cross-map lrn in one pass each way: one thread per pixel (n, h, w) walks the channels with its
+// window in registers (SIZE a template argument, 1..kMaxSlidingSize), reading each of x, y and dy
+// once. The sums and the arithmetic are the per-element kernels' above, term for term.
+
+constexpr int kMaxSlidingSize = 9;
+
+// Push v into a window of registers, dropping its oldest element (w[0]).
+template <int N>
+__device__ __forceinline__ void push(float (&w)[N], float v) {
+#pragma unroll
+    for (int j = 0; j + 1 < N; ++j) w[j] = w[j + 1];
+    w[N - 1] = v;
+}
+
+template <int N>
+__device__ __forceinline__ float sum_of_squares(const float (&w)[N]) {
+    float total = 0.f;
+#pragma unroll
+    for (int j = 0; j < N; ++j) total = __fadd_rn(total, __fmul_rn(w[j], w[j]));
+    return total;
+}
+
+template <int N>
+__device__ __forceinline__ float sum_of(const float (&w)[N]) {
+    float total = 0.f;
+#pragma unroll
+    for (int j = 0; j < N; ++j) total = __fadd_rn(total, w[j]);
+    return total;
+}
+
+// The pixel's channel c of a (N, C, H, W) array, or 0 outside the channels.
+struct Column {
+    const float* p;
+    uint32_t plane;
+    int C;
+    __device__ __forceinline__ float at(int c) const {
+        return c >= 0 && c < C ? p[static_cast<uint32_t>(c) * plane] : 0.f;
+    }
+};
+
+__device__ __forceinline__ Column column(const float* a, const NormShape& s, uint32_t pixel) {
+    const uint32_t plane = static_cast<uint32_t>(s.H) * s.W;
+    const uint32_t n = pixel / plane;
+    return {a + (n * s.C) * plane + (pixel - n * plane), plane, s.C};
+}
+
+// y(c) = x(c) * d(c)^-beta; the window holds x(c + lo) .. x(c + hi).
+template <int SIZE>
+__global__ void lrn_forward_sliding_kernel(const float* __restrict__ x, float* __restrict__ y,
+                                           NormShape s, uint32_t pixels) {
+    constexpr Offsets f = forward_offsets(SIZE);
+    for (uint32_t q = global_thread(); q < pixels; q += grid_threads()) {
+        const Column xc = column(x, s, q);
+        float* yc = y + (xc.p - x);
+        float win[SIZE];
+#pragma unroll
+        for (int j = 0; j < SIZE; ++j) win[j] = xc.at(f.lo + j);
+        for (int c = 0; c < s.C; ++c) {
+            const float d = __fadd_rn(s.k, __fmul_rn(s.alpha, sum_of_squares(win)));
+            yc[static_cast<uint32_t>(c) * xc.plane] = __fmul_rn(win[-f.lo], powf(d, -s.beta));
+            push(win, xc.at(c + 1 + f.hi));
+        }
+    }
+}
+
+// dx(c) = dy(c) d(c)^-beta + 2 alpha x(c) T(g)(c), g(e) = -beta dy(e) y(e) / d(e). The lead
+// channel e runs L = SIZE / 2 ahead of the output channel c = e - L: T(g)(c) sums g over
+// c - hi .. c + L, and d(e) needs x(e + lo) .. x(e + hi) = x(c) .. x(c + SIZE - 1).
+template <int SIZE>
+__global__ void lrn_backward_sliding_kernel(const float* __restrict__ x, const float* __restrict__ y,
+                                            const float* __restrict__ dy, float* __restrict__ dx,
+                                            NormShape s, uint32_t pixels) {
+    constexpr Offsets f = forward_offsets(SIZE);
+    constexpr int L = -f.lo;
+    for (uint32_t q = global_thread(); q < pixels; q += grid_threads()) {
+        const Column xc = column(x, s, q), yc = column(y, s, q), dyc = column(dy, s, q);
+        float* dxc = dx + (xc.p - x);
+        float xw[SIZE], gw[SIZE], dw[L + 1], dyw[L + 1];
+#pragma unroll
+        for (int j = 0; j < SIZE; ++j) xw[j] = xc.at(-f.hi + f.lo + j), gw[j] = 0.f;
+#pragma unroll
+        for (int j = 0; j <= L; ++j) dw[j] = 1.f, dyw[j] = 0.f;
+        for (int e = -f.hi; e < s.C + L; ++e) {
+            float g = 0.f, d = 1.f, dye = 0.f;
+            if (e >= 0 && e < s.C) {
+                d = __fadd_rn(s.k, __fmul_rn(s.alpha, sum_of_squares(xw)));
+                dye = dyc.at(e);
+                g = __fdiv_rn(__fmul_rn(__fmul_rn(-s.beta, dye), yc.at(e)), d);
+            }
+            push(gw, g), push(dw, d), push(dyw, dye);
+            const int c = e - L;
+            if (c >= 0) {
+                const float own = __fmul_rn(dyw[0], powf(dw[0], -s.beta));
+                dxc[static_cast<uint32_t>(c) * xc.plane] =
+                    __fadd_rn(own, __fmul_rn(__fmul_rn(2.f * s.alpha, xw[0]), sum_of(gw)));
+            }
+            push(xw, xc.at(e + 1 + f.hi));
+        }
+    }
+}
+
+// Whether the one-pass kernels take shape s: a window of at most kMaxSlidingSize channels and
+// 32-bit offsets.
+bool sliding(const NormShape& s) {
+    return s.size >= 1 && s.size <= kMaxSlidingSize &&
+           static_cast<size_t>(s.N) * s.C * s.H * s.W < (size_t(1) << 31);
+}
+
+template <int SIZE = 1>
+void launch_sliding(bool forward, const float* x, const float* y, const float* dy, float* out,
+                    const NormShape& s, cudaStream_t stream) {
+    if constexpr (SIZE <= kMaxSlidingSize) {
+        if (s.size != SIZE)
+            return launch_sliding<SIZE + 1>(forward, x, y, dy, out, s, stream);
+        const uint32_t pixels = static_cast<uint32_t>(s.N) * s.H * s.W;
+        if (forward)
+            lrn_forward_sliding_kernel<SIZE><<<grid_for(pixels), kThreads, 0, stream>>>(
+                x, out, s, pixels);
+        else
+            lrn_backward_sliding_kernel<SIZE><<<grid_for(pixels), kThreads, 0, stream>>>(
+                x, y, dy, out, s, pixels);
+        check_launch(forward ? "lrn_forward" : "lrn_backward");
     }
 }
 
@@ -211,19 +337,23 @@ size_t count(const NormShape& s) { return size_t(s.N) * s.C * s.H * s.W; }
 size_t norm_workspace_floats(const char* op, const NormShape& s) {
     const std::string name(op);
     size_t rows = 0;
-    if (name == "lrn_backward" || name == "rnorm_backward" || name == "cnorm_forward") rows = 1;
+    if ((name == "lrn_backward" && !sliding(s)) || name == "rnorm_backward" ||
+        name == "cnorm_forward")
+        rows = 1;
     if (name == "cnorm_backward") rows = 3;
     return rows * count(s);
 }
 
 void lrn_forward(const float* x, float* y, const NormShape& s, cudaStream_t stream) {
     if (count(s) == 0) return;
+    if (sliding(s)) return launch_sliding(true, x, nullptr, nullptr, y, s, stream);
     CONVNET_NORM_LAUNCH_X("lrn_forward", norm_forward_kernel, true, s, stream, x, x, y);
 }
 
 void lrn_backward(const float* x, const float* y, const float* dy, float* dx, float* workspace,
                   const NormShape& s, cudaStream_t stream) {
     if (count(s) == 0) return;
+    if (sliding(s)) return launch_sliding(false, x, y, dy, dx, s, stream);
     float* g = workspace;
     CONVNET_NORM_LAUNCH_X("lrn_backward", norm_g_kernel, true, s, stream, x, y, dy, g);
     CONVNET_NORM_LAUNCH_X("lrn_backward", norm_dx_kernel, true, s, stream, x, dy, g, dx);

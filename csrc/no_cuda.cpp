@@ -22,6 +22,10 @@ void conv_forward(const float*, const float*, float*, const ConvShape&, int,
                   cudaStream_t) {
     no_cuda("conv_forward");
 }
+void conv_forward_bias_relu(const float*, const float*, const float*, float*, const ConvShape&,
+                            int, cudaStream_t) {
+    no_cuda("conv_forward_bias_relu");
+}
 void conv_backward_data(const float*, const float*, float*, const ConvShape&, int,
                   cudaStream_t) {
     no_cuda("conv_backward_data");

@@ -6,6 +6,9 @@ tests/opcheck.py says how).
 cuda bound, float32 against the float64 reference, every out= poisoned with NaN (window sums):
   |err| <= 1e-5 |ref| + 1e-6 max|ref|
 """
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -36,6 +39,8 @@ CROSS_MAP_CASES = [
     ((129, 10, 3, 3), 3, 0.05, 0.9, 1.0),
     ((2, 7, 3, 2), 1, 0.3, 0.75, 1.5),             # size 1
     ((3, 19, 3, 2), 6, 1e-2, 0.75, 2.0),           # even size, more channels than the window
+    ((2, 13, 3, 4), 9, 1e-2, 0.75, 2.0),           # the widest window of the one-pass kernels
+    ((2, 13, 3, 4), 11, 1e-2, 0.75, 2.0),          # wider: lrn.cu's per-element kernels
 ]
 SAME_MAP_CASES = [
     ((8, 16, 27, 27), 5, 1e-3 / 25, 0.75, 2.0),
@@ -238,3 +243,20 @@ def test_cuda_norm_rejects_bad_arguments():
         cu.rnorm_forward(x, 0, 1e-4, 0.75, 1.0)
     with pytest.raises(ValueError, match="cnorm_forward: x must be 4-D"):
         cu.cnorm_forward(x[0], 3, 1e-4, 0.75, 1.0)
+
+
+@cuda_test
+@pytest.mark.skipif("CONVNET_EMULATED_C" not in os.environ, reason="counts the emulator's launches")
+@pytest.mark.parametrize("size, launches", [(5, (1, 1)), (9, (1, 1)), (11, (1, 2))])
+def test_lrn_is_one_launch_each_way_up_to_size_9(size, launches, rng):
+    """csrc/lrn.cu's one-pass kernels (a window of at most 9 channels in registers)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "kernel_emulator"))
+    import emulator
+
+    controls = emulator.Controls(os.environ["CONVNET_EMULATED_C"])
+    x, dy = to_device(normal(rng, (2, 12, 3, 3))), to_device(normal(rng, (2, 12, 3, 3)))
+    before = controls.launches()
+    y = cu.lrn_forward(x, size, 1e-2, 0.75, 2.0)
+    forward = controls.launches() - before
+    cu.lrn_backward(x, y, dy, size, 1e-2, 0.75, 2.0)
+    assert (forward, controls.launches() - before - forward) == launches

@@ -324,6 +324,8 @@ _BWD_FILTER = ("gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill", "winograd2", "
 OPS = _ops(
     Op("conv_forward", ("x", "w", "stride", "padding", "groups", P), "y",
        ("gemm", "winograd2", "winograd4", *MMA)),
+    Op("conv_forward_bias_relu", ("x", "w", "b", "stride", "padding", "groups", P),
+       "max(y + b, 0)"),
     Op("conv_backward_data", ("dy", "w", "img_size", "stride", "padding", "groups", P), "dx",
        ("gemm", *MMA)),
     Op("conv_backward_filter", ("x", "dy", "filter_size", "stride", "padding", "groups", P), "dw",

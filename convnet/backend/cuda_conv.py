@@ -7,12 +7,13 @@ convnet._C.conv_algorithms that can run the shape, else ValueError; None: the on
 convnet.backend.algos chooses for the precision). Kernels run on CuPy's current stream and device.
 """
 from convnet import _C
-from convnet.backend import algos, contract
+from convnet.backend import algos, contract, cuda_ops
 from convnet.backend.contract import conv_output_size
 from convnet.backend.cuda_arrays import array, output, stream
 
 __all__ = [
-    "conv_output_size", "conv_forward", "conv_backward_data", "conv_backward_filter",
+    "conv_output_size", "conv_forward", "conv_forward_bias_relu", "conv_backward_data",
+    "conv_backward_filter",
     "local_forward", "local_backward_data", "local_backward_filter",
 ]
 
@@ -95,6 +96,37 @@ def _backward_filter(kind, x, dy, filter_size, stride, padding, groups, out, alg
 def conv_forward(x, w, stride, padding, groups, precision="fp32", out=None, algo=None):
     """w (F, C // groups, fs, fs)."""
     return _forward("conv", x, w, stride, padding, groups, out, algo, precision)
+
+
+FUSED_EPILOGUE = ("gemm", "mma_tf32", "mma_bf16")  # conv.h: conv_forward_bias_relu's algorithms
+
+
+def conv_forward_bias_relu(x, w, b, stride, padding, groups, precision="fp32", out=None,
+                           algo=None):
+    """max(conv_forward(x, w) + b, 0), b (F,): one launch, the bias and ReLU in the GEMM's
+    epilogue, where conv_forward's algorithm (`algo`, else algos' choice) is gemm or mma_*;
+    else conv_forward, bias_forward and the ReLU in turn."""
+    op = "conv_forward_bias_relu"
+    array(op, "x", x, ndim=4)
+    array(op, "w", w, ndim=4)
+    array(op, "b", b, ndim=1)
+    n, channels, height, width = x.shape
+    filters, filter_size = w.shape[0], w.shape[2]
+    out_size = contract.conv_geometry(op, channels, filters, (height, width), filter_size,
+                                      stride, padding, groups)
+    _weights(op, "conv", w, channels, filters, groups, out_size)
+    contract.shape_is(op, "b", b, (filters,))
+    shape = (n, channels, height, width, filters, filter_size, *out_size, int(stride),
+             int(padding), int(groups))
+    index = algos.index("conv_forward", algo, shape, precision)
+    if algos.names_of_algorithms()[index] not in FUSED_EPILOGUE:
+        y = conv_forward(x, w, stride, padding, groups, precision, out=out, algo=algo)
+        return cuda_ops.neuron_forward(cuda_ops.bias_forward(y, b), "relu", out=y)
+    y = output(op, out, (n, filters, *out_size), (x, w, b))
+    if n:
+        _C.conv_forward_bias_relu(x.data.ptr, w.data.ptr, b.data.ptr, y.data.ptr, *shape, index,
+                                  stream())
+    return y
 
 
 def conv_backward_data(dy, w, img_size, stride, padding, groups,

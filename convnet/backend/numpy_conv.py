@@ -25,7 +25,8 @@ from . import contract, precision as precisions
 from .contract import conv_output_size
 
 __all__ = [
-    "conv_output_size", "conv_forward", "conv_backward_data", "conv_backward_filter",
+    "conv_output_size", "conv_forward", "conv_forward_bias_relu", "conv_backward_data",
+    "conv_backward_filter",
     "local_forward", "local_backward_data", "local_backward_filter",
     "bias_forward", "bias_backward",
     "fc_forward", "fc_backward_data", "fc_backward_filter",
@@ -143,6 +144,14 @@ def conv_forward(x, w, stride, padding, groups, precision="fp32"):
         for f, k in zip(_group_slices(filters, groups), _group_slices(rows, groups)):
             np.matmul(w_rows[f], cols[k], out=y_rows[f])
     return y.transpose(3, 0, 1, 2)
+
+
+def conv_forward_bias_relu(x, w, b, stride, padding, groups, precision="fp32"):
+    """max(conv_forward(x, w) + b, 0), b (F,): the cuda backend fuses the bias and the ReLU into
+    the conv's epilogue."""
+    y = conv_forward(x, w, stride, padding, groups, precision)
+    contract.shape_is("conv_forward_bias_relu", "b", b, (w.shape[0],))
+    return np.maximum(bias_forward(y, b), 0)
 
 
 def conv_backward_data(dy, w, img_size, stride, padding, groups, precision="fp32"):

@@ -381,6 +381,19 @@ class ConvLayer(WeightLayer):
     def sparse_inputs(self, B, xs):
         return [x if c is None else B.channel_gather_forward(x, c) for x, c in zip(xs, self.conns)]
 
+    def forward(self, B, xs, ctx):
+        """One input, shared biases and a ReLU: conv, bias and ReLU are one op (on the cuda
+        backend one launch, the bias and ReLU in the GEMM's epilogue)."""
+        if not (self.op == "conv" and len(xs) == 1 and self.neuron[0] == "relu" and
+                self.bias.value.ndim == 1):
+            return super().forward(B, xs, ctx)
+        (x,) = self.cache["inputs"] = self.sparse_inputs(B, xs)
+        _, stride, pad, groups, _ = self.geometry[0]
+        y = B.conv_forward_bias_relu(x, self.weights[0].value, self.bias.value, stride, pad,
+                                     groups, precision=self.precision)
+        self.cache["z"] = y  # the ReLU's gradient asks z > 0, which y > 0 answers
+        return y
+
     def fprop(self, B, xs, ctx):
         fwd = getattr(B, f"{self.op}_forward")
         y = None
