@@ -58,8 +58,8 @@ struct ForwardPatches {
     __device__ Col col(const ForwardBlock& b, int k) const {
         return convgemm::patch_tap(s, k, b.k_end);
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        return convgemm::patch_load(x, s, r, c);
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return convgemm::patch_address(x, s, r, c);
     }
 };
 
@@ -74,8 +74,8 @@ struct ForwardFilters {
         return {f < s.Fg ? (b.g * s.Fg + f) * s.K : -1};
     }
     __device__ Col col(const ForwardBlock& b, int k) const { return {k < b.k_end ? k : -1}; }
-    __device__ float load(const Row& r, const Col& c) const {
-        return (r.base >= 0 && c.k >= 0) ? __ldg(w + r.base + c.k) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return (r.base >= 0 && c.k >= 0) ? w + r.base + c.k : nullptr;
     }
 };
 
@@ -143,9 +143,9 @@ struct DataTaps {
         const int kx = s.div_fs.divmod(t, ky);
         return {f * s.P, ky, kx};
     }
-    __device__ float load(const Row& r, const Col& c) const {
+    __device__ const float* address(const Row& r, const Col& c) const {
         const int oy = r.ty - c.ky, ox = r.tx - c.kx;
-        return inside(oy, ox, s.OH, s.OW) ? __ldg(dy + r.base + c.off + oy * s.OW + ox) : 0.0f;
+        return inside(oy, ox, s.OH, s.OW) ? dy + r.base + c.off + oy * s.OW + ox : nullptr;
     }
 };
 
@@ -165,8 +165,8 @@ struct DataFilters {
         const int t = s.div_taps.divmod(k, f);
         return {f * s.K + t};
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        return (r.base >= 0 && c.off >= 0) ? __ldg(w + r.base + c.off) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return (r.base >= 0 && c.off >= 0) ? w + r.base + c.off : nullptr;
     }
 };
 
@@ -247,9 +247,9 @@ struct ResidueTaps {
         const int jx = b.div_ntx.divmod(t, jy);
         return {f * s.P, jy, jx};
     }
-    __device__ float load(const Row& r, const Col& c) const {
+    __device__ const float* address(const Row& r, const Col& c) const {
         const int oy = r.qy - c.jy, ox = r.qx - c.jx;
-        return inside(oy, ox, s.OH, s.OW) ? __ldg(dy + r.base + c.off + oy * s.OW + ox) : 0.0f;
+        return inside(oy, ox, s.OH, s.OW) ? dy + r.base + c.off + oy * s.OW + ox : nullptr;
     }
 };
 
@@ -270,8 +270,8 @@ struct ResidueFilters {
         const int jx = b.div_ntx.divmod(t, jy);
         return {f * s.K + b.tap0 + s.stride * (jy * s.fs + jx)};
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        return c.off >= 0 ? __ldg(w + r.base + c.off) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return c.off >= 0 ? w + r.base + c.off : nullptr;
     }
 };
 
@@ -362,10 +362,10 @@ struct FilterPatches {
         const int iy0 = oy * s.stride - s.padding, ix0 = ox * s.stride - s.padding;
         return {n * s.C * s.HW + iy0 * s.W + ix0, iy0, ix0};
     }
-    __device__ float load(const Row& r, const Col& c) const {
+    __device__ const float* address(const Row& r, const Col& c) const {
         return inside(c.iy0 + (r.kyx >> 16), c.ix0 + (r.kyx & 0xffff), s.H, s.W)
-                   ? __ldg(x + r.base + c.off)
-                   : 0.0f;
+                   ? x + r.base + c.off
+                   : nullptr;
     }
 };
 
@@ -392,9 +392,9 @@ struct FilterGrads {
         const int p = s.div_P.divmod(r, n);
         return {n * s.F * s.P + p};
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        if (ALONG_R) return c.off >= 0 ? __ldg(dy + r.base + c.off) : 0.0f;
-        return (r.base >= 0 && c.off >= 0) ? __ldg(dy + r.base + c.off) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        if (ALONG_R) return c.off >= 0 ? dy + r.base + c.off : nullptr;
+        return (r.base >= 0 && c.off >= 0) ? dy + r.base + c.off : nullptr;
     }
 };
 

@@ -5,8 +5,10 @@
 //
 //     block (BM x BN outputs of C, THREADS threads, TM x TN outputs per thread)
 //       loop over the block's slice of k, BK at a time:
-//         global -> registers   the next BK-slice of A and B (prefetched while computing)
-//         shared (2 buffers)    As[k][m], Bs[k][n]: each thread reads float4 fragments
+//         global -> shared      the BK-slices of A and B two ahead, by cp.async (sm_80 and
+//                               newer: 3 buffers, no registers held for them); on sm_75 through
+//                               registers, one slice ahead (2 buffers)
+//         shared                As[k][m], Bs[k][n]: each thread reads float4 fragments
 //         registers             acc[TM][TN] += a[TM] (x) b[TN]
 //       epilogue: each element goes to wherever the op says (with a validity check)
 //
@@ -19,9 +21,10 @@
 //                                     of a warp then walk along k when loading, else along rows)
 //       Row row(const Block&, int i)  per-row state, computed once per block (i may be >= rows)
 //       Col col(const Block&, int k)  per-k state, computed once per BK slice (k may be >= k_end)
-//       float load(const Row&, const Col&)   the element, 0 outside the tensor and for k past
-//                                     k_end (rows past the operand's end may read any finite
-//                                     value instead: they only feed elements that are not stored)
+//       const float* address(const Row&, const Col&)   the element's address, nullptr where it
+//                                     reads 0: outside the tensor and for k past k_end (rows past
+//                                     the operand's end may name any element instead: they only
+//                                     feed elements that are not stored)
 //   Out c;                            the result: Row row(const Block&, int m),
 //                                     Col col(const Block&, int n), void store(Row, Col, float)
 //                                     (store ignores invalid rows/columns)
@@ -32,6 +35,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "mma.cuh"
 
 namespace convgemm {
 
@@ -122,7 +126,30 @@ struct TileLoader {
         for (int j = 0; j < NK; ++j) {
             const typename Operand::Col col = op.col(blk, k0 + k_lane + j * K_LANES);
 #pragma unroll
-            for (int i = 0; i < NR; ++i) regs[i][j] = op.load(rows[i], col);
+            for (int i = 0; i < NR; ++i) {
+                const float* p = op.address(rows[i], col);
+                regs[i][j] = p != nullptr ? __ldg(p) : 0.0f;
+            }
+        }
+    }
+
+    // The slice at k0 straight into S[k][row] (BY_ROW: S[row][k]) by cp.async, 4 bytes each;
+    // 0 where the operand names no element (a zero-filling copy of nothing, its source unread).
+    template <bool BY_ROW = false, class T, int STRIDE>
+    __device__ __forceinline__ void copy(const Operand& op, const Block& blk, int k0,
+                                         T (*s)[STRIDE]) const {
+        static_assert(sizeof(T) == 4, "4-byte elements");
+#pragma unroll
+        for (int j = 0; j < NK; ++j) {
+            const typename Operand::Col col = op.col(blk, k0 + k_lane + j * K_LANES);
+#pragma unroll
+            for (int i = 0; i < NR; ++i) {
+                const int k = k_lane + j * K_LANES, row = row_lane + i * ROW_LANES;
+                T* dst = BY_ROW ? &s[row][k] : &s[k][row];
+                const float* p = op.address(rows[i], col);
+                const void* src = p != nullptr ? static_cast<const void*>(p) : dst;
+                convnet::mma::cp_async<4>(dst, src, p != nullptr ? 4 : 0);
+            }
         }
     }
 
@@ -144,6 +171,8 @@ struct TileLoader {
 //             of A) on the 128x128 and 256x16 tiles: 24-44 bytes spilled at 128 registers
 //   sm_100+   (the compute_100 PTX every Blackwell GPU JITs) every op on the 128x128 tile: up to
 //             36 bytes spilled (conv's forward, residue and filter ops, Winograd's on sm_120)
+//   sm_80+    WIDE_GATHER ops on the 64x32 tile since the cp.async pipeline (3 slices in flight):
+//             4 bytes spilled at 85 registers (sm_90)
 template <class Op, class = void>
 struct wide_gather { static constexpr bool value = false; };
 template <class Op>
@@ -156,24 +185,56 @@ constexpr int built_min_blocks() {
     constexpr bool large = Cfg::BM == 128 && Cfg::BN == 128;
     constexpr bool narrow = Cfg::BM == 256 && Cfg::BN == 16;
     constexpr bool wide = wide_gather<Op>::value;
+    constexpr bool small64 = Cfg::BM == 64 && Cfg::BN == 32;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if (wide && small64) return Cfg::MIN_BLOCKS - 1;  // cp.async's pipeline: 4 bytes at 85 regs
+#endif
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
     if (large) return Cfg::MIN_BLOCKS - 1;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
     if (wide && (large || narrow)) return Cfg::MIN_BLOCKS - 1;
 #endif
-    (void)large, (void)narrow, (void)wide;
+    (void)large, (void)narrow, (void)wide, (void)small64;
     return Cfg::MIN_BLOCKS;
 }
+
+// acc += the products of one BK-slice in shared memory (As[k][m], Bs[k][n]).
+template <class Cfg, int LDA, int LDB>
+__device__ __forceinline__ void accumulate(float (&acc)[Cfg::TM][Cfg::TN], const float (*As)[LDA],
+                                           const float (*Bs)[LDB], int lane_m, int lane_n) {
+    constexpr int BM = Cfg::BM, BN = Cfg::BN, TM = Cfg::TM, TN = Cfg::TN;
+#pragma unroll
+    for (int kk = 0; kk < Cfg::BK; ++kk) {
+        float a[TM], b[TN];
+#pragma unroll
+        for (int c = 0; c < TM / 4; ++c) {
+            const float4 v = *reinterpret_cast<const float4*>(&As[kk][lane_m * 4 + c * (BM / 2)]);
+            a[4 * c] = v.x, a[4 * c + 1] = v.y, a[4 * c + 2] = v.z, a[4 * c + 3] = v.w;
+        }
+#pragma unroll
+        for (int c = 0; c < TN / 4; ++c) {
+            const float4 v = *reinterpret_cast<const float4*>(&Bs[kk][lane_n * 4 + c * (BN / 2)]);
+            b[4 * c] = v.x, b[4 * c + 1] = v.y, b[4 * c + 2] = v.z, b[4 * c + 3] = v.w;
+        }
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+}
+
+#if defined(CONVNET_EMULATOR) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+#define CONVNET_GEMM_ASYNC_COPY 1  // cp.async: sm_80 and newer, and the emulator
+#else
+#define CONVNET_GEMM_ASYNC_COPY 0
+#endif
 
 template <class Cfg, class Op>
 __global__ void __launch_bounds__(Cfg::THREADS, (built_min_blocks<Cfg, Op>()))
     implicit_gemm_kernel(const Op op, int z_base) {
     constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
-    constexpr int THREADS = Cfg::THREADS;
+    constexpr int THREADS = Cfg::THREADS, LDA = BM + Cfg::PAD, LDB = BN + Cfg::PAD;
     using Block = typename Op::Block;
-
-    __shared__ __align__(16) float As[2][BK][BM + Cfg::PAD];
-    __shared__ __align__(16) float Bs[2][BK][BN + Cfg::PAD];
 
     const Block blk = op.block(z_base + static_cast<int>(blockIdx.z));
     const int m0 = static_cast<int>(blockIdx.x) * BM;
@@ -193,6 +254,38 @@ __global__ void __launch_bounds__(Cfg::THREADS, (built_min_blocks<Cfg, Op>()))
 #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
+#if CONVNET_GEMM_ASYNC_COPY
+    // STAGES buffers: slice i is computed while slices i + 1 and i + 2 are in flight. Group g
+    // holds slice g's copies (empty past k_end), so before slice i at most STAGES - 2 groups
+    // may still be pending.
+    constexpr int STAGES = 3;
+    __shared__ __align__(16) float As[STAGES][BK][LDA];
+    __shared__ __align__(16) float Bs[STAGES][BK][LDB];
+    int k_next = blk.k_begin;
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st, k_next += BK) {
+        if (k_next < blk.k_end) {
+            load_a.copy(op.a, blk, k_next, As[st]);
+            load_b.copy(op.b, blk, k_next, Bs[st]);
+        }
+        convnet::mma::cp_async_commit();
+    }
+    int buf = 0;
+    for (int k0 = blk.k_begin; k0 < blk.k_end; k0 += BK, k_next += BK) {
+        convnet::mma::cp_async_wait<STAGES - 2>();
+        __syncthreads();  // slice k0 landed for every thread; the previous slice's buffer is free
+        const int free = buf == 0 ? STAGES - 1 : buf - 1;
+        if (k_next < blk.k_end) {
+            load_a.copy(op.a, blk, k_next, As[free]);
+            load_b.copy(op.b, blk, k_next, Bs[free]);
+        }
+        convnet::mma::cp_async_commit();
+        accumulate<Cfg>(acc, As[buf], Bs[buf], lane_m, lane_n);
+        buf = buf + 1 == STAGES ? 0 : buf + 1;
+    }
+#else
+    __shared__ __align__(16) float As[2][BK][LDA];
+    __shared__ __align__(16) float Bs[2][BK][LDB];
     int k0 = blk.k_begin;
     if (k0 < blk.k_end) {
         load_a.fetch(op.a, blk, k0);
@@ -209,26 +302,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, (built_min_blocks<Cfg, Op>()))
             load_a.fetch(op.a, blk, k0 + BK);
             load_b.fetch(op.b, blk, k0 + BK);
         }
-#pragma unroll
-        for (int kk = 0; kk < BK; ++kk) {
-            float a[TM], b[TN];
-#pragma unroll
-            for (int c = 0; c < TM / 4; ++c) {
-                const float4 v =
-                    *reinterpret_cast<const float4*>(&As[buf][kk][lane_m * 4 + c * (BM / 2)]);
-                a[4 * c] = v.x, a[4 * c + 1] = v.y, a[4 * c + 2] = v.z, a[4 * c + 3] = v.w;
-            }
-#pragma unroll
-            for (int c = 0; c < TN / 4; ++c) {
-                const float4 v =
-                    *reinterpret_cast<const float4*>(&Bs[buf][kk][lane_n * 4 + c * (BN / 2)]);
-                b[4 * c] = v.x, b[4 * c + 1] = v.y, b[4 * c + 2] = v.z, b[4 * c + 3] = v.w;
-            }
-#pragma unroll
-            for (int i = 0; i < TM; ++i)
-#pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-        }
+        accumulate<Cfg>(acc, As[buf], Bs[buf], lane_m, lane_n);
         if (more) {  // the other buffer was last read before the previous barrier
             load_a.stash(As[buf ^ 1]);
             load_b.stash(Bs[buf ^ 1]);
@@ -236,6 +310,7 @@ __global__ void __launch_bounds__(Cfg::THREADS, (built_min_blocks<Cfg, Op>()))
         __syncthreads();
         buf ^= 1;
     }
+#endif
 
     typename Op::Out::Col cols[TN];
 #pragma unroll

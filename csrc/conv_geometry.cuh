@@ -83,9 +83,9 @@ __device__ inline PatchTap patch_tap(const ConvGeometry& s, int k, int k_end) {
     return {c * s.HW + ky * s.W + kx, ky, kx};
 }
 
-__device__ inline float patch_load(const float* x, const ConvGeometry& s, const PatchRow& r,
-                                   const PatchTap& c) {
-    return inside(r.iy0 + c.ky, r.ix0 + c.kx, s.H, s.W) ? __ldg(x + r.base + c.off) : 0.0f;
+__device__ inline const float* patch_address(const float* x, const ConvGeometry& s,
+                                            const PatchRow& r, const PatchTap& c) {
+    return inside(r.iy0 + c.ky, r.ix0 + c.kx, s.H, s.W) ? x + r.base + c.off : nullptr;
 }
 
 // The algo checked (ValueError naming op and algo) and returned as the enum.

@@ -3,20 +3,18 @@
 //
 //     block (BM x BN outputs of C, warps of WM x WN outputs each)
 //       loop over the block's slice of k, BK = 16 at a time:
-//         global -> registers   the next slice of A and B (the op's gathers, prefetched while
-//                               the tensor cores work on this one)
-//         registers -> shared   converted as the tensor cores take them (TF32: cvt.rna, 32 bits
-//                               an element; BF16: cvt.rn, 16 bits), As[m][k], Bs[n][k] with k
-//                               contiguous, 2 buffers
+//         global -> shared      the next slice of A and B (the op's gathers) while the tensor
+//                               cores work on this one, As[m][k], Bs[n][k] with k contiguous,
+//                               2 buffers: TF32 by cp.async, the floats as they are; BF16
+//                               through registers, converted (cvt.rn) to 16 bits as it goes
 //         shared -> fragments   ldmatrix (.x4: one 16 x k-step tile of A, or two 8 x k-step
-//                               tiles of B); the rows are padded so that its 8 row reads of a
-//                               matrix hit 32 different banks
+//                               tiles of B; TF32 converts each register, cvt.rna); the rows are
+//                               padded so that its 8 row reads of a matrix hit 32 different banks
 //         tensor cores          mma.sync m16n8k8 (TF32) or m16n8k16 (BF16)
 //       epilogue: the op's store, element by element, as conv_gemm.cuh's
 //
-// The registers -> shared step converts each element once; cp.async could not (it copies bytes),
-// so the gathers stay in registers, as in the FP32 engine. sm_80 and newer: launch_mma refuses
-// older devices with a message, and the instructions trap there.
+// sm_80 and newer: launch_mma refuses older devices with a message, and the instructions trap
+// there.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -34,12 +32,18 @@ enum class Precision { TF32, BF16 };
 
 template <Precision P>
 struct Staged;
+// TF32 copies the floats as they are (cp.async, sm_80's asynchronous copy) and converts each
+// fragment register after ldmatrix; BF16 converts when staging through registers, halving the
+// shared memory and letting ldmatrix read 16-bit pairs (cp.async copies bytes, it cannot convert).
 template <>
 struct Staged<Precision::TF32> {
     using T = uint32_t;
+    static constexpr bool ASYNC = true;
     static constexpr int K_STEP = 8;  // k of one mma
     static constexpr int PAD = 4;     // 80-byte rows
-    __device__ static T convert(float v) { return convnet::mma::to_tf32(v); }
+    __device__ static uint32_t fragment(uint32_t bits) {
+        return convnet::mma::to_tf32(__uint_as_float(bits));
+    }
     __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
         convnet::mma::mma_tf32(d, a, b, d);
     }
@@ -47,9 +51,11 @@ struct Staged<Precision::TF32> {
 template <>
 struct Staged<Precision::BF16> {
     using T = uint16_t;
+    static constexpr bool ASYNC = false;
     static constexpr int K_STEP = 16;
     static constexpr int PAD = 8;  // 48-byte rows
     __device__ static T convert(float v) { return convnet::mma::to_bf16(v); }
+    __device__ static uint32_t fragment(uint32_t bits) { return bits; }
     __device__ static void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
         convnet::mma::mma_bf16(d, a, b, d);
     }
@@ -79,6 +85,40 @@ __device__ __forceinline__ void stash_rows(const Loader& l, T (*s)[LD]) {
                 Convert::convert(l.regs[i][j]);
 }
 
+// acc += the products of one BK-slice in shared memory (As[m][k], Bs[n][k]) for warp tile
+// (wm, wn). ldmatrix row addresses: lane l names row l % 8 of matrix l / 8. A: matrices (rows
+// 0-7, k 0..), (rows 8-15, k 0..), (rows 0-7, k half..), (rows 8-15, k half..) are registers
+// a0..a3 of m16n8k8.tf32 and m16n8k16.bf16 alike; B: (n 0-7, k 0..), (n 0-7, k half..) of two
+// neighbouring n-tiles.
+template <class Cfg, class S, class T, int LD>
+__device__ __forceinline__ void mma_slice(float (&acc)[Cfg::MT][Cfg::NT][4], const T (*As)[LD],
+                                          const T (*Bs)[LD], int wm, int wn, int lane) {
+    constexpr int MT = Cfg::MT, NT = Cfg::NT, HALF_STEP = S::K_STEP / 2;
+    const int a_row = lane % 16, a_col = HALF_STEP * (lane / 16);
+    const int b_row = lane % 8 + 8 * (lane / 16), b_col = HALF_STEP * (lane / 8 % 2);
+#pragma unroll
+    for (int kk = 0; kk < Cfg::BK; kk += S::K_STEP) {
+        uint32_t a[MT][4], b[NT][2];
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            convnet::mma::ldmatrix<4>(a[i], &As[wm + 16 * i + a_row][kk + a_col]);
+#pragma unroll
+            for (int r = 0; r < 4; ++r) a[i][r] = S::fragment(a[i][r]);
+        }
+#pragma unroll
+        for (int j = 0; j < NT; j += 2) {
+            uint32_t r[4];
+            convnet::mma::ldmatrix<4>(r, &Bs[wn + 8 * j + b_row][kk + b_col]);
+            b[j][0] = S::fragment(r[0]), b[j][1] = S::fragment(r[1]);
+            b[j + 1][0] = S::fragment(r[2]), b[j + 1][1] = S::fragment(r[3]);
+        }
+#pragma unroll
+        for (int i = 0; i < MT; ++i)
+#pragma unroll
+            for (int j = 0; j < NT; ++j) S::mma(acc[i][j], a[i], b[j]);
+    }
+}
+
 template <class Cfg, Precision P, class Op>
 __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     mma_gemm_kernel(const Op op, int z_base) {
@@ -87,7 +127,6 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     using Block = typename Op::Block;
     constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, MT = Cfg::MT, NT = Cfg::NT;
     constexpr int LD = BK + S::PAD;
-    constexpr int HALF_STEP = S::K_STEP / 2;  // a 16-byte column of an ldmatrix matrix
 
     __shared__ __align__(16) T As[2][BM][LD];
     __shared__ __align__(16) T Bs[2][BN][LD];
@@ -111,52 +150,47 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-    int k0 = blk.k_begin;
-    if (k0 < blk.k_end) {
-        load_a.fetch(op.a, blk, k0);
-        load_b.fetch(op.b, blk, k0);
-        stash_rows<S>(load_a, As[0]);
-        stash_rows<S>(load_b, Bs[0]);
-    }
-    __syncthreads();
-
-    // ldmatrix row addresses: lane l names row l % 8 of matrix l / 8. A: matrices (rows 0-7,
-    // k 0..), (rows 8-15, k 0..), (rows 0-7, k half..), (rows 8-15, k half..) are registers
-    // a0..a3 of m16n8k8.tf32 and m16n8k16.bf16 alike; B: (n 0-7, k 0..), (n 0-7, k half..) of
-    // two neighbouring n-tiles.
-    const int a_row = lane % 16, a_col = HALF_STEP * (lane / 16);
-    const int b_row = lane % 8 + 8 * (lane / 16), b_col = HALF_STEP * (lane / 8 % 2);
-
     int buf = 0;
-    for (; k0 < blk.k_end; k0 += BK) {
-        const bool more = k0 + BK < blk.k_end;
-        if (more) {
-            load_a.fetch(op.a, blk, k0 + BK);
-            load_b.fetch(op.b, blk, k0 + BK);
+    if constexpr (S::ASYNC) {  // the next slice's copies in flight while this one computes
+        if (blk.k_begin < blk.k_end) {
+            load_a.template copy<true>(op.a, blk, blk.k_begin, As[0]);
+            load_b.template copy<true>(op.b, blk, blk.k_begin, Bs[0]);
         }
-#pragma unroll
-        for (int kk = 0; kk < BK; kk += S::K_STEP) {
-            uint32_t a[MT][4], b[NT][2];
-#pragma unroll
-            for (int i = 0; i < MT; ++i)
-                convnet::mma::ldmatrix<4>(a[i], &As[buf][wm + 16 * i + a_row][kk + a_col]);
-#pragma unroll
-            for (int j = 0; j < NT; j += 2) {
-                uint32_t r[4];
-                convnet::mma::ldmatrix<4>(r, &Bs[buf][wn + 8 * j + b_row][kk + b_col]);
-                b[j][0] = r[0], b[j][1] = r[1], b[j + 1][0] = r[2], b[j + 1][1] = r[3];
+        convnet::mma::cp_async_commit();
+        for (int k0 = blk.k_begin; k0 < blk.k_end; k0 += BK) {
+            convnet::mma::cp_async_wait<0>();
+            __syncthreads();  // slice k0 landed for every thread; the other buffer is free
+            if (k0 + BK < blk.k_end) {
+                load_a.template copy<true>(op.a, blk, k0 + BK, As[buf ^ 1]);
+                load_b.template copy<true>(op.b, blk, k0 + BK, Bs[buf ^ 1]);
             }
-#pragma unroll
-            for (int i = 0; i < MT; ++i)
-#pragma unroll
-                for (int j = 0; j < NT; ++j) S::mma(acc[i][j], a[i], b[j]);
+            convnet::mma::cp_async_commit();
+            mma_slice<Cfg, S>(acc, As[buf], Bs[buf], wm, wn, lane);
+            buf ^= 1;
         }
-        if (more) {  // the other buffer was last read before the previous barrier
-            stash_rows<S>(load_a, As[buf ^ 1]);
-            stash_rows<S>(load_b, Bs[buf ^ 1]);
+    } else {
+        int k0 = blk.k_begin;
+        if (k0 < blk.k_end) {
+            load_a.fetch(op.a, blk, k0);
+            load_b.fetch(op.b, blk, k0);
+            stash_rows<S>(load_a, As[0]);
+            stash_rows<S>(load_b, Bs[0]);
         }
         __syncthreads();
-        buf ^= 1;
+        for (; k0 < blk.k_end; k0 += BK) {
+            const bool more = k0 + BK < blk.k_end;
+            if (more) {  // the gathers of the next slice overlap the tensor cores' work
+                load_a.fetch(op.a, blk, k0 + BK);
+                load_b.fetch(op.b, blk, k0 + BK);
+            }
+            mma_slice<Cfg, S>(acc, As[buf], Bs[buf], wm, wn, lane);
+            if (more) {  // the other buffer was last read before the previous barrier
+                stash_rows<S>(load_a, As[buf ^ 1]);
+                stash_rows<S>(load_b, Bs[buf ^ 1]);
+            }
+            __syncthreads();
+            buf ^= 1;
+        }
     }
 
     // accumulator element e of tile (i, j): row 16 i + lane / 4 + 8 (e / 2), column

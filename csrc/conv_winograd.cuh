@@ -316,8 +316,8 @@ struct FwdData {  // A[nt, c] = V[xi][g*Cg + c][nt]
     __device__ Col col(const FwdBlock& b, int c) const {
         return {c < b.k_end ? (b.xi * w.s.C + b.g * w.s.Cg + c) * w.NT : -1};
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        return c.off >= 0 ? __ldg(v + c.off + r.nt) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return c.off >= 0 ? v + c.off + r.nt : nullptr;
     }
 };
 
@@ -331,8 +331,8 @@ struct FwdFilters {  // B[f, c] = U[xi][g*Fg + f][c]
         return {(b.xi * w.s.F + b.g * w.s.Fg + (f < w.s.Fg ? f : w.s.Fg - 1)) * w.s.Cg};
     }
     __device__ Col col(const FwdBlock& b, int c) const { return {c < b.k_end ? c : -1}; }
-    __device__ float load(const Row& r, const Col& c) const {
-        return c.c >= 0 ? __ldg(u + r.base + c.c) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return c.c >= 0 ? u + r.base + c.c : nullptr;
     }
 };
 
@@ -387,8 +387,8 @@ struct FilterPlane {
         return {(b.xi * all + b.g * per_group + (i < per_group ? i : per_group - 1)) * w.NT};
     }
     __device__ Col col(const FilterBlock& b, int nt) const { return {nt < b.k_end ? nt : -1}; }
-    __device__ float load(const Row& r, const Col& c) const {
-        return c.nt >= 0 ? __ldg(plane + r.base + c.nt) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return c.nt >= 0 ? plane + r.base + c.nt : nullptr;
     }
 };
 

@@ -51,8 +51,8 @@ struct ForwardWindow {
     __device__ Col col(const PositionBlock& b, int k) const {
         return convgemm::patch_tap(s, k, b.k_end);
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        return convgemm::patch_load(x, s, r, c);
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return convgemm::patch_address(x, s, r, c);
     }
 };
 
@@ -68,8 +68,8 @@ struct ForwardFilters {
         return {(b.pos * s.F + b.g * s.Fg + f) * s.K};
     }
     __device__ Col col(const PositionBlock& b, int k) const { return {k < b.k_end ? k : -1}; }
-    __device__ float load(const Row& r, const Col& c) const {
-        return c.k >= 0 ? __ldg(w + r.base + c.k) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return c.k >= 0 ? w + r.base + c.k : nullptr;
     }
 };
 
@@ -150,8 +150,8 @@ struct DataGrads {
         const DataTap t = data_tap(s, b, k);
         return {(b.g * s.Fg + t.f) * s.P + t.oy * s.OW + t.ox};
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        return c.off >= 0 ? __ldg(dy + r.base + c.off) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return c.off >= 0 ? dy + r.base + c.off : nullptr;
     }
 };
 
@@ -171,8 +171,8 @@ struct DataFilters {
         const int ky = b.ty - t.oy * s.stride, kx = b.tx - t.ox * s.stride;
         return {((t.oy * s.OW + t.ox) * s.F + b.g * s.Fg + t.f) * s.K + ky * s.fs + kx};
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        return c.off >= 0 ? __ldg(w + r.base + c.off) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return c.off >= 0 ? w + r.base + c.off : nullptr;
     }
 };
 
@@ -242,8 +242,8 @@ struct FilterWindow {
     __device__ Col col(const PositionBlock& b, int n) const {
         return {n < b.k_end ? n * s.C * s.HW : -1};
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        return (r.base >= 0 && c.off >= 0) ? __ldg(x + r.base + c.off) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return (r.base >= 0 && c.off >= 0) ? x + r.base + c.off : nullptr;
     }
 };
 
@@ -260,8 +260,8 @@ struct FilterGrads {
     __device__ Col col(const PositionBlock& b, int n) const {
         return {n < b.k_end ? n * s.F * s.P : -1};
     }
-    __device__ float load(const Row& r, const Col& c) const {
-        return c.off >= 0 ? __ldg(dy + r.base + c.off) : 0.0f;
+    __device__ const float* address(const Row& r, const Col& c) const {
+        return c.off >= 0 ? dy + r.base + c.off : nullptr;
     }
 };
 
