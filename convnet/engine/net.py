@@ -11,6 +11,7 @@ from ..backend import get_backend
 from .config import ConfigError, Section, read_cfg
 from .devices import placement
 from .layer_types import LAYER_TYPES
+from .replicas import schedule
 from .layers_cc2 import CropLayer, CrossMapPoolLayer, SumLayer
 from .layers import (DataLayer, DropoutLayer, FcLayer, NeuronLayer, NormLayer, PoolLayer,
                      SoftmaxLayer, CostLayer, layer_keys)
@@ -48,6 +49,7 @@ class Net:
         self.seed = seed
         self.params_file = params_file
         self.layers = self.build(layer_sections, param_sections, data_shapes or {})
+        self.schedule = schedule(self.layers)  # cc2's replicas: slices, passes, update periods
         self.dev = placement(self.B, self.layers, gpus)
         self.copied = {}  # {(producer, consumer): {"forward": bytes, "backward": bytes}}
         self.auto_step = 0  # the next training pass's step when forward() is given none
@@ -95,8 +97,9 @@ class Net:
     @staticmethod
     def place(order, layers):
         """cuda-convnet2's layer.py: a layer without gpu= takes its first input's devices (a
-        data layer's: device 0); a layer's replica count divides each of its inputs'. Replicas
-        run as one, on the first device listed (their data-parallel meaning is not built)."""
+        data layer's: device 0); a layer's replica count divides each of its inputs'. A layer
+        runs on the first device it lists; its replicas are passes over slices of the minibatch
+        (replicas.py for when, convnet/training/replicas.py for how)."""
         for layer in order:
             if layer.replicas is None:
                 layer.replicas = layers[layer.inputs[0]].replicas if layer.inputs else (0,)
@@ -198,6 +201,8 @@ class Net:
     def init_params(self, seed):
         rng = np.random.default_rng(seed)
         for layer, p in self.owned_params():
+            if layer.name in self.schedule.update_passes:
+                p.period = self.schedule.step_period(layer.name)
             with self.dev.on(layer.gpu):
                 p.init(self.B, rng, self.dtype)
         for layer in self.layers:  # after every weight: a net without buffers draws as before
