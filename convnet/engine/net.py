@@ -114,7 +114,8 @@ class Net:
 
     @property
     def replicated(self):
-        """The layers with replicas (gpu=0,1): [(name, replicas)]."""
+        """The layers with replicas (gpu=0,1): [(name, replicas)]; self.schedule says when they
+        run and update."""
         return [(layer.name, layer.replicas) for layer in self.layers if len(layer.replicas) > 1]
 
     @staticmethod
@@ -334,7 +335,9 @@ class Net:
     def train_step(self, data, step, progress, check=None):
         """Forward, backward, update; returns the cost statistics. `check(stats)` runs after
         the forward pass, before anything changes: raising there leaves the weights as they
-        were (the trainer's NaN/Inf check)."""
+        were (the trainer's NaN/Inf check). One pass over the whole minibatch: a net with
+        cuda-convnet2's replicas trains in slices and passes through
+        convnet.training.replicas.ReplicaStep (the Trainer uses it)."""
         self.forward(data, train=True, step=step)
         if check is not None:
             check(self.cost_stats())

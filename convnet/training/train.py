@@ -158,9 +158,11 @@ class Trainer:
         self.on_test = []  # callables given each test record (e.g. the TensorBoard writer)
         self.last_batch = None  # this rank's rows of the last step: saves check their cost on it
         self.flags = {}  # the last step's stop/save flags, the same on every rank
-        self.buckets = GradientBuckets(net, comm) if comm.world > 1 else None
-        # cuda-convnet2's replicas (gpu=0,1): the minibatch in slices and passes
+        # cuda-convnet2's replicas (gpu=0,1): the minibatch in slices and passes, each update
+        # reduced over the ranks when it is due; else buckets reduced during backward
         self.replica_step = ReplicaStep(net, comm) if net.schedule.rmax > 1 else None
+        self.buckets = GradientBuckets(net, comm) if comm.world > 1 and \
+            self.replica_step is None else None
 
     @staticmethod
     def default_cost(net):
