@@ -156,6 +156,22 @@ def test_the_hybrid_equals_its_four_pass_definition(tmp_path, n):
     assert not np.allclose(once.get_params()["fc10.w0"], net.get_params()["fc10.w0"])
 
 
+def test_the_hybrid_updating_once_per_minibatch_is_the_one_pass_step(tmp_path):
+    """updatePeriod=4 (the 4 passes) on the single-replica fc layers: every layer updates once,
+    on the minibatch's mean gradient, so the hybrid takes the step of the net without replicas."""
+    params = HYBRID_PARAMS.replace("updatePeriod=1", "updatePeriod=4").replace(
+        "[fc10]\n", "[fc10]\nupdatePeriod=4\n")
+    net = build(tmp_path, HYBRID, params)
+    assert net.schedule.update_passes == {"conv1": 4, "fc32": 4, "fc10": 4}
+    ref = build(tmp_path, name="plain")
+    ref.set_params(net.get_params())
+    step = ReplicaStep(net)
+    for k in range(2):
+        step(batch(50, k), step=k, progress=0.0)
+        ref.train_step(batch(50, k), step=k, progress=0.0)
+        assert_same_params(net, ref)
+
+
 # --- what --describe says, and bad replica specs ------------------------------------------------
 def section(text, title):
     """The rows of the --describe table under the line starting with `title`."""
