@@ -51,7 +51,8 @@ def cross_device_edges(net, mini, split_rows=None):
             producer = net[src]
             if producer.out_shape is None:
                 continue
-            moved = [i for i in range(slices) if slice_device(producer, i) != slice_device(layer, i)]
+            moved = [i for i in range(slices)
+                     if slice_device(producer, i) != slice_device(layer, i)]
             if not moved:
                 continue
             per_case = int(np.prod(producer.out_shape)) if producer.out_shape else 1

@@ -43,7 +43,8 @@ class ReplicaStep:
     def __call__(self, data, step, progress, check=None):
         """One step on the minibatch `data` ({0: images, 1: labels, ...}, every rank's rows:
         each rank takes its own). check(stats) sees each pass's cost statistics before that
-        pass's updates (this rank's rows of it; none for a pass without them). Returns this rank's cost statistics summed over its slices."""
+        pass's updates (this rank's rows of it; none for a pass without them). Returns this
+        rank's cost statistics summed over its slices."""
         net, s = self.net, self.s
         total = len(data[1])
         self.rows = slice_rows(total, self.comm.world, s.rmax)
