@@ -1,10 +1,11 @@
 """What test_distributed.py starts on each rank under mpiexec (or alone, for the 1-rank run).
 
     python tests/mpi_worker.py train DATA OUT.npz --mini N --epochs E [--run DIR] [--resume]
-                               [--bucket-bytes B]
+                               [--bucket-bytes B] [--replicas R]
         a float64 net with nrelu noise and dropout on synthetic CIFAR (random crops, flips, a
         shuffled order), trained through Trainer; rank 0 writes the weights, momenta and the
-        last test record to OUT.npz.
+        last test record to OUT.npz. --replicas R: cuda-convnet2's gpu=0,...,R-1 on conv1 (the
+        layers after it inherit it) and on the cost layer.
     python tests/mpi_worker.py fail-at-step K kill|raise CLI-ARGS...
         convnet-train CLI-ARGS, this rank SIGKILLing itself (a rank the OOM killer takes) or
         raising (a bug on one rank) when it reaches step K.
@@ -49,10 +50,14 @@ def train(argv):
     p.add_argument("--run", default=None)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--bucket-bytes", type=int, default=None, help="1: a bucket per layer")
+    p.add_argument("--replicas", type=int, default=1)
     args = p.parse_args(argv)
     comm = connect(timeout=300)
     provider = make_provider("cifar", args.data, "1-2", "6", inner_size=24, seed=5)
-    net = Net(SPECS, dtype=np.float64, seed=1)
+    gpus = ",".join(map(str, range(args.replicas)))
+    specs = [dict(spec, gpu=gpus) if args.replicas > 1 and spec["name"] in ("conv1", "logprob")
+             else spec for spec in SPECS]
+    net = Net(specs, dtype=np.float64, seed=1)
     trainer = Trainer(net, provider, args.run, args.epochs, args.mini, comm=comm,
                       out=open(os.devnull, "w"))
     if args.bucket_bytes and trainer.buckets:

@@ -91,6 +91,19 @@ def test_two_ranks_of_64_take_the_step_one_rank_of_128_takes(cifar, tmp_path):
     assert_same_run(two, one)
 
 
+def test_ranks_and_cc2_replicas_take_the_one_process_step(cifar, tmp_path):
+    """gpu=0,1,2 replicas (cuda-convnet2's data parallelism) alone and on 2 ranks: each rank's
+    rows in 3 slices (minibatches of 100 and 28: 17/17/16 per rank, then 5/5/4), the run equal
+    to one process without replicas."""
+    one = train(1, cifar, tmp_path / "one.npz", "--mini", "100", "--epochs", "1")
+    alone = train(1, cifar, tmp_path / "alone.npz", "--mini", "100", "--epochs", "1",
+                  "--replicas", "3")
+    both = train(2, cifar, tmp_path / "both.npz", "--mini", "100", "--epochs", "1",
+                 "--replicas", "3")
+    assert_same_run(alone, dict(one))
+    assert_same_run(both, one)
+
+
 def test_uneven_shards_three_ranks_minibatch_100(cifar, tmp_path):
     """Minibatches of 100 and 28 over 3 ranks: rows 34/33/33, then 10/9/9."""
     one = train(1, cifar, tmp_path / "one.npz", "--mini", "100", "--epochs", "1")

@@ -157,8 +157,8 @@ def test_bad_shownet_options_are_one_line(files, run, tmp_path, capsys, argv, wo
         assert w in err, err
 
 
-def test_replicas_train_on_one_device_with_one_line(files, tmp_path, capsys):
-    """cuda-convnet2's gpu=0,1 (imagenet-2gpu-data): trained as one, and said so once."""
+def test_replicas_train_with_one_line(files, tmp_path, capsys):
+    """cuda-convnet2's gpu=0,1 (imagenet-2gpu-data): trained in slices, and said so once."""
     layers, params, data = files
     replicated = tmp_path / "layers.cfg"
     replicated.write_text(LAYERS.replace("[conv1]\n", "[conv1]\ngpu=0,1\n"))
@@ -166,5 +166,6 @@ def test_replicas_train_on_one_device_with_one_line(files, tmp_path, capsys):
                        "--train-range", "1", "--epochs", "1", "--mini", "10", "--backend",
                        "numpy", "--save-path", str(tmp_path / "run")]) == 0
     lines = [r for r in capsys.readouterr().out.splitlines() if "replicas" in r]
-    assert lines == ["convnet: replicas: 3 layers have 2 (gpu=0,1,...: cuda-convnet2's data "
-                     "parallelism); they run as one, each layer on the first device it lists"]
+    assert len(lines) == 1 and lines[0].startswith(
+        "convnet: replicas: 3 layers have 2 (gpu=0,1,...: cuda-convnet2's data parallelism): "
+        "each minibatch in 2 slices"), lines

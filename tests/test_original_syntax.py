@@ -384,7 +384,7 @@ def gpu_column(out):
     return {r.split()[0]: r.split()[-1] for r in rows}
 
 
-def test_replicas_describe_and_run_as_one(tmp_path, capsys, rng):
+def test_replicas_describe_and_train(tmp_path, capsys, rng):
     body = CONV.replace("[top]", "[c]") + "gpu=0,1\n\n[top]\ntype=neuron\ninputs=c\nneuron=relu\n"
     text, ptext = small(tmp_path, body, weight_params("c"))
     lp, pp = tmp_path / "layers.cfg", tmp_path / "params.cfg"
@@ -397,9 +397,11 @@ def test_replicas_describe_and_run_as_one(tmp_path, capsys, rng):
     # logprob's first input is the labels' data layer: device 0 (cuda-convnet2 asks for gpu=)
     assert gpus["data"] == gpus["logprob"] == "0"
     assert gpus["c"] == gpus["top"] == gpus["fc10"] == gpus["probs"] == "0,1"
-    assert [r for r in out.splitlines() if r.startswith("replicas:")] == [
-        "replicas: 4 layers have 2 (gpu=0,1,...: cuda-convnet2's data parallelism); they run "
-        "as one, each layer on the first device it lists"]
+    lines = [r for r in out.splitlines() if r.startswith("replicas:")]
+    # logprob's one replica makes two passes (cc2's Rmax / Rmin), each on a slice
+    assert len(lines) == 1 and lines[0].startswith(
+        "replicas: 4 layers have 2 (gpu=0,1,...: cuda-convnet2's data parallelism): each "
+        "minibatch in 2 slices, 2 passes per minibatch"), lines
     net = net_from(tmp_path, text, ptext, dtype=np.float64)
     assert net["c"].gpu == 0 and net["c"].replicas == (0, 1)
     net.train_step({0: rng.standard_normal((2, 4, 6, 6)), 1: np.array([0, 1])}, step=1,

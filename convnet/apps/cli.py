@@ -15,7 +15,7 @@ from ..engine.devices import parse_gpus
 from ..engine.gradcheck import check_net_grads
 from ..engine.net import Net
 from ..engine.sections import data_shapes, declared_image_size, undeclared_data_shapes
-from ..parallel import connect, on_gpu
+from ..parallel import connect, on_gpu, split_rows
 from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
 from ..training.distributed import share_checkpoint
 from ..training.run_folder import (RunFolderError, RunLock, check_start, os_error_line,
@@ -258,7 +258,7 @@ def load_and_run(args, comm, run_dir):
                         params_file=params_path, backend="numpy", data_shapes=shapes)
     check_net_sections(layer_sections, args.logreg_name, layers_name)
     if args.describe:
-        print(describe(net, args.mini))
+        print(describe(net, args.mini, split_rows))
         return 0
     if args.check_grads:
         return check_grads(layer_sections, param_sections, params_path, args.seed, shapes)

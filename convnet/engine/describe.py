@@ -1,5 +1,7 @@
-"""`convnet-train --describe`: the layers, a per-depth summary over the towers, and the copies
-between devices (what the paper's two GPUs sent each other)."""
+"""`convnet-train --describe`: the layers, a per-depth summary over the towers, cuda-convnet2's
+replicas (their passes and the gradient bytes their updates all-reduce per step), and the copies
+between devices (what the paper's two GPUs sent each other; with replicas, the rows of each slice
+whose two ends are on different devices, as at a pass layer)."""
 import numpy as np
 
 from .layers import TUNING_KEYS, DataLayer, WeightLayer
@@ -28,20 +30,41 @@ def weight_depths(net):
     return out
 
 
-def cross_device_edges(net, mini):
-    """[(source, consumer, from gpu, to gpu, forward bytes, backward bytes)] per step of `mini`
-    images: activations go forward, their gradients come back (none for data)."""
+def slice_device(layer, i):
+    """The device that holds slice i of the minibatch for `layer` (replicas.py: replica r
+    takes slice k R + r); a data layer's rows are read on its own device."""
+    reps = (layer.gpu,) if isinstance(layer, DataLayer) else layer.replicas
+    return reps[i % len(reps)]
+
+
+def cross_device_edges(net, mini, split_rows=None):
+    """[(source, consumer, from gpus, to gpus, forward bytes, backward bytes)] per step of
+    `mini` images: the rows whose devices differ at the two ends (all of them without replicas;
+    with replicas, slice by slice), activations forward, their gradients back (none for data).
+    split_rows(n, i, k): slice i's rows (convnet.parallel's rule), needed for replicas."""
+    slices = net.schedule.rmax
+    rows = [mini] if slices == 1 else [b - a for a, b in (split_rows(mini, i, slices)
+                                                           for i in range(slices))]
     edges = []
     for layer in net.layers:
         for src in dict.fromkeys(layer.inputs):  # an input named twice is copied once
             producer = net[src]
-            if producer.gpu == layer.gpu or producer.out_shape is None:
+            if producer.out_shape is None:
+                continue
+            moved = [i for i in range(slices)
+                     if slice_device(producer, i) != slice_device(layer, i)]
+            if not moved:
                 continue
             per_case = int(np.prod(producer.out_shape)) if producer.out_shape else 1
-            forward = mini * per_case * FLOAT_BYTES
+            forward = sum(rows[i] for i in moved) * per_case * FLOAT_BYTES
             backward = 0 if isinstance(producer, DataLayer) else forward
-            edges.append((src, layer.name, producer.gpu, layer.gpu, forward, backward))
+            edges.append((src, layer.name, devices(producer, moved), devices(layer, moved),
+                          forward, backward))
     return edges
+
+
+def devices(layer, moved):
+    return ",".join(map(str, dict.fromkeys(slice_device(layer, i) for i in moved)))
 
 
 def table(rows, right_from=3):
@@ -51,14 +74,33 @@ def table(rows, right_from=3):
 
 
 def replicas_line(net):
-    """The one line that says cuda-convnet2's replicas (gpu=0,1) run as one here."""
+    """One line on cuda-convnet2's replicas (gpu=0,1): how the minibatch is sliced and run."""
+    sch = net.schedule
     counts = sorted({len(r) for _, r in net.replicated})
     return (f"replicas: {len(net.replicated)} layers have {' or '.join(map(str, counts))} "
-            f"(gpu=0,1,...: cuda-convnet2's data parallelism); they run as one, each layer on "
-            f"the first device it lists")
+            f"(gpu=0,1,...: cuda-convnet2's data parallelism): each minibatch in {sch.rmax} "
+            f"slices, {sch.passes} pass{'es' * (sch.passes > 1)} per minibatch; each layer "
+            f"updates on its slices' gradients averaged by rows, the replicas one after another "
+            f"on the first device listed")
 
 
-def describe(net, mini=128):
+def replica_reductions(net):
+    """[(layer, gpus, updates per step, gradient bytes all-reduced per step)] for the weight
+    layers with replicas: each update sums the replicas' gradients once (a fraction of a step
+    where updatePeriod spans several minibatches)."""
+    sch, out = net.schedule, []
+    for layer in net.layers:
+        if len(layer.replicas) < 2 or layer.name not in sch.update_passes:
+            continue
+        per_step = sch.passes / sch.update_passes[layer.name]
+        grad_bytes = layer_params(layer) * FLOAT_BYTES
+        out.append((layer.name, ",".join(map(str, layer.replicas)), per_step,
+                    round(grad_bytes * per_step)))
+    return out
+
+
+def describe(net, mini=128, split_rows=None):
+    """The text of --describe for a minibatch of `mini`; split_rows: as cross_device_edges."""
     rows = [("layer", "type", "output", "neurons", "params", "gpu")]
     for layer in net.layers:
         shape = "x".join(map(str, layer.out_shape)) if layer.out_shape else "-"
@@ -69,6 +111,14 @@ def describe(net, mini=128):
     parts = [table(rows)]
     if net.replicated:
         parts.append(replicas_line(net))
+        reduced = replica_reductions(net)
+        if reduced:
+            rows = [("layer", "gpu", "updates per step", "gradient bytes all-reduced per step")]
+            rows += [(name, gpus, f"{n:g}", f"{b:,}") for name, gpus, n, b in reduced]
+            rows.append(("total", "", "", f"{sum(r[3] for r in reduced):,}"))
+            parts.append(f"replicas' gradients per step ({net.schedule.passes} pass"
+                         f"{'es' * (net.schedule.passes > 1)} per minibatch of {mini}):\n"
+                         + table(rows, 2))
     tuning = [f"{layer.name} {key}={layer.section.entries[key].value}" for layer in net.layers
               for key in TUNING_KEYS if key in layer.section.entries]
     if tuning:
@@ -95,7 +145,7 @@ def describe(net, mini=128):
                          f"{sum(map(layer_params, layers)):,}"))
         parts.append("per depth, summed over the towers:\n" + table(rows))
 
-    edges = cross_device_edges(net, mini)
+    edges = cross_device_edges(net, mini, split_rows)
     if edges:
         rows = [("copy", "gpus", "forward bytes", "backward bytes")]
         for src, dst, a, b, fwd, bwd in edges:

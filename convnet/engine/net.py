@@ -12,6 +12,7 @@ from ..backend import precision as precisions
 from .config import ConfigError, Section, read_cfg
 from .devices import placement
 from .layer_types import LAYER_TYPES
+from .replicas import schedule
 from .layers_cc2 import CropLayer, CrossMapPoolLayer, SumLayer
 from .layers import (DataLayer, DropoutLayer, FcLayer, NeuronLayer, NormLayer, PoolLayer,
                      SoftmaxLayer, CostLayer, layer_keys)
@@ -53,6 +54,7 @@ class Net:
         self.params_file = params_file
         self.precision = precisions.check("Net", precision)
         self.layers = self.build(layer_sections, param_sections, data_shapes or {})
+        self.schedule = schedule(self.layers)  # cc2's replicas: slices, passes, update periods
         self.dev = placement(self.B, self.layers, gpus)
         self.copied = {}  # {(producer, consumer): {"forward": bytes, "backward": bytes}}
         self.auto_step = 0  # the next training pass's step when forward() is given none
@@ -110,8 +112,9 @@ class Net:
     @staticmethod
     def place(order, layers):
         """cuda-convnet2's layer.py: a layer without gpu= takes its first input's devices (a
-        data layer's: device 0); a layer's replica count divides each of its inputs'. Replicas
-        run as one, on the first device listed (their data-parallel meaning is not built)."""
+        data layer's: device 0); a layer's replica count divides each of its inputs'. A layer
+        runs on the first device it lists; its replicas are passes over slices of the minibatch
+        (replicas.py for when, convnet/training/replicas.py for how)."""
         for layer in order:
             if layer.replicas is None:
                 layer.replicas = layers[layer.inputs[0]].replicas if layer.inputs else (0,)
@@ -126,7 +129,8 @@ class Net:
 
     @property
     def replicated(self):
-        """The layers with replicas (gpu=0,1): [(name, replicas)]."""
+        """The layers with replicas (gpu=0,1): [(name, replicas)]; self.schedule says when they
+        run and update."""
         return [(layer.name, layer.replicas) for layer in self.layers if len(layer.replicas) > 1]
 
     @staticmethod
@@ -213,6 +217,8 @@ class Net:
     def init_params(self, seed):
         rng = np.random.default_rng(seed)
         for layer, p in self.owned_params():
+            if layer.name in self.schedule.update_passes:
+                p.period = self.schedule.step_period(layer.name)
             with self.dev.on(layer.gpu):
                 p.init(self.B, rng, self.dtype)
         for layer in self.layers:  # after every weight: a net without buffers draws as before
@@ -344,7 +350,9 @@ class Net:
     def train_step(self, data, step, progress, check=None):
         """Forward, backward, update; returns the cost statistics. `check(stats)` runs after
         the forward pass, before anything changes: raising there leaves the weights as they
-        were (the trainer's NaN/Inf check)."""
+        were (the trainer's NaN/Inf check). One pass over the whole minibatch: a net with
+        cuda-convnet2's replicas trains in slices and passes through
+        convnet.training.replicas.ReplicaStep (the Trainer uses it)."""
         self.forward(data, train=True, step=step)
         if check is not None:
             check(self.cost_stats())

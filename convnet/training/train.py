@@ -17,6 +17,7 @@ from .checkpoint import (CheckpointError, MetricsLog, checkpoint_paths, load_lat
                          save_checkpoint)
 from .distributed import (GradientBuckets, disagreeing_ranks, gather_rows, reduce_stats,
                           shard, share_checkpoint)
+from .replicas import ReplicaStep
 from .saved_run import check_checkpoint, param_arrays, restore_arrays
 
 WEIGHT_CHECK_EVERY = 50  # steps between NaN/Inf checks of every weight (and at each save/test)
@@ -157,7 +158,11 @@ class Trainer:
         self.on_test = []  # callables given each test record (e.g. the TensorBoard writer)
         self.last_batch = None  # this rank's rows of the last step: saves check their cost on it
         self.flags = {}  # the last step's stop/save flags, the same on every rank
-        self.buckets = GradientBuckets(net, comm) if comm.world > 1 else None
+        # cuda-convnet2's replicas (gpu=0,1): the minibatch in slices and passes, each update
+        # reduced over the ranks when it is due; else buckets reduced during backward
+        self.replica_step = ReplicaStep(net, comm) if net.schedule.rmax > 1 else None
+        self.buckets = GradientBuckets(net, comm) if comm.world > 1 and \
+            self.replica_step is None else None
 
     @staticmethod
     def default_cost(net):
@@ -385,8 +390,10 @@ class Trainer:
                              f"{self.comm.world} ranks without one: choose --mini (and the "
                              f"training set) so every minibatch has at least one image per rank")
         lo, hi = self.comm.rows(len(labels))
-        self.net.row0 = lo
         self.last_batch = {0: x[lo:hi], 1: labels[lo:hi]}
+        if self.replica_step is not None:
+            return self.replica_batch(x, labels, stop)
+        self.net.row0 = lo
         self.net.forward(self.last_batch, train=True, step=self.step)
         stats, self.flags = reduce_stats(
             self.comm, self.net.cost_stats(), stop=stop.requested,
@@ -399,6 +406,17 @@ class Trainer:
             self.net.backward(on_layer=self.buckets.layer_done)
             self.buckets.finish()
         self.net.update(self.progress())
+        return stats
+
+    def replica_batch(self, x, labels, stop):
+        """train_batch for a net with replicas: each rank checks its own passes' costs before
+        their updates (ReplicaStep), and the costs summed over the ranks after the step."""
+        stats = self.replica_step({0: x, 1: labels}, self.step, self.progress(),
+                                  check=self.check_finite)
+        stats, self.flags = reduce_stats(
+            self.comm, stats, stop=stop.requested,
+            save=time.monotonic() - self.last_save >= self.save_interval)
+        self.check_finite(stats)
         return stats
 
     def test_since(self, since_test, started):
