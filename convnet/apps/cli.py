@@ -1,5 +1,4 @@
 """`convnet-train LAYERS PARAMS [options]`: cuda-convnet's convnet.py, option for option."""
-import argparse
 import os
 import signal
 import sys
@@ -22,45 +21,34 @@ from ..training.run_folder import (RunFolderError, RunLock, check_start, os_erro
 from ..training.saved_run import check_resumable, in_todays_meaning, run_config
 from ..training.tensorboard import TensorBoardLogger
 from ..training.train import Trainer, TrainingStopped, evaluate
-from . import add_version, nets
+from . import nets
 from .features import write_features
 from .memory import (OutOfMemory, ShapesOnlyNet, check_host_memory, is_out_of_memory,
                      out_of_memory_message)
 from .ranks import crash, describe_world, fail, rank0_output, rank_gpus, say
-from .train_checks import OneLineParser, check_classes, check_net_sections, check_options
+from .options import CommandParser
+from .train_checks import check_classes, check_net_sections, check_options
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 1      # NaN/Inf in training, or out of memory
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: a checkpoint was written first (128 + SIGINT)
 
 
-def flag(text):
-    """cuda-convnet booleans: `--opt`, `--opt=1`, `--opt 0`."""
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
-
-
 def build_parser():
-    p = OneLineParser(
-        prog="convnet-train", description="Train a convnet described by cuda-convnet's "
-        "layers.cfg and layer-params.cfg.")
-    add_version(p)
+    p = CommandParser("convnet-train", "Train a convnet described by cuda-convnet's "
+                      "layers.cfg and layer-params.cfg.")
     p.add_argument("files", nargs="*", metavar="LAYERS PARAMS",
                    help="layers.cfg and layer-params.cfg, or the name of a shipped net "
                         "(--list-nets) (with --load-file: PARAMS alone, or nothing to re-read "
                         "the params file the run was started with)")
     a = p.add_argument
-    a("--list-nets", action="store_true", help="list the shipped nets and exit")
+    p.add_flag("--list-nets", "list the shipped nets and exit")
     a("--layer-def", metavar="LAYERS", default=None,
       help="cuda-convnet's spelling of the LAYERS argument")
     a("--layer-params", metavar="PARAMS", default=None,
       help="cuda-convnet's spelling of the PARAMS argument")
-    a("--data-provider", default="fashion-mnist",
-      help="fashion-mnist (default), cifar or image; cuda-convnet's cifar-cropped is cifar with "
-           "--inner-size 32 - 2 x --crop-border (24 unless --crop-border is given)")
+    p.add_data_provider("; cuda-convnet's cifar-cropped is cifar with --inner-size 32 - 2 x "
+                        "--crop-border (24 unless --crop-border is given)")
     a("--data-path", default=None, help="the data set's folder")
     a("--save-path", default=None, help="run folder: checkpoints and metrics.jsonl")
     a("-f", "--load-file", default=None,
@@ -71,34 +59,34 @@ def build_parser():
     a("--mini", type=int, default=128, help="minibatch size")
     a("--test-freq", type=int, default=0, help="test every N minibatches (0: each epoch)")
     a("--save-interval", type=float, default=600.0, help="checkpoint at least every N seconds")
-    a("--test-only", type=flag, nargs="?", const=True, default=False)
-    a("--test-one", type=flag, nargs="?", const=True, default=None,
-      help="cuda-convnet's option (1 there by default) to test on one batch of --test-range at a "
-           "time; each test here scores every batch of --test-range, which is the same for a "
-           "one-batch range such as CIFAR's 6")
-    a("--backend", default=None, help="auto (default), numpy or cuda; also $CONVNET_BACKEND")
+    p.add_flag("--test-only", "test the net (--load-file's weights) on --test-range, then "
+                              "exit")
+    p.add_flag("--test-one", default=None,
+               help="cuda-convnet's option (1 there by default) to test on one batch of "
+                    "--test-range at a time; each test here scores every batch of --test-range, "
+                    "which is the same for a one-batch range such as CIFAR's 6")
+    p.add_backend()
     a("--gpu", default=None, help="the physical GPU of each logical device (layers' gpu=), e.g. "
                                   "0,1; 0,0 runs both on GPU 0 (cuda backend; numpy ignores it)")
-    a("--seed", type=int, default=None, help="0 by default; a resumed run keeps its own")
+    a("--seed", type=int, default=None, help="0 unless given; a resumed run keeps its own")
     a("--inner-size", type=int, default=None, help="random crops of this size (centre at test)")
     a("--crop-border", type=int, default=None,
       help="cuda-convnet's cifar-cropped crop: --inner-size 32 - 2 x N on CIFAR (its default "
            "4: random 24x24 crops, each flipped with probability 1/2, the centre crop at test, "
            "the centre crop of the mean image subtracted; exactly what --inner-size 24 does)")
     a("--logreg-name", default=None, help="the cost.logreg layer that reports errors")
-    a("--multiview-test", type=flag, nargs="?", const=True, default=False,
-      help="test on 10 views of each image (4 corners + centre, and their mirrors), the "
-           "softmax averaged, as the paper")
+    p.add_flag("--multiview-test",
+               help="test on 10 views of each image (4 corners + centre, and their mirrors), the "
+                    "softmax averaged, as the paper")
     a("--test-out", default=None, help="save the test probabilities (float32 N x classes, "
                                        "averaged over views) to FILE.npy, labels to "
                                        "FILE.labels.npy")
     a("--color-noise", type=float, default=None,
       help="image provider: sigma of the PCA colour lighting (default 0.1, the paper's)")
-    a("--check-grads", type=flag, nargs="?", const=True, default=False,
-      help="numeric gradient check of the whole net in float64, then exit")
-    a("--describe", type=flag, nargs="?", const=True, default=False,
-      help="list the layers, shapes and parameters, then exit (the data provider gives the "
-           "shapes data layers do not declare; no image is read)")
+    p.add_flag("--check-grads", "numeric gradient check of the whole net in float64, then exit")
+    p.add_flag("--describe",
+               help="list the layers, shapes and parameters, then exit (the data provider gives "
+                    "the shapes data layers do not declare; no image is read)")
     a("--conv-to-local", default=None, help="comma-separated conv layers to turn into local")
     a("--unshare-weights", default=None, help="synonym of --conv-to-local (cuda-convnet)")
     a("--write-features", metavar="LAYER", default=None,

@@ -33,6 +33,8 @@ from .image_provider import DEFAULT_INNER_SIZE, ImageProvider
 from .prepared import BatchFiles
 
 FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fashion")
+# the data sets by their names on the command line (--data-provider), aliases left out
+PROVIDER_NAMES = ("fashion-mnist", "cifar", "image")
 CIFAR_NAMES = ("cifar", "cifar10", "cifar-10", "cifar100", "cifar-100")
 
 
@@ -188,8 +190,8 @@ def provider_image_shape(name, path=None, inner_size=None):
     elif key in FASHION_NAMES or key in CIFAR_NAMES:
         channels, size = (1, 28) if key in FASHION_NAMES else CIFAR_IMAGE_SHAPE[:2]
     else:
-        raise ValueError(f"unknown data set {name!r}: expected 'fashion-mnist', 'cifar' or "
-                         f"'image'")
+        raise ValueError(f"unknown data set {name!r}: expected one of "
+                         f"{', '.join(PROVIDER_NAMES)}")
     if inner_size is not None and not 1 <= int(inner_size) <= size:
         raise ValueError(f"provider {key}: inner_size must be in 1..{size}, got {inner_size}")
     side = size if inner_size is None else int(inner_size)
@@ -218,8 +220,8 @@ def make_provider(name, path=None, train_range=None, test_range=None, inner_size
     elif key in CIFAR_NAMES:
         key, last, default_train, default_test = "cifar", 6, "1-5", "6"
     else:
-        raise ValueError(f"unknown data set {name!r}: expected 'fashion-mnist', 'cifar' or "
-                         f"'image'")
+        raise ValueError(f"unknown data set {name!r}: expected one of "
+                         f"{', '.join(PROVIDER_NAMES)}")
     train = parse_range(default_train if train_range is None else train_range)
     test = parse_range(default_test if test_range is None else test_range)
     for label, numbers in (("train", train), ("test", test)):
