@@ -16,9 +16,10 @@ from ..engine.sections import data_shapes, declared_image_size, undeclared_data_
 from ..parallel import connect, on_gpu
 from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
 from ..training.distributed import share_checkpoint
-from ..training.run_folder import (RunFolderError, RunLock, check_start, os_error_line,
-                                   start_line)
-from ..training.saved_run import check_resumable, in_todays_meaning, run_config
+from ..training.run_folder import (RunFolderError, RunLock, check_start, new_run_folder,
+                                   os_error_line, start_line)
+from ..training.saved_run import check_resumable, in_todays_meaning, run_config, saved_params
+from ..training.progress import DEFAULT_LOG_INTERVAL, inform
 from ..training.tensorboard import TensorBoardLogger
 from ..training.train import Trainer, TrainingStopped, evaluate
 from . import nets
@@ -50,7 +51,9 @@ def build_parser():
     p.add_data_provider("; cuda-convnet's cifar-cropped is cifar with --inner-size 32 - 2 x "
                         "--crop-border (24 unless --crop-border is given)")
     a("--data-path", default=None, help="the data set's folder")
-    a("--save-path", default=None, help="run folder: checkpoints and metrics.jsonl")
+    a("--save-path", default=None,
+      help="run folder: checkpoints and metrics.jsonl (default: runs/NET-YYYYmmdd-HHMMSS in "
+           "the current folder)")
     a("-f", "--load-file", default=None,
       help="resume from this run folder's newest checkpoint (-f: cuda-convnet's spelling)")
     a("--train-range", default=None, help="training batches, e.g. 1-5")
@@ -59,6 +62,9 @@ def build_parser():
     a("--mini", type=int, default=128, help="minibatch size")
     a("--test-freq", type=int, default=0, help="test every N minibatches (0: each epoch)")
     a("--save-interval", type=float, default=600.0, help="checkpoint at least every N seconds")
+    a("--log-interval", type=float, default=DEFAULT_LOG_INTERVAL, metavar="SECONDS",
+      help="when the output is not a terminal (a log file, a cluster job): a progress line "
+           "with the running cost and images/s every N seconds, instead of the bar")
     p.add_flag("--test-only", "test the net (--load-file's weights) on --test-range, then "
                               "exit")
     p.add_flag("--test-one", default=None,
@@ -189,6 +195,13 @@ def run(args, comm):
     args.files = nets.expand(args.files)
     check_options(args)
     reading = args.describe or args.check_grads or args.test_only or bool(args.write_features)
+    if not reading and args.save_path is None and args.load_file is None and args.files:
+        # rank 0 names the run's folder (the others write nothing but agree on its name)
+        args.save_path = comm.bcast(new_run_folder(args.files[0]) if comm.rank == 0 else None)
+        if comm.rank == 0:
+            inform(f"convnet-train: saving the run in {args.save_path} (no --save-path given); "
+                   f"convnet-show {args.save_path} --show-cost draws it, --load-file "
+                   f"{args.save_path} resumes it")
     run_dir = None if reading else (args.save_path or args.load_file)
     if comm.rank != 0:  # rank 0 checks and locks the folder; an error there ends the job
         return load_and_run(args, comm, run_dir)
@@ -221,15 +234,15 @@ def load_and_run(args, comm, run_dir):
             state = found[2]
     said = start_line(args.load_file, args.save_path, found[0] if found else None)
     if said:
-        print(said, flush=True)
+        inform(said)
     if args.seed is None:
         args.seed = state["seed"] if state is not None else 0
-    layers_text, layers_name, params_path = resolve_files(args, state)
+    layers_text, layers_name, params_path, params_text = resolve_files(args, state)
     layer_sections = read_cfg(layers_name, text=layers_text)
     if not layer_sections:
         raise ConfigError("defines no layers", layers_name)
     layer_sections = convert_conv_to_local(layer_sections, args)
-    param_sections = read_cfg(params_path)
+    param_sections = read_cfg(params_path, text=params_text)
 
     inner_size = args.inner_size if args.inner_size is not None else declared_image_size(
         layer_sections)
@@ -256,7 +269,8 @@ def load_and_run(args, comm, run_dir):
         check_host_memory(shapes, args.mini, args.backend)
         gpus = rank_gpus(comm, args.gpu, 1 + max(layer.gpu for layer in shapes.layers))
         return build_and_train(args, comm, found, provider, layer_sections, param_sections,
-                               params_path, layers_text, layers_name, run_dir, gpus)
+                               (params_path, params_text), layers_text, layers_name, run_dir,
+                               gpus)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
@@ -265,9 +279,11 @@ def load_and_run(args, comm, run_dir):
         raise OutOfMemory(out_of_memory_message(shapes, args.mini, exc, backend)) from None
 
 
-def build_and_train(args, comm, found, provider, layer_sections, param_sections, params_path,
+def build_and_train(args, comm, found, provider, layer_sections, param_sections, params,
                     layers_text, layers_name, run_dir, gpus):
-    """Build the net on its backend, resume it if `found`, then test, write features or train."""
+    """Build the net on its backend, resume it if `found`, then test, write features or train.
+    `params`: the params file's (path, text)."""
+    params_path, params_text = params
     state = found[2] if found is not None else None
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend=args.backend, seed=args.seed,
@@ -276,37 +292,39 @@ def build_and_train(args, comm, found, provider, layer_sections, param_sections,
         comm = on_gpu(comm, net.dev.phys[net.layers[-1].gpu])
     if hasattr(provider, "set_backend"):  # the image provider stages batches on the GPU
         provider.set_backend(net.B.name)
-    print(f"convnet: {len(net.layers)} layers, "
-          f"{sum(int(np.prod(p.shape)) for p in net.unique_params()):,} parameters, "
-          f"backend {net.B.name}, data {provider.name} ({provider.num_train} train / "
-          f"{provider.num_test} test images)", flush=True)
+    inform(f"convnet: {len(net.layers)} layers, "
+        f"{sum(int(np.prod(p.shape)) for p in net.unique_params()):,} parameters, "
+        f"backend {net.B.name}, data {provider.name} ({provider.num_train} train / "
+        f"{provider.num_test} test images)")
     if net.replicated:
-        print(f"convnet: {replicas_line(net)}", flush=True)
+        inform(f"convnet: {replicas_line(net)}")
     if comm.world > 1:
-        print(f"convnet: {describe_world(comm)}", flush=True)
+        inform(f"convnet: {describe_world(comm)}")
 
-    saved = run_config(layers_text, layers_name, params_path, args.seed)
+    saved = run_config(layers_text, layers_name, params_path, args.seed, params_text)
     trainer = Trainer(net, provider, run_dir, args.epochs, args.mini, args.test_freq,
                       args.save_interval, args.logreg_name, saved, comm=comm)
     check_classes(net, provider, trainer.cost_name)
     trainer.multiview, trainer.test_out = args.multiview_test, args.test_out
+    trainer.log_interval = args.log_interval
     if state is not None:
         trainer.run_dir = args.load_file  # resume reads there (and names its files)
         trainer.resume(found)
         trainer.run_dir = run_dir  # and saves here (None: a test or features, no writes)
-        print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
+        inform(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
     if args.write_features:
         write_features(net, provider, args.write_features, args.feature_path, args.mini,
                        dict(vars(args), run=args.load_file, step=trainer.step), out=sys.stdout,
-                       comm=comm)
+                       comm=comm, log_interval=args.log_interval)
         return 0
     if args.tensorboard and comm.rank == 0:
         trainer.on_test.append(TensorBoardLogger(args.tensorboard, net))
     if args.test_only:
         result = evaluate(net, provider, args.mini, trainer.cost_name,
-                          multiview=args.multiview_test, test_out=args.test_out, comm=comm)
-        print(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
-              f"top-{result['topk']} error {result['top5_error']:.4f}")
+                          multiview=args.multiview_test, test_out=args.test_out, comm=comm,
+                          out=None if comm.rank else sys.stdout, log_interval=args.log_interval)
+        inform(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
+            f"top-{result['topk']} error {result['top5_error']:.4f}")
         return 0
     try:
         record = trainer.run()
@@ -319,25 +337,29 @@ def build_and_train(args, comm, found, provider, layer_sections, param_sections,
     if trainer.stopped:
         return EXIT_INTERRUPTED
     if record:
-        print(f"test error (top-1): {100 * record['top1_error']:.2f}%  "
-              f"top-{record['topk']}: {100 * record['top5_error']:.2f}%")
+        inform(f"test error (top-1): {100 * record['top1_error']:.2f}%  "
+            f"top-{record['topk']}: {100 * record['top5_error']:.2f}%")
     return 0
 
 
 def resolve_files(args, state):
-    """(layers text, layers file name, params path): a resumed run keeps its own layers.cfg."""
+    """(layers text, layers file name, params path, params text): a resumed run keeps its own
+    layers.cfg, and re-reads its params file unless PARAMS is given (saved_params)."""
     files = list(args.files)
     if state is not None:
         if len(files) > 2:
             raise ValueError("give at most LAYERS PARAMS")
-        if len(files) < 2:  # keep the run's own layers.cfg
-            params = files[0] if files else state["params_file"]
-            return state["layers_cfg"], state["layers_file"], params
+        if len(files) == 1:
+            return state["layers_cfg"], state["layers_file"], files[0], read_cfg_text(files[0])
+        if not files:  # keep the run's own layers.cfg and params
+            params, text, said = saved_params(state, args.load_file)
+            inform(said)
+            return state["layers_cfg"], state["layers_file"], params, text
         # LAYERS PARAMS: a changed net; its parameters must still fit the checkpoint's arrays
     if len(files) != 2:
         raise ValueError("give the two files: convnet-train LAYERS PARAMS [options]")
     layers_path, params_path = files
-    return read_cfg_text(layers_path), layers_path, params_path
+    return read_cfg_text(layers_path), layers_path, params_path, read_cfg_text(params_path)
 
 
 def convert_conv_to_local(sections, args):

@@ -5,6 +5,7 @@ import sys
 
 from ..backend import BACKENDS
 from ..data import PROVIDER_NAMES
+from . import add_version
 
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -35,8 +36,6 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, prog, description):
         super().__init__(prog=prog, description=description, formatter_class=HelpFormatter)
         self.flags = set()
-        from . import add_version
-
         add_version(self)
 
     def parse_known_args(self, args=None, namespace=None):

@@ -24,6 +24,8 @@ def check_options(args):
                          f"{args.test_freq}")
     if not args.save_interval >= 0:
         raise ValueError(f"--save-interval must be >= 0 seconds, got {args.save_interval}")
+    if not args.log_interval >= 0:
+        raise ValueError(f"--log-interval must be >= 0 seconds, got {args.log_interval}")
     if args.feature_path is not None:
         check_folder_to_write(args.feature_path, "--feature-path")
     if args.test_out is not None:
