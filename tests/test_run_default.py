@@ -46,3 +46,12 @@ def test_reading_commands_make_no_run_folder(tmp_path, capsys):
     layers, params = write_net(tmp_path / "net", TINY_LAYERS, TINY_PARAMS)
     assert cli.main([layers, params, "--describe", "--data-provider", "cifar"]) == 0
     assert not os.path.exists("runs")
+
+
+def test_a_refused_run_leaves_no_folder_and_names_none(tmp_path, capsys):
+    layers, params = write_net(tmp_path / "net", TINY_LAYERS.replace("outputs=10", "outputs=0"),
+                               TINY_PARAMS)
+    assert cli.main([layers, params, "--data-provider", "cifar", "--backend", "numpy"]) == 2
+    captured = capsys.readouterr()
+    assert "saving the run in" not in captured.out
+    assert os.listdir("runs") == [] if os.path.exists("runs") else True

@@ -195,13 +195,11 @@ def run(args, comm):
     args.files = nets.expand(args.files)
     check_options(args)
     reading = args.describe or args.check_grads or args.test_only or bool(args.write_features)
+    args.named_run = False  # True: this run named its own folder (no --save-path)
     if not reading and args.save_path is None and args.load_file is None and args.files:
         # rank 0 names the run's folder (the others write nothing but agree on its name)
         args.save_path = comm.bcast(new_run_folder(args.files[0]) if comm.rank == 0 else None)
-        if comm.rank == 0:
-            inform(f"convnet-train: saving the run in {args.save_path} (no --save-path given); "
-                   f"convnet-show {args.save_path} --show-cost draws it, --load-file "
-                   f"{args.save_path} resumes it")
+        args.named_run = True  # said once the run is checked and starts (build_and_train)
     run_dir = None if reading else (args.save_path or args.load_file)
     if comm.rank != 0:  # rank 0 checks and locks the folder; an error there ends the job
         return load_and_run(args, comm, run_dir)
@@ -326,6 +324,9 @@ def build_and_train(args, comm, found, provider, layer_sections, param_sections,
         inform(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
             f"top-{result['topk']} error {result['top5_error']:.4f}")
         return 0
+    if args.named_run:
+        inform(f"convnet-train: saving the run in {run_dir} (no --save-path given); "
+               f"convnet-show {run_dir} --show-cost draws it, --load-file {run_dir} resumes it")
     try:
         record = trainer.run()
     except TrainingStopped as e:  # every rank stops at once: rank 0 says why
