@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from ..backend import resolve_backend_name
 from ..data import CIFAR_IMAGE_SHAPE, DataError, make_provider, provider_image_shape
 from ..engine.config import ConfigError, read_cfg, read_cfg_text
 from ..engine.describe import describe, replicas_line
@@ -272,8 +273,8 @@ def load_and_run(args, comm, run_dir):
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        backend = "cuda" if "cupy" in type(exc).__module__ or "cuda" in str(exc) else (
-            args.backend or os.environ.get("CONVNET_BACKEND") or "auto")
+        backend = "cuda" if "cupy" in type(exc).__module__ or "cuda" in str(exc) else \
+            resolve_backend_name(args.backend)
         raise OutOfMemory(out_of_memory_message(shapes, args.mini, exc, backend)) from None
 
 
