@@ -18,6 +18,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _cwd_outside_the_checkout(tmp_path_factory, monkeypatch):
+    """Every test runs in a fresh empty folder of its own: a convnet-train without --save-path
+    writes its run folder (runs/NET-TIME) there, not into the checkout. Tests reach the repo's
+    files through their absolute paths (REPO, ROOT)."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def rng(request):
     """A fresh random generator per test, seeded from the test's name and time, printed on failure."""

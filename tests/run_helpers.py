@@ -31,14 +31,14 @@ def command(args, module="convnet.apps.cli", prelude=None):
 
 def cli(args, module="convnet.apps.cli", prelude=None, **kw):
     """Run the command to its end: (exit status, stdout, stderr)."""
-    kw.setdefault("cwd", REPO)
+    kw.setdefault("cwd", os.getcwd())  # the test's own folder (conftest)
     done = subprocess.run(command(args, module, prelude), env=subprocess_env(),
                           capture_output=True, text=True, **kw)
     return done.returncode, done.stdout, done.stderr
 
 
 def start(args, module="convnet.apps.cli", prelude=None):
-    return subprocess.Popen(command(args, module, prelude), env=subprocess_env(), cwd=REPO,
+    return subprocess.Popen(command(args, module, prelude), env=subprocess_env(), cwd=os.getcwd(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

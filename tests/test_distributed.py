@@ -30,7 +30,7 @@ WORKER = os.path.join(REPO, "tests", "mpi_worker.py")
 CLI = [sys.executable, "-m", "convnet.apps.cli"]
 
 
-def mpiexec(*ranks, cwd=REPO, wait=True, env=None):
+def mpiexec(*ranks, cwd=None, wait=True, env=None):
     """Run one command per group of ranks: ranks are (n, [argv], {options}) or (n, [argv])."""
     cmd = [MPIEXEC]
     for i, (n, argv, *opts) in enumerate(ranks):
@@ -51,7 +51,7 @@ def train(world, data, out, *options):
     """The worker's training run on `world` ranks (1: a plain process); its saved arrays."""
     argv = [sys.executable, WORKER, "train", data, out, *options]
     if world == 1:
-        done = subprocess.run(argv, env=subprocess_env(), cwd=REPO, capture_output=True,
+        done = subprocess.run(argv, env=subprocess_env(), cwd=os.getcwd(), capture_output=True,
                               text=True, timeout=HANG_GUARD)
         status, err = done.returncode, done.stderr
     else:

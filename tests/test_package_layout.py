@@ -237,3 +237,33 @@ def test_no_module_of_the_package_is_left_out_of_the_wheel():
     left_out = [str(p.relative_to(ROOT)) for p in MODULES.values()
                 if spec.match_file(str(p.relative_to(ROOT)))]
     assert not left_out, left_out
+
+
+def test_the_package_is_typed_and_the_marker_ships():
+    """PEP 561: convnet/py.typed is in the package (the wheel carries the whole package folder
+    but what .gitignore or sdist.exclude match), and the public API's annotations resolve."""
+    import typing
+
+    pathspec = pytest.importorskip("pathspec")
+    tomllib = pytest.importorskip("tomllib")
+    marker = ROOT / "convnet" / "py.typed"
+    assert marker.is_file()
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert config["tool"]["scikit-build"]["wheel"]["packages"] == ["convnet"]
+    lines = (ROOT / ".gitignore").read_text().splitlines()
+    lines += config["tool"]["scikit-build"].get("sdist", {}).get("exclude", [])
+    assert not pathspec.GitIgnoreSpec.from_lines(lines).match_file("convnet/py.typed")
+
+    from convnet.data import ImageProvider, Provider, make_provider
+    from convnet.engine.export import torch_state_dict
+    from convnet.engine.net import Net
+    from convnet.training.train import Trainer, evaluate
+
+    api = [Net.__init__, Net.from_cfg, Net.forward, Net.backward, Net.train_step, Net.update,
+           Net.get_params, Net.set_params, Trainer.__init__, Trainer.run, Trainer.resume,
+           evaluate, Provider.__init__, Provider.train_batches, Provider.test_batches,
+           ImageProvider.__init__, make_provider, torch_state_dict]
+    for function in api:
+        hints = typing.get_type_hints(function)
+        assert "return" in hints, function.__qualname__
+    assert typing.get_type_hints(Net.from_cfg)["return"] is Net

@@ -152,7 +152,7 @@ def subprocess_env():
 def start_train(args, **kw):
     """Start `python -m convnet.apps.cli ARGS` with its output in pipes."""
     return subprocess.Popen([sys.executable, "-m", "convnet.apps.cli", *map(str, args)],
-                            env=subprocess_env(), cwd=REPO, stdout=subprocess.PIPE,
+                            env=subprocess_env(), cwd=os.getcwd(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -561,7 +561,7 @@ def test_train_gpu_out_of_memory_prints_table_and_hint(tmp_path):
     done = subprocess.run([sys.executable, "-m", "convnet.apps.cli", lp, pp, "--backend", "cuda",
                            "--data-provider", "cifar", "--data-path", str(cifar), "--mini",
                            "1000", "--epochs", "1", "--save-path", str(tmp_path / "run")],
-                          env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+                          env=env, cwd=os.getcwd(), capture_output=True, text=True, timeout=300)
     err = done.stderr
     assert done.returncode == 1 and "Traceback" not in err, err
     assert err.startswith("convnet-train: out of memory on the GPU"), err

@@ -1,5 +1,4 @@
 """`convnet-train LAYERS PARAMS [options]`: cuda-convnet's convnet.py, option for option."""
-import argparse
 import os
 import signal
 import sys
@@ -7,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from ..backend import resolve_backend_name
 from ..backend.precision import PRECISIONS
 from ..data import CIFAR_IMAGE_SHAPE, DataError, make_provider, provider_image_shape
 from ..engine.config import ConfigError, read_cfg, read_cfg_text
@@ -18,52 +18,44 @@ from ..engine.sections import data_shapes, declared_image_size, undeclared_data_
 from ..parallel import connect, on_gpu, split_rows
 from ..training.checkpoint import CheckpointError, has_committed_checkpoints, load_latest_checkpoint
 from ..training.distributed import share_checkpoint
-from ..training.run_folder import (RunFolderError, RunLock, check_start, os_error_line,
-                                   start_line)
-from ..training.saved_run import check_resumable, in_todays_meaning, run_config
+from ..training.run_folder import (RunFolderError, RunLock, check_start, new_run_folder,
+                                   os_error_line, start_line)
+from ..training.saved_run import check_resumable, in_todays_meaning, run_config, saved_params
+from ..training.progress import DEFAULT_LOG_INTERVAL, inform
 from ..training.tensorboard import TensorBoardLogger
 from ..training.train import Trainer, TrainingStopped, evaluate
-from . import add_version, nets
+from . import nets
 from .features import write_features
 from .memory import (OutOfMemory, ShapesOnlyNet, check_host_memory, is_out_of_memory,
                      out_of_memory_message)
 from .ranks import crash, describe_world, fail, rank0_output, rank_gpus, say
-from .train_checks import OneLineParser, check_classes, check_net_sections, check_options
+from .options import CommandParser
+from .train_checks import check_classes, check_net_sections, check_options
 
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 1      # NaN/Inf in training, or out of memory
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM: a checkpoint was written first (128 + SIGINT)
 
 
-def flag(text):
-    """cuda-convnet booleans: `--opt`, `--opt=1`, `--opt 0`."""
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
-
-
 def build_parser():
-    p = OneLineParser(
-        prog="convnet-train", description="Train a convnet described by cuda-convnet's "
-        "layers.cfg and layer-params.cfg.")
-    add_version(p)
+    p = CommandParser("convnet-train", "Train a convnet described by cuda-convnet's "
+                      "layers.cfg and layer-params.cfg.")
     p.add_argument("files", nargs="*", metavar="LAYERS PARAMS",
                    help="layers.cfg and layer-params.cfg, or the name of a shipped net "
                         "(--list-nets) (with --load-file: PARAMS alone, or nothing to re-read "
                         "the params file the run was started with)")
     a = p.add_argument
-    a("--list-nets", action="store_true", help="list the shipped nets and exit")
+    p.add_flag("--list-nets", "list the shipped nets and exit")
     a("--layer-def", metavar="LAYERS", default=None,
       help="cuda-convnet's spelling of the LAYERS argument")
     a("--layer-params", metavar="PARAMS", default=None,
       help="cuda-convnet's spelling of the PARAMS argument")
-    a("--data-provider", default="fashion-mnist",
-      help="fashion-mnist (default), cifar or image; cuda-convnet's cifar-cropped is cifar with "
-           "--inner-size 32 - 2 x --crop-border (24 unless --crop-border is given)")
+    p.add_data_provider("; cuda-convnet's cifar-cropped is cifar with --inner-size 32 - 2 x "
+                        "--crop-border (24 unless --crop-border is given)")
     a("--data-path", default=None, help="the data set's folder")
-    a("--save-path", default=None, help="run folder: checkpoints and metrics.jsonl")
+    a("--save-path", default=None,
+      help="run folder: checkpoints and metrics.jsonl (default: runs/NET-YYYYmmdd-HHMMSS in "
+           "the current folder)")
     a("-f", "--load-file", default=None,
       help="resume from this run folder's newest checkpoint (-f: cuda-convnet's spelling)")
     a("--train-range", default=None, help="training batches, e.g. 1-5")
@@ -72,38 +64,41 @@ def build_parser():
     a("--mini", type=int, default=128, help="minibatch size")
     a("--test-freq", type=int, default=0, help="test every N minibatches (0: each epoch)")
     a("--save-interval", type=float, default=600.0, help="checkpoint at least every N seconds")
-    a("--test-only", type=flag, nargs="?", const=True, default=False)
-    a("--test-one", type=flag, nargs="?", const=True, default=None,
-      help="cuda-convnet's option (1 there by default) to test on one batch of --test-range at a "
-           "time; each test here scores every batch of --test-range, which is the same for a "
-           "one-batch range such as CIFAR's 6")
-    a("--backend", default=None, help="auto (default), numpy or cuda; also $CONVNET_BACKEND")
+    a("--log-interval", type=float, default=DEFAULT_LOG_INTERVAL, metavar="SECONDS",
+      help="when the output is not a terminal (a log file, a cluster job): a progress line "
+           "with the running cost and images/s every N seconds, instead of the bar")
+    p.add_flag("--test-only", "test the net (--load-file's weights) on --test-range, then "
+                              "exit")
+    p.add_flag("--test-one", default=None,
+               help="cuda-convnet's option (1 there by default) to test on one batch of "
+                    "--test-range at a time; each test here scores every batch of --test-range, "
+                    "which is the same for a one-batch range such as CIFAR's 6")
+    p.add_backend()
     a("--precision", default="fp32", choices=PRECISIONS,
       help="the conv and local layers' products where their precision= is unset: fp32, or "
            "operands rounded to tf32 / bf16 as the tensor cores take them, FP32 sums (the cuda "
            "backend runs them on sm_80 and newer; numpy rounds the same way)")
     a("--gpu", default=None, help="the physical GPU of each logical device (layers' gpu=), e.g. "
                                   "0,1; 0,0 runs both on GPU 0 (cuda backend; numpy ignores it)")
-    a("--seed", type=int, default=None, help="0 by default; a resumed run keeps its own")
+    a("--seed", type=int, default=None, help="0 unless given; a resumed run keeps its own")
     a("--inner-size", type=int, default=None, help="random crops of this size (centre at test)")
     a("--crop-border", type=int, default=None,
       help="cuda-convnet's cifar-cropped crop: --inner-size 32 - 2 x N on CIFAR (its default "
            "4: random 24x24 crops, each flipped with probability 1/2, the centre crop at test, "
            "the centre crop of the mean image subtracted; exactly what --inner-size 24 does)")
     a("--logreg-name", default=None, help="the cost.logreg layer that reports errors")
-    a("--multiview-test", type=flag, nargs="?", const=True, default=False,
-      help="test on 10 views of each image (4 corners + centre, and their mirrors), the "
-           "softmax averaged, as the paper")
+    p.add_flag("--multiview-test",
+               help="test on 10 views of each image (4 corners + centre, and their mirrors), the "
+                    "softmax averaged, as the paper")
     a("--test-out", default=None, help="save the test probabilities (float32 N x classes, "
                                        "averaged over views) to FILE.npy, labels to "
                                        "FILE.labels.npy")
     a("--color-noise", type=float, default=None,
       help="image provider: sigma of the PCA colour lighting (default 0.1, the paper's)")
-    a("--check-grads", type=flag, nargs="?", const=True, default=False,
-      help="numeric gradient check of the whole net in float64, then exit")
-    a("--describe", type=flag, nargs="?", const=True, default=False,
-      help="list the layers, shapes and parameters, then exit (the data provider gives the "
-           "shapes data layers do not declare; no image is read)")
+    p.add_flag("--check-grads", "numeric gradient check of the whole net in float64, then exit")
+    p.add_flag("--describe",
+               help="list the layers, shapes and parameters, then exit (the data provider gives "
+                    "the shapes data layers do not declare; no image is read)")
     a("--conv-to-local", default=None, help="comma-separated conv layers to turn into local")
     a("--unshare-weights", default=None, help="synonym of --conv-to-local (cuda-convnet)")
     a("--write-features", metavar="LAYER", default=None,
@@ -206,6 +201,11 @@ def run(args, comm):
     args.files = nets.expand(args.files)
     check_options(args)
     reading = args.describe or args.check_grads or args.test_only or bool(args.write_features)
+    args.named_run = False  # True: this run named its own folder (no --save-path)
+    if not reading and args.save_path is None and args.load_file is None and args.files:
+        # rank 0 names the run's folder (the others write nothing but agree on its name)
+        args.save_path = comm.bcast(new_run_folder(args.files[0]) if comm.rank == 0 else None)
+        args.named_run = True  # said once the run is checked and starts (build_and_train)
     run_dir = None if reading else (args.save_path or args.load_file)
     if comm.rank != 0:  # rank 0 checks and locks the folder; an error there ends the job
         return load_and_run(args, comm, run_dir)
@@ -238,15 +238,15 @@ def load_and_run(args, comm, run_dir):
             state = found[2]
     said = start_line(args.load_file, args.save_path, found[0] if found else None)
     if said:
-        print(said, flush=True)
+        inform(said)
     if args.seed is None:
         args.seed = state["seed"] if state is not None else 0
-    layers_text, layers_name, params_path = resolve_files(args, state)
+    layers_text, layers_name, params_path, params_text = resolve_files(args, state)
     layer_sections = read_cfg(layers_name, text=layers_text)
     if not layer_sections:
         raise ConfigError("defines no layers", layers_name)
     layer_sections = convert_conv_to_local(layer_sections, args)
-    param_sections = read_cfg(params_path)
+    param_sections = read_cfg(params_path, text=params_text)
 
     inner_size = args.inner_size if args.inner_size is not None else declared_image_size(
         layer_sections)
@@ -273,18 +273,21 @@ def load_and_run(args, comm, run_dir):
         check_host_memory(shapes, args.mini, args.backend)
         gpus = rank_gpus(comm, args.gpu, 1 + max(layer.gpu for layer in shapes.layers))
         return build_and_train(args, comm, found, provider, layer_sections, param_sections,
-                               params_path, layers_text, layers_name, run_dir, gpus)
+                               (params_path, params_text), layers_text, layers_name, run_dir,
+                               gpus)
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        backend = "cuda" if "cupy" in type(exc).__module__ or "cuda" in str(exc) else (
-            args.backend or os.environ.get("CONVNET_BACKEND") or "auto")
+        backend = "cuda" if "cupy" in type(exc).__module__ or "cuda" in str(exc) else \
+            resolve_backend_name(args.backend)
         raise OutOfMemory(out_of_memory_message(shapes, args.mini, exc, backend)) from None
 
 
-def build_and_train(args, comm, found, provider, layer_sections, param_sections, params_path,
+def build_and_train(args, comm, found, provider, layer_sections, param_sections, params,
                     layers_text, layers_name, run_dir, gpus):
-    """Build the net on its backend, resume it if `found`, then test, write features or train."""
+    """Build the net on its backend, resume it if `found`, then test, write features or train.
+    `params`: the params file's (path, text)."""
+    params_path, params_text = params
     state = found[2] if found is not None else None
     net = Net(layer_sections=layer_sections, param_sections=param_sections,
               params_file=params_path, backend=args.backend, seed=args.seed,
@@ -294,38 +297,43 @@ def build_and_train(args, comm, found, provider, layer_sections, param_sections,
         comm = on_gpu(comm, net.dev.phys[net.layers[-1].gpu])
     if hasattr(provider, "set_backend"):  # the image provider stages batches on the GPU
         provider.set_backend(net.B.name)
-    print(f"convnet: {len(net.layers)} layers, "
-          f"{sum(int(np.prod(p.shape)) for p in net.unique_params()):,} parameters, "
-          f"backend {net.B.name}, data {provider.name} ({provider.num_train} train / "
-          f"{provider.num_test} test images)", flush=True)
+    inform(f"convnet: {len(net.layers)} layers, "
+        f"{sum(int(np.prod(p.shape)) for p in net.unique_params()):,} parameters, "
+        f"backend {net.B.name}, data {provider.name} ({provider.num_train} train / "
+        f"{provider.num_test} test images)")
     if net.replicated:
-        print(f"convnet: {replicas_line(net)}", flush=True)
+        inform(f"convnet: {replicas_line(net)}")
     if comm.world > 1:
-        print(f"convnet: {describe_world(comm)}", flush=True)
+        inform(f"convnet: {describe_world(comm)}")
 
-    saved = run_config(layers_text, layers_name, params_path, args.seed)
+    saved = run_config(layers_text, layers_name, params_path, args.seed, params_text)
     trainer = Trainer(net, provider, run_dir, args.epochs, args.mini, args.test_freq,
                       args.save_interval, args.logreg_name, saved, comm=comm)
     check_classes(net, provider, trainer.cost_name)
     trainer.multiview, trainer.test_out = args.multiview_test, args.test_out
+    trainer.log_interval = args.log_interval
     if state is not None:
         trainer.run_dir = args.load_file  # resume reads there (and names its files)
         trainer.resume(found)
         trainer.run_dir = run_dir  # and saves here (None: a test or features, no writes)
-        print(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
+        inform(f"resumed at epoch {trainer.epoch} batch {trainer.batch} (step {trainer.step})")
     if args.write_features:
         write_features(net, provider, args.write_features, args.feature_path, args.mini,
                        dict(vars(args), run=args.load_file, step=trainer.step), out=sys.stdout,
-                       comm=comm)
+                       comm=comm, log_interval=args.log_interval)
         return 0
     if args.tensorboard and comm.rank == 0:
         trainer.on_test.append(TensorBoardLogger(args.tensorboard, net))
     if args.test_only:
         result = evaluate(net, provider, args.mini, trainer.cost_name,
-                          multiview=args.multiview_test, test_out=args.test_out, comm=comm)
-        print(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
-              f"top-{result['topk']} error {result['top5_error']:.4f}")
+                          multiview=args.multiview_test, test_out=args.test_out, comm=comm,
+                          out=None if comm.rank else sys.stdout, log_interval=args.log_interval)
+        inform(f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
+            f"top-{result['topk']} error {result['top5_error']:.4f}")
         return 0
+    if args.named_run:
+        inform(f"convnet-train: saving the run in {run_dir} (no --save-path given); "
+               f"convnet-show {run_dir} --show-cost draws it, --load-file {run_dir} resumes it")
     try:
         record = trainer.run()
     except TrainingStopped as e:  # every rank stops at once: rank 0 says why
@@ -337,25 +345,29 @@ def build_and_train(args, comm, found, provider, layer_sections, param_sections,
     if trainer.stopped:
         return EXIT_INTERRUPTED
     if record:
-        print(f"test error (top-1): {100 * record['top1_error']:.2f}%  "
-              f"top-{record['topk']}: {100 * record['top5_error']:.2f}%")
+        inform(f"test error (top-1): {100 * record['top1_error']:.2f}%  "
+            f"top-{record['topk']}: {100 * record['top5_error']:.2f}%")
     return 0
 
 
 def resolve_files(args, state):
-    """(layers text, layers file name, params path): a resumed run keeps its own layers.cfg."""
+    """(layers text, layers file name, params path, params text): a resumed run keeps its own
+    layers.cfg, and re-reads its params file unless PARAMS is given (saved_params)."""
     files = list(args.files)
     if state is not None:
         if len(files) > 2:
             raise ValueError("give at most LAYERS PARAMS")
-        if len(files) < 2:  # keep the run's own layers.cfg
-            params = files[0] if files else state["params_file"]
-            return state["layers_cfg"], state["layers_file"], params
+        if len(files) == 1:
+            return state["layers_cfg"], state["layers_file"], files[0], read_cfg_text(files[0])
+        if not files:  # keep the run's own layers.cfg and params
+            params, text, said = saved_params(state, args.load_file)
+            inform(said)
+            return state["layers_cfg"], state["layers_file"], params, text
         # LAYERS PARAMS: a changed net; its parameters must still fit the checkpoint's arrays
     if len(files) != 2:
         raise ValueError("give the two files: convnet-train LAYERS PARAMS [options]")
     layers_path, params_path = files
-    return read_cfg_text(layers_path), layers_path, params_path
+    return read_cfg_text(layers_path), layers_path, params_path, read_cfg_text(params_path)
 
 
 def convert_conv_to_local(sections, args):

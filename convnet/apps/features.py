@@ -23,6 +23,7 @@ from ..data import make_provider, parse_range
 from ..engine.layers import DataLayer
 from ..parallel import SingleProcess
 from ..training.distributed import shard
+from ..training.progress import DEFAULT_LOG_INTERVAL, Progress, inform
 
 FORMAT = 1
 FEATURES_FILE, LABELS_FILE, META_FILE = "features.npy", "labels.npy", "meta.json"
@@ -36,13 +37,14 @@ class FeatureError(ValueError):
 # ----------------------------------------------------------------------------- writing
 
 def write_features(net, provider, layer, path, batch_size=128, source=None, out=None,
-                   comm=SingleProcess()):
+                   comm=SingleProcess(), log_interval=DEFAULT_LOG_INTERVAL):
     """Run the net in test mode over the provider's test images and save `layer`'s outputs.
 
     Writes batch by batch into a memory-mapped .npy, so memory holds one batch, not the set.
     `source` adds to meta.json what finds the images again (data_path, test_range,
     inner_size, run, step). Returns the folder's path. comm: in a data-parallel job each rank
-    runs its rows of every batch, and rank 0 gathers and writes them.
+    runs its rows of every batch, and rank 0 gathers and writes them. The progress goes to
+    `out` (a bar, or a line every `log_interval` seconds; see Progress).
     """
     if layer not in net.by_name:
         raise ValueError(f"--write-features: unknown layer '{layer}' (layers: "
@@ -55,7 +57,10 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
         raise ValueError("--write-features needs --feature-path P (a folder to write)")
     dim, count = int(np.prod(shape)), provider.num_test
     if comm.rank == 0:
-        write_feature_arrays(path, dim, count, rows(net, layer, provider, batch_size, dim, comm))
+        with Progress(f"features of {layer}", provider.num_test_batches(batch_size), out,
+                      log_interval) as bar:
+            write_feature_arrays(path, dim, count, counted(
+                rows(net, layer, provider, batch_size, dim, comm), bar))
     else:
         for _ in rows(net, layer, provider, batch_size, dim, comm):
             pass
@@ -74,10 +79,10 @@ def write_features(net, provider, layer, path, batch_size=128, source=None, out=
         json.dump(meta, f, indent=1)
         f.write("\n")
     if out is not None and not meta["run"]:
-        print("note: no --load-file, so these are the features of untrained weights", file=out)
+        inform("note: no --load-file, so these are the features of untrained weights", out)
     if out is not None:
-        print(f"wrote {count:,} x {dim:,} features of layer '{layer}' (test range "
-              f"{','.join(map(str, meta['batches']))} of {provider.name}) to {path}", file=out)
+        inform(f"wrote {count:,} x {dim:,} features of layer '{layer}' (test range "
+            f"{','.join(map(str, meta['batches']))} of {provider.name}) to {path}", out)
     return path
 
 
@@ -94,6 +99,13 @@ def rows(net, layer, provider, batch_size, dim, comm):
             value = np.asarray(value, np.float32).reshape(len(y), dim)
         parts = comm.gather((value, y))
         yield None if parts is None else tuple(np.concatenate(p) for p in zip(*parts))
+
+
+def counted(batches, bar):
+    """`batches` of (features, labels), each counted on `bar` as it passes."""
+    for value, y in batches:
+        bar.update(len(y))
+        yield value, y
 
 
 def write_feature_arrays(path, dim, count, batches):

@@ -22,7 +22,6 @@ batches (and redoes a batch only if its list of source files or the options chan
 The plan (what SRC holds, the batches) is prepare_source.py's, the conversion of an image and of
 a batch prepare_images.py's; this file runs them and writes the mean, the PCA and the report.
 """
-import argparse
 import json
 import multiprocessing
 import os
@@ -35,7 +34,7 @@ import numpy as np
 
 from ..data.prepared import (MEAN_FILE, META_FILE, TEMP_MARK, batch_paths, is_batch_file,
                              make_meta, read_index, write_meta)
-from . import add_version
+from .options import CommandParser
 from .prepare_images import PCA_STRIDE, convert_batch
 from .prepare_source import PrepareError, batch_digest, plan_batches, printable, scan_source
 
@@ -284,23 +283,21 @@ def report_text(report):
 # ----------------------------------------------------------------------------- the command
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="convnet-prepare",
-        description="Convert a folder of labelled images (one folder per class, or train/ and "
-                    "val/ with class folders) into batches of JPEGs for --data-provider image.")
-    add_version(p)
-    p.add_argument("src", metavar="SRC", help="the image folder")
-    p.add_argument("dst", metavar="DST", help="the output folder (rerun to resume)")
-    p.add_argument("--size", type=int, default=256, help="stored image size (default 256)")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 (default 90)")
-    p.add_argument("--images-per-batch", type=int, default=1000,
-                   help="images per batch file (default 1000)")
-    p.add_argument("--test-fraction", type=float, default=0.1,
-                   help="without a val/ folder: fraction of each class held out (default 0.1)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the training shuffle")
-    p.add_argument("--progress", type=int, choices=(0, 1), default=None,
-                   help="progress bar (default: when stderr is a terminal)")
+    p = CommandParser("convnet-prepare", "Convert a folder of labelled images (one folder per "
+                      "class, or train/ and val/ with class folders) into batches of JPEGs for "
+                      "--data-provider image.")
+    a = p.add_argument
+    a("src", metavar="SRC", help="the image folder")
+    a("dst", metavar="DST", help="the output folder (rerun to resume)")
+    a("--size", type=int, default=256, help="stored image size")
+    a("--quality", type=int, default=90, help="JPEG quality 1-100")
+    a("--images-per-batch", type=int, default=1000, help="images per batch file")
+    a("--test-fraction", type=float, default=0.1,
+      help="without a val/ folder: fraction of each class held out")
+    a("--workers", type=int, default=None, help="processes (default: every core)")
+    a("--seed", type=int, default=0, help="seed of the training shuffle")
+    p.add_flag("--progress", default=None,
+               help="progress bar (default: when stderr is a terminal)")
     return p
 
 
@@ -313,7 +310,7 @@ def main(argv=None):
         prepare(args.src, args.dst, size=args.size, quality=args.quality,
                 images_per_batch=args.images_per_batch, test_fraction=args.test_fraction,
                 workers=args.workers, seed=args.seed,
-                progress=None if args.progress is None else bool(args.progress))
+                progress=args.progress)
     except PrepareError as exc:
         print(f"convnet-prepare: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

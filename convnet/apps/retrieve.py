@@ -9,7 +9,6 @@ one chunk of the database at a time, keeping a running top-k per query. Memory i
 the chunk (and the queries), not by the database, which stays memory-mapped on disk. It runs on
 the GPU with CuPy when the cuda backend is available, with NumPy otherwise.
 """
-import argparse
 import sys
 import time
 
@@ -18,9 +17,9 @@ import numpy as np
 from .. import cuda_available
 from ..backend import resolve_backend_name
 from ..data import DataError
-from . import add_version
 from .features import FeatureSet
 from .figures import DPI, new_figure, show_image
+from .options import CommandParser
 
 EXIT_BAD_INPUT = 2
 TILE = 90          # pixels per image in the picture
@@ -189,10 +188,8 @@ def parse_indices(text, count):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="convnet-retrieve", description="Find the k nearest images in feature space "
-        "(exact Euclidean search) and draw them as a grid: one row per query.")
-    add_version(p)
+    p = CommandParser("convnet-retrieve", "Find the k nearest images in feature space "
+                      "(exact Euclidean search) and draw them as a grid: one row per query.")
     a = p.add_argument
     a("features", metavar="FEATURES",
       help="feature folder to search (convnet-train --write-features, e.g. the training images)")
@@ -201,16 +198,15 @@ def build_parser():
            "finding itself)")
     a("--query", default=None,
       help="query rows: '0,5,17', '0-999' or 'all' (default: --random of them)")
-    a("--random", type=int, default=8, help="without --query: this many random rows (8)")
+    a("--random", type=int, default=8, help="without --query: this many random rows")
     a("--seed", type=int, default=0, help="which random rows")
-    a("-k", "--k", type=int, default=10, help="neighbours per query (10)")
-    a("--chunk", type=int, default=4096, help="database rows per distance block (4096)")
-    a("--precision", action="store_true",
-      help="print precision@k: the mean fraction of neighbours of the query's class")
-    a("--draw", type=int, default=8, help="rows in the picture: the first N queries (8; 0: none)")
-    a("--out", default="retrieval.png", help="the picture's file (retrieval.png)")
-    a("--backend", default="auto",
-      help="auto (default: the GPU when usable), numpy or cuda")
+    a("-k", "--k", type=int, default=10, help="neighbours per query")
+    a("--chunk", type=int, default=4096, help="database rows per distance block")
+    p.add_flag("--precision",
+               help="print precision@k: the mean fraction of neighbours of the query's class")
+    a("--draw", type=int, default=8, help="rows in the picture: the first N queries (0: none)")
+    a("--out", default="retrieval.png", help="the picture's file")
+    p.add_backend()
     return p
 
 

@@ -8,7 +8,6 @@ Figures are drawn with matplotlib's Agg backend (no display needed) at a fixed 1
 figure's pixel size follows from its layout alone (figures.py). The filter mosaic and the towers
 are engine/filters.py's; the saved run is read with training/saved_run.py.
 """
-import argparse
 import math
 import os
 import sys
@@ -23,9 +22,8 @@ from ..engine.filters import filter_mosaic, graph_from_sections, towers_of, upsc
 from ..training.checkpoint import read_metrics
 from ..training.saved_run import array_key, load_run, newest_checkpoint
 from ..training.train import Trainer
-from . import add_version
-from .cli import flag
 from .figures import DPI, new_figure, show_image
+from .options import CommandParser
 
 COST_SIZE = (1000, 750)            # pixels
 MARGIN, TITLE_BAND, TOWER_BAND = 20, 50, 60
@@ -269,10 +267,8 @@ def plot_predictions(images, labels, probs, label_names, path, title, cols=4):
 # ----------------------------------------------------------------------------- the command
 
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="convnet-show", description="Draw what a saved run learned as PNG files: cost "
-        "curves, filters, predictions (cuda-convnet's shownet.py).")
-    add_version(p)
+    p = CommandParser("convnet-show", "Draw what a saved run learned as PNG files: cost "
+                      "curves, filters, predictions (cuda-convnet's shownet.py).")
     a = p.add_argument
     a("run_dir", metavar="RUN_DIR", nargs="?", default=None,
       help="a run folder written by convnet-train --save-path")
@@ -283,27 +279,25 @@ def build_parser():
     a("--show-cost", metavar="COST_LAYER", nargs="?", const=True, default=None,
       help="cost.png: train/test cost, top-1/top-5 error against epochs (--show-cost=LAYER, "
            "shownet.py's form, names the cost layer: the one the run reported)")
-    a("--smooth", type=int, default=1, help="with --show-cost: mean over N tests (default 1)")
+    a("--smooth", type=int, default=1, help="with --show-cost: mean over N tests")
     a("--show-filters", metavar="LAYER", default=None,
       help="filters-LAYER.png: a conv or local layer's filters (RGB for 3-channel input)")
-    a("--norm-filters", action="store_true",
-      help="with --show-filters: normalize each filter to its own range")
+    p.add_flag("--norm-filters", "with --show-filters: normalize each filter to its own range")
     a("--show-preds", metavar="SOFTMAX_LAYER", nargs="?", const=True, default=None,
       help="preds.png (preds-errors.png with --only-errors): test images and top-5 guesses "
            "(--show-preds=LAYER, shownet.py's form: that softmax's; by default the one feeding "
            "the first cost.logreg)")
-    a("--only-errors", type=flag, nargs="?", const=True, default=False,
-      help="with --show-preds: misclassified images only (also --only-errors=1)")
-    a("--num-preds", type=int, default=16, help="with --show-preds: how many images (16)")
+    p.add_flag("--only-errors", "with --show-preds: misclassified images only")
+    a("--num-preds", type=int, default=16, help="with --show-preds: how many images")
     a("--seed", type=int, default=0, help="with --show-preds: which random test images")
-    a("--data-provider", default="fashion-mnist", help="fashion-mnist (default) or cifar")
+    p.add_data_provider()
     a("--data-path", default=None, help="the data set's folder")
     a("--test-range", default=None, help="test batches (default: the provider's test batch)")
     a("--inner-size", type=int, default=None,
       help="centre crop size (default: the data layer's imgSize)")
     a("--params-file", default=None,
       help="layer-params.cfg to rebuild the net with (default: the one the run recorded)")
-    a("--backend", default="numpy", help="numpy (default), cuda or auto")
+    p.add_backend()
     return p
 
 

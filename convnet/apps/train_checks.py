@@ -2,7 +2,6 @@
 is allocated: the options (ranges, the files and folders they name), and the net's data and
 cost layers (memory.py checks the memory it needs at --mini; run_folder.py the run folder).
 Each check lives here once; a failure is one line (ValueError or ConfigError, exit 2)."""
-import argparse
 import os
 
 from ..engine.config import ConfigError
@@ -10,14 +9,6 @@ from ..training.run_folder import check_folder_to_write
 
 SEED_LIMIT = 2 ** 63  # seeds are stored in checkpoints and drawn from as int64
 DATA_INDICES = {0: "the images", 1: "the labels"}  # what every provider gives a data layer
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line on stderr (exit 2), as the README promises,
-    instead of the whole usage."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def check_options(args):
@@ -33,6 +24,8 @@ def check_options(args):
                          f"{args.test_freq}")
     if not args.save_interval >= 0:
         raise ValueError(f"--save-interval must be >= 0 seconds, got {args.save_interval}")
+    if not args.log_interval >= 0:
+        raise ValueError(f"--log-interval must be >= 0 seconds, got {args.log_interval}")
     if args.feature_path is not None:
         check_folder_to_write(args.feature_path, "--feature-path")
     if args.test_out is not None:

@@ -12,12 +12,12 @@ from .datasets import (CIFAR_IMAGE_SHAPE, FASHION_DEFAULT_PATH, FASHION_FILES, F
                        load_fashion_batches, parse_idx, read_cifar_pickle, write_cifar_batch,
                        write_cifar_meta, write_idx)
 from .image_provider import ImageProvider
-from .provider import Provider, make_provider, provider_image_shape
+from .provider import PROVIDER_NAMES, Provider, make_provider, provider_image_shape
 
 __all__ = [
     "CIFAR_IMAGE_SHAPE", "FASHION_DEFAULT_PATH", "FASHION_FILES", "FASHION_LABEL_NAMES",
     "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "NUM_MULTIVIEW", "DataError", "ImageProvider",
-    "Provider", "check_batch_size", "load_cifar_batches", "load_fashion_batches",
+    "PROVIDER_NAMES", "Provider", "check_batch_size", "load_cifar_batches", "load_fashion_batches",
     "make_provider", "parse_idx", "parse_range", "provider_image_shape", "read_cifar_pickle",
     "write_cifar_batch",
     "write_cifar_meta", "write_idx",

@@ -35,7 +35,10 @@ and test alike) when it is installed, else with Pillow (accurate IDCT and upsamp
 The folder's format is prepared.py's, the decoders and crops decode.py's, the buffers, workers
 and prefetching pipeline.py's.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Iterator
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing  # a consumer that stops early stops the pipeline at once
@@ -106,9 +109,10 @@ class ImageProvider:
 
     name = "image"
 
-    def __init__(self, path, train_range=None, test_range=None, inner_size=None, seed=0,
-                 flip=None, color_noise=DEFAULT_COLOR_NOISE, workers=None, prefetch_depth=2,
-                 decoder="auto", parallel="auto"):
+    def __init__(self, path: str, train_range: str | None = None, test_range: str | None = None,
+                 inner_size: int | None = None, seed: int = 0, flip: bool | None = None,
+                 color_noise: float = DEFAULT_COLOR_NOISE, workers: int | None = None,
+                 prefetch_depth: int = 2, decoder: str = "auto", parallel: str = "auto") -> None:
         if int(seed) < 0:
             raise ValueError(f"provider image: seed must be >= 0, got {seed}")
         if not (color_noise >= 0 and math.isfinite(color_noise)):
@@ -174,7 +178,7 @@ class ImageProvider:
 
     # --- plumbing
 
-    def set_backend(self, name):
+    def set_backend(self, name: str) -> None:
         """'cuda': stage batches through pinned buffers and a copy stream to the GPU."""
         self.stager = CudaStager(self.cropped_mean) if name == "cuda" else None
 
@@ -192,7 +196,7 @@ class ImageProvider:
                 self._decoders = kind(self, self.workers)
             return self._decoders
 
-    def close(self):
+    def close(self) -> None:
         """Stop the decode workers and free the shared buffers (both come back when needed)."""
         with self._lock:
             decoders, threads, rings = self._decoders, self._thread_pool, self._rings
@@ -267,10 +271,10 @@ class ImageProvider:
 
     # --- sizes
 
-    def num_train_batches(self, batch_size):
+    def num_train_batches(self, batch_size: int) -> int:
         return -(-self.num_train // check_batch_size(batch_size))
 
-    def num_test_batches(self, batch_size):
+    def num_test_batches(self, batch_size: int) -> int:
         return -(-self.num_test // check_batch_size(batch_size))
 
     # --- training
@@ -310,7 +314,7 @@ class ImageProvider:
         order = self.epoch_order(epoch)
         return (self.train_job(epoch, batch_size, b, order) for b in range(int(start_batch), count))
 
-    def train_batches(self, epoch, batch_size, start_batch=0):
+    def train_batches(self, epoch: int, batch_size: int, start_batch: int = 0) -> Iterator:
         """Yield (x float32 NCHW, labels int64, batch_idx) for batches start_batch.. of `epoch`."""
         jobs = self._train_jobs(epoch, batch_size, start_batch)
         with closing(self._run(jobs, batch_size)) as batches:
@@ -355,13 +359,13 @@ class ImageProvider:
             spec = CropSpec("test", images, tops, lefts, flips, views=views)
             yield _Job(start, self.test_set, spec)
 
-    def test_batches(self, batch_size):
+    def test_batches(self, batch_size: int) -> Iterator:
         """Yield (x, labels) over the test images in order: centre crop, no flip, no lighting."""
         with closing(self._run(self._test_jobs(batch_size, 1), batch_size)) as batches:
             for x, job in batches:
                 yield x, job.labels
 
-    def test_views(self, batch_size):
+    def test_views(self, batch_size: int) -> Iterator:
         """Yield (x float32 (10, N, 3, h, w), labels): corners + centre, then their mirrors."""
         if not self.crop:
             raise ValueError(f"provider image: multiview testing needs inner_size smaller than "

@@ -24,7 +24,12 @@ Batch numbering follows cuda-convnet's ``--train-range`` / ``--test-range``:
   the 10,000 test images are batch 7. ``--train-range 1-5 --test-range 6`` holds out
   training batch 6 as a validation set.
 """
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
 import numpy as np
+import numpy.typing as npt
 
 from .common import NUM_MULTIVIEW, check_batch_size, parse_range
 from .datasets import (CIFAR_IMAGE_SHAPE, FASHION_LABEL_NAMES, load_cifar_batches,
@@ -33,6 +38,8 @@ from .image_provider import DEFAULT_INNER_SIZE, ImageProvider
 from .prepared import BatchFiles
 
 FASHION_NAMES = ("fashion-mnist", "fashion_mnist", "fashion")
+# the data sets by their names on the command line (--data-provider), aliases left out
+PROVIDER_NAMES = ("fashion-mnist", "cifar", "image")
 CIFAR_NAMES = ("cifar", "cifar10", "cifar-10", "cifar100", "cifar-100")
 
 
@@ -44,8 +51,10 @@ class Provider:
     train_images/test_images: uint8 (N, C, H0, W0); labels int64 (N,).
     """
 
-    def __init__(self, name, train_images, train_labels, test_images, test_labels, label_names,
-                 inner_size=None, flip=None, seed=0):
+    def __init__(self, name: str, train_images: npt.NDArray[np.uint8],
+                 train_labels: npt.NDArray[np.integer], test_images: npt.NDArray[np.uint8],
+                 test_labels: npt.NDArray[np.integer], label_names: Sequence[str],
+                 inner_size: int | None = None, flip: bool | None = None, seed: int = 0) -> None:
         if int(seed) < 0:
             raise ValueError(f"provider {name}: seed must be >= 0, got {seed}")
         self.name = name
@@ -75,10 +84,10 @@ class Provider:
 
     # --- helpers
 
-    def num_train_batches(self, batch_size):
+    def num_train_batches(self, batch_size: int) -> int:
         return -(-self.num_train // check_batch_size(batch_size))
 
-    def num_test_batches(self, batch_size):
+    def num_test_batches(self, batch_size: int) -> int:
         return -(-self.num_test // check_batch_size(batch_size))
 
     def _to_float(self, crops):
@@ -98,13 +107,14 @@ class Provider:
 
     # --- training
 
-    def epoch_order(self, epoch):
+    def epoch_order(self, epoch: int) -> npt.NDArray[np.int64]:
         """The permutation of training images that epoch `epoch` visits."""
         if int(epoch) < 0:
             raise ValueError(f"provider {self.name}: epoch must be >= 0, got {epoch}")
         return np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_train)
 
-    def train_batches(self, epoch, batch_size, start_batch=0):
+    def train_batches(self, epoch: int, batch_size: int, start_batch: int = 0
+                      ) -> Iterator[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], int]]:
         """Yield (x float32 NCHW, labels int64, batch_idx) for batches start_batch.. of `epoch`."""
         count = self.num_train_batches(batch_size)
         if not 0 <= int(start_batch) <= count:
@@ -134,7 +144,8 @@ class Provider:
 
     # --- testing
 
-    def test_batches(self, batch_size):
+    def test_batches(self, batch_size: int
+                     ) -> Iterator[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
         """Yield (x, labels) over the test images in order: centre crop, no flip."""
         check_batch_size(batch_size)
         top, left = self.center
@@ -144,7 +155,8 @@ class Provider:
                                      left:left + crop_w]
             yield self._to_float(crops), self.test_labels[start:start + batch_size].copy()
 
-    def test_views(self, batch_size):
+    def test_views(self, batch_size: int
+                   ) -> Iterator[tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
         """Yield (x float32 (10, N, C, h, w), labels): cuda-convnet's multiview test patches.
 
         Views 0-4 are the four corner crops and the centre crop, views 5-9 their mirror images;
@@ -175,7 +187,8 @@ def _join(batches, numbers):
     return images, labels
 
 
-def provider_image_shape(name, path=None, inner_size=None):
+def provider_image_shape(name: str, path: str | None = None, inner_size: int | None = None
+                         ) -> tuple[int, int, int]:
     """The (C, H, W) a provider would serve, without reading any image: Fashion-MNIST 1x28x28,
     CIFAR 3x32x32, a convnet-prepare folder its meta.json's size (3 x S x S), each cropped to
     `inner_size` where given (the image provider's default crop where not)."""
@@ -188,16 +201,17 @@ def provider_image_shape(name, path=None, inner_size=None):
     elif key in FASHION_NAMES or key in CIFAR_NAMES:
         channels, size = (1, 28) if key in FASHION_NAMES else CIFAR_IMAGE_SHAPE[:2]
     else:
-        raise ValueError(f"unknown data set {name!r}: expected 'fashion-mnist', 'cifar' or "
-                         f"'image'")
+        raise ValueError(f"unknown data set {name!r}: expected one of "
+                         f"{', '.join(PROVIDER_NAMES)}")
     if inner_size is not None and not 1 <= int(inner_size) <= size:
         raise ValueError(f"provider {key}: inner_size must be in 1..{size}, got {inner_size}")
     side = size if inner_size is None else int(inner_size)
     return (channels, side, side)
 
 
-def make_provider(name, path=None, train_range=None, test_range=None, inner_size=None, seed=0,
-                  flip=None, **options):
+def make_provider(name: str, path: str | None = None, train_range: str | None = None,
+                  test_range: str | None = None, inner_size: int | None = None, seed: int = 0,
+                  flip: bool | None = None, **options) -> Provider | ImageProvider:
     """A Provider for "fashion-mnist" or "cifar" ("cifar10" / "cifar100" are aliases), or an
     ImageProvider for "image" (a folder made by convnet-prepare; see image_provider.py).
 
@@ -218,8 +232,8 @@ def make_provider(name, path=None, train_range=None, test_range=None, inner_size
     elif key in CIFAR_NAMES:
         key, last, default_train, default_test = "cifar", 6, "1-5", "6"
     else:
-        raise ValueError(f"unknown data set {name!r}: expected 'fashion-mnist', 'cifar' or "
-                         f"'image'")
+        raise ValueError(f"unknown data set {name!r}: expected one of "
+                         f"{', '.join(PROVIDER_NAMES)}")
     train = parse_range(default_train if train_range is None else train_range)
     test = parse_range(default_test if test_range is None else test_range)
     for label, numbers in (("train", train), ("test", test)):

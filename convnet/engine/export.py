@@ -13,10 +13,14 @@ that division is not exact, torch's Conv2d with the same padding gives one row a
 randSparse conv, conv of several inputs) are a ValueError naming them, unless skip=True leaves
 them out.
 """
+from __future__ import annotations
+
 import numpy as np
 
+from .net import Net
 
-def torch_state_dict(net, skip=False):
+
+def torch_state_dict(net: Net, skip: bool = False) -> dict[str, np.ndarray]:
     params = net.get_params()
     out, unmapped = {}, []
     for layer in net.layers:

@@ -3,7 +3,11 @@ topological order, backward in reverse (summing gradients where a layer feeds se
 paper's update on every parameter. Each layer runs on its logical device (gpu=); where an edge
 crosses devices, the activation goes over by an explicit copy and its gradient comes back the same
 way (devices.py), and `copied` counts the bytes of the last step per edge."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,9 +44,12 @@ class Context:
 class Net:
     """A convnet. Build it with Net.from_cfg(layers_path, params_path) or Net(specs)."""
 
-    def __init__(self, specs=None, backend="numpy", dtype=np.float32, seed=0, data_shapes=None,
-                 layer_sections=None, param_sections=None, params_file=None, gpus=None,
-                 precision="fp32"):
+    def __init__(self, specs: Sequence[Mapping[str, Any]] | None = None,
+                 backend: str | None = "numpy", dtype: Any = np.float32, seed: int = 0,
+                 data_shapes: Mapping[str, tuple[int, ...]] | None = None,
+                 layer_sections: dict | None = None, param_sections: dict | None = None,
+                 params_file: str | None = None, gpus: Sequence[int] | None = None,
+                 precision: str = "fp32") -> None:
         """`gpus`: physical GPU of each logical device (the cuda backend; see devices.py);
         `precision`: the conv and local layers' (fp32, tf32, bf16) where their precision= is
         unset (convnet/backend/precision.py)."""
@@ -62,7 +69,7 @@ class Net:
         self.init_params(seed)
 
     @classmethod
-    def from_cfg(cls, layers_path, params_path, **kw):
+    def from_cfg(cls, layers_path: str, params_path: str, **kw: Any) -> Net:
         return cls(layer_sections=read_cfg(layers_path), param_sections=read_cfg(params_path),
                    params_file=params_path, **kw)
 
@@ -245,7 +252,8 @@ class Net:
     def cost_layers(self):
         return [layer for layer in self.layers if isinstance(layer, CostLayer)]
 
-    def forward(self, data, train=False, step=None, changed=None):
+    def forward(self, data: Mapping[str | int, Any], train: bool = False, step: int | None = None,
+                changed: Any = None) -> dict[str, Any]:
         """Run the net on `data` ({data layer name or dataIdx: array}); return the outputs.
 
         Returns {layer name: output}; cost layers' statistics are in each cost layer's .stats.
@@ -309,7 +317,8 @@ class Net:
         src, dst = (p, c) if direction == "forward" else (c, p)
         return self.dev.copy(a, src, dst, ready)
 
-    def backward(self, data_grads=False, on_layer=None):
+    def backward(self, data_grads: bool = False,
+                 on_layer: Callable[[Any], None] | None = None) -> dict[str, Any]:
         """Back-propagate the cost layers' gradients (coeff * batch mean) from the last forward.
 
         Returns the gradients reaching data layers when data_grads is set (else {}).
@@ -341,13 +350,14 @@ class Net:
                         grads[src] = dx if src not in grads else grads[src] + dx
         return grads
 
-    def update(self, progress):
+    def update(self, progress: float) -> None:
         with self.dev.fenced():
             for layer, p in self.owned_params():
                 with self.dev.on(layer.gpu):
                     p.update(self.B, progress)
 
-    def train_step(self, data, step, progress, check=None):
+    def train_step(self, data: Mapping[str | int, Any], step: int, progress: float,
+                   check: Callable[[dict], None] | None = None) -> dict[str, dict[str, float]]:
         """Forward, backward, update; returns the cost statistics. `check(stats)` runs after
         the forward pass, before anything changes: raising there leaves the weights as they
         were (the trainer's NaN/Inf check). One pass over the whole minibatch: a net with
@@ -360,7 +370,7 @@ class Net:
         self.update(progress)
         return self.cost_stats()
 
-    def cost_stats(self):
+    def cost_stats(self) -> dict[str, dict[str, float]]:
         return {layer.name: dict(layer.stats) for layer in self.cost_layers}
 
     def objective(self):
@@ -380,11 +390,11 @@ class Net:
                     out[p.name] = np.array(self.B.to_numpy(getattr(p, attr)))
         return out
 
-    def get_params(self):
+    def get_params(self) -> dict[str, np.ndarray]:
         """{param name: NumPy copy} of every learned array (shared ones once)."""
         return self.host_copies("value")
 
-    def set_params(self, arrays):
+    def set_params(self, arrays: Mapping[str, np.ndarray]) -> None:
         params = {p.name: (layer, p) for layer, p in self.owned_params()}
         for name, value in arrays.items():
             if name not in params:
@@ -395,7 +405,7 @@ class Net:
             with self.dev.on(layer.gpu):
                 p.value[...] = self.B.asarray(value, self.dtype)
 
-    def get_grads(self):
+    def get_grads(self) -> dict[str, np.ndarray]:
         return self.host_copies("grad")
 
     def zero_grads(self):

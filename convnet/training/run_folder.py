@@ -10,11 +10,14 @@ before a run starts so that a bad --save-path or --load-file is one line, not a 
   except the resume-or-start form a batch scheduler resubmits (--load-file DIR --save-path
   DIR): it starts a new run there and says so.
 * Readers (--test-only, --write-features, convnet-show) take no lock and write nothing.
+* A run given neither --save-path nor --load-file saves in runs/<net>-<YYYYmmdd-HHMMSS> under
+  the current folder (new_run_folder), and says where.
 """
 import errno
 import fcntl
 import os
 import socket
+import time
 import warnings
 
 from .checkpoint import METRICS_FILE, has_committed_checkpoints, newest_committed_step
@@ -126,6 +129,21 @@ class RunLock:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
         self.fd = None
+
+
+def new_run_folder(layers_file, parent="runs", now=None):
+    """The folder a run without --save-path saves in: `parent`/<net>-<YYYYmmdd-HHMMSS>, <net>
+    the layers file's name (without .cfg and cuda-convnet's layers- prefix); -2, -3 ... added
+    when a run of the same second has it already. Nothing is made here (RunLock makes it)."""
+    net = os.path.basename(os.fspath(layers_file))
+    net = net[:-4] if net.endswith(".cfg") else net
+    net = net[len("layers-"):] if net.startswith("layers-") and len(net) > 7 else net
+    stem = os.path.join(parent, f"{net}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}")
+    path, n = stem, 1
+    while os.path.lexists(path):
+        n += 1
+        path = f"{stem}-{n}"
+    return path
 
 
 def check_start(load_file, save_path):

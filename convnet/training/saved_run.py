@@ -7,7 +7,8 @@ format, defined here once:
   momentum), float32 or float64, one pair per parameter of the net (``param_arrays``);
 * state: the Trainer's position (epoch, batch, step, elapsed_s, since_test, metrics_records;
   ``check_checkpoint``) and what convnet-train adds so the run can be rebuilt: the layers cfg
-  text, its file name, the params file and the seed (``run_config``, ``check_resumable``).
+  text, its file name, the params file's path and text, and the seed (``run_config``,
+  ``check_resumable``); ``saved_params`` picks the params a resumed or shown run uses.
 
 The files themselves (npz + json, digests, atomic writes, metrics.jsonl) are checkpoint.py's.
 """
@@ -17,7 +18,7 @@ import os
 import numpy as np
 
 from ..data import make_provider
-from ..engine.config import read_cfg
+from ..engine.config import read_cfg, read_cfg_text
 from ..engine.net import Net
 from ..engine.sections import data_shapes, declared_image_size, split_list
 from .checkpoint import load_latest_checkpoint
@@ -129,11 +130,30 @@ def check_checkpoint(step, arrays, state):
 FILTERS_MEANING = "per group"
 
 
-def run_config(layers_text, layers_file, params_file, seed):
-    """What convnet-train keeps in every checkpoint's state besides the Trainer's position."""
-    return {"layers_cfg": layers_text, "layers_file": layers_file,
-            "params_file": os.path.abspath(params_file), "seed": seed,
-            "filters": FILTERS_MEANING}
+def run_config(layers_text, layers_file, params_file, seed, params_text=None):
+    """What convnet-train keeps in every checkpoint's state besides the Trainer's position:
+    the params file's path and its text too, so a moved run folder still rebuilds its net."""
+    config = {"layers_cfg": layers_text, "layers_file": layers_file,
+              "params_file": os.path.abspath(params_file), "seed": seed,
+              "filters": FILTERS_MEANING}
+    if params_text is not None:
+        config["params_cfg"] = params_text
+    return config
+
+
+def saved_params(state, where):
+    """(params file path, its text, the line saying which) of a saved run given no params
+    file: the file the run names, re-read when it is there (cuda-convnet's edit-and-resume:
+    edit the learning rates, resume), else the text its checkpoint keeps. `where`: the run
+    folder, for the error when neither is there (a checkpoint older than the saved text)."""
+    path = state["params_file"]
+    if os.path.isfile(path):
+        return path, read_cfg_text(path), f"params: re-reading {path} (edit-and-resume)"
+    text = state.get("params_cfg")
+    if text is None:
+        raise ValueError(f"{where}: the run's params file {path} is missing and its checkpoint "
+                         f"holds no copy of it; pass the params file")
+    return path, text, f"params: {path} is gone; using the copy saved in the checkpoint"
 
 
 def total_filters_to_per_group(text, name="layers.cfg"):
@@ -184,6 +204,8 @@ def check_resumable(step, arrays, state):
             raise ValueError(f"bad {key} {state.get(key)!r} in the state")
         if key != "layers_cfg" and not state[key].isprintable():
             raise ValueError(f"bad {key} {state[key]!r} in the state (not a file name)")
+    if "params_cfg" in state and not isinstance(state["params_cfg"], str):
+        raise ValueError(f"bad params_cfg {state['params_cfg']!r} in the state")
     seed = state.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
         raise ValueError(f"bad seed {seed!r} in the state")
@@ -198,15 +220,17 @@ def load_run(run_dir, data_provider="fashion-mnist", data_path=None, test_range=
     """
     step, arrays, state = newest_checkpoint(run_dir)
     layer_sections = read_cfg(state.get("layers_file") or "layers.cfg", text=state["layers_cfg"])
-    params_path = params_file or state.get("params_file")
-    if not params_path or not os.path.isfile(params_path):
-        raise ValueError(f"{run_dir}: the run's params file {params_path} is missing; "
-                         "pass --params-file")
+    if params_file is not None:
+        params_path, params_text = params_file, read_cfg_text(params_file)
+    elif state.get("params_file"):
+        params_path, params_text, _ = saved_params(state, f"{run_dir} (give --params-file)")
+    else:
+        raise ValueError(f"{run_dir}: the checkpoint names no params file; pass --params-file")
     if inner_size is None:
         inner_size = declared_image_size(layer_sections)
     provider = make_provider(data_provider, data_path, test_range=test_range,
                              inner_size=inner_size)
-    net = Net(layer_sections=layer_sections, param_sections=read_cfg(params_path),
+    net = Net(layer_sections=layer_sections, param_sections=read_cfg(params_path, params_text),
               params_file=params_path, backend=backend,
               data_shapes=data_shapes(layer_sections, provider))
     restore_arrays(net, arrays)

@@ -2,21 +2,26 @@
 
 What a checkpoint holds and how it is checked and put back is saved_run.py's; the files are
 checkpoint.py's."""
+from __future__ import annotations
+
 import math
 import os
 import signal
 import sys
 import time
+from typing import Any, TextIO
 
 import numpy as np
 
 from ..backend import numpy_backend as host  # the tests' sums are made on the host
 from ..engine.layers import LogregCostLayer
+from ..engine.net import Net
 from ..parallel import SingleProcess
 from .checkpoint import (CheckpointError, MetricsLog, checkpoint_paths, load_latest_checkpoint,
                          save_checkpoint)
 from .distributed import (GradientBuckets, disagreeing_ranks, gather_rows, reduce_stats,
                           shard, share_checkpoint)
+from .progress import DEFAULT_LOG_INTERVAL, Progress, inform
 from .replicas import ReplicaStep
 from .saved_run import check_checkpoint, param_arrays, restore_arrays
 
@@ -28,7 +33,9 @@ class TrainingStopped(Exception):
     """Training cannot go on (NaN/Inf); the last good checkpoint is kept."""
 
 
-def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=None, comm=ONE):
+def evaluate(net: Net, provider, batch_size: int, cost_name: str, multiview: bool = False,
+             test_out: str | None = None, comm=ONE, out: TextIO | None = None,
+             log_interval: float | None = DEFAULT_LOG_INTERVAL) -> dict[str, Any]:
     """Test cost, top-1 and top-k error (fractions) over the provider's test batches.
 
     k is the cost layer's topk (cuda-convnet2's key; 5 by default, fewer with fewer classes).
@@ -40,18 +47,22 @@ def evaluate(net, provider, batch_size, cost_name, multiview=False, test_out=Non
     (N, classes)) to this .npy file and the labels (int64) to <FILE>.labels.npy.
     comm: the ranks of a data-parallel job (convnet/parallel) each score their rows of every
     batch; the totals are summed, and rank 0 writes test_out.
+    out, log_interval: where the progress goes (None: nowhere) and how often (see Progress).
     """
-    if multiview or test_out:
-        return evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out,
-                                      comm)
-    totals = {"cost": 0.0, "top1": 0.0, "top5": 0.0, "cases": 0}
-    for batch in shard(comm, provider.test_batches(batch_size)):
-        if batch is None:
-            continue
-        net.forward({0: batch[0], 1: batch[1]}, train=False)
-        for key, value in net[cost_name].stats.items():
-            totals[key] += value
-    return test_record(comm, totals, net[cost_name].topk)
+    bar = Progress("multiview test" if multiview else "test",
+                   provider.num_test_batches(batch_size), out, log_interval)
+    with bar:
+        if multiview or test_out:
+            return evaluate_probabilities(net, provider, batch_size, cost_name, multiview,
+                                          test_out, comm, bar)
+        totals = {"cost": 0.0, "top1": 0.0, "top5": 0.0, "cases": 0}
+        for batch in shard(comm, provider.test_batches(batch_size)):
+            if batch is not None:
+                net.forward({0: batch[0], 1: batch[1]}, train=False)
+                for key, value in net[cost_name].stats.items():
+                    totals[key] += value
+            bar.update(totals["cases"] - bar.images, totals["cost"] / max(totals["cases"], 1))
+        return test_record(comm, totals, net[cost_name].topk)
 
 
 def test_record(comm, totals, topk):
@@ -63,7 +74,8 @@ def test_record(comm, totals, topk):
             "top5_error": float(top5 / n), "topk": topk}
 
 
-def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out, comm=ONE):
+def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test_out, comm=ONE,
+                           bar=None):
     """evaluate() from the softmax feeding `cost_name`, averaged over the views of each image."""
     probs_layer = net[cost_name].inputs[1]
     if multiview:
@@ -77,6 +89,8 @@ def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test
         if batch is None:  # none of this batch's rows are this rank's
             all_probs.append(None)
             all_labels.append(np.zeros(0, np.int64))
+            if bar is not None:
+                bar.update(0, totals["cost"] / max(totals["cases"], 1))
             continue
         views, labels = batch
         total = None
@@ -94,6 +108,8 @@ def evaluate_probabilities(net, provider, batch_size, cost_name, multiview, test
         classes = probs.shape[1]
         all_probs.append(probs.astype(np.float32))
         all_labels.append(labels)
+        if bar is not None:
+            bar.update(len(labels), totals["cost"] / totals["cases"])
     if test_out:
         classes = max(c for c in comm.allgather(classes) if c is not None)
         all_probs = [np.zeros((0, classes), np.float32) if p is None else p for p in all_probs]
@@ -135,8 +151,10 @@ class StopRequest:
 class Trainer:
     """Runs `net` on `provider`, saving into `run_dir` (None: no checkpoints, no metrics)."""
 
-    def __init__(self, net, provider, run_dir=None, epochs=1, batch_size=128, test_freq=0,
-                 save_interval=600.0, cost_name=None, saved_config=None, out=None, comm=ONE):
+    def __init__(self, net: Net, provider, run_dir: str | None = None, epochs: int = 1,
+                 batch_size: int = 128, test_freq: int = 0, save_interval: float = 600.0,
+                 cost_name: str | None = None, saved_config: dict | None = None,
+                 out: TextIO | None = None, comm=ONE) -> None:
         """comm: the ranks of a data-parallel job (convnet/parallel); only rank 0 writes files
         and prints, and rank 0's run_dir decides whether the job saves (every rank takes part
         in a save's checks)."""
@@ -149,6 +167,7 @@ class Trainer:
         if comm.rank:
             self.out = open(os.devnull, "w")
         self.multiview, self.test_out = False, None  # see evaluate()
+        self.log_interval = DEFAULT_LOG_INTERVAL  # progress lines when out is not a terminal
         self.epoch, self.batch, self.step, self.elapsed = 1, 0, 0, 0.0
         self.since_test = [0.0, 0, 0]  # train cost sum, cases, batches since the last test
         self.stopped = False  # set when SIGINT/SIGTERM ended run() early (after a checkpoint)
@@ -172,7 +191,7 @@ class Trainer:
         return logreg[0]
 
     # ------------------------------------------------------------ checkpoints
-    def resume(self, found=None):
+    def resume(self, found: tuple[int, dict, dict] | None = None) -> bool:
         """Continue from `found` (step, arrays, state), by default run_dir's newest good
         checkpoint; False when there is none. A checkpoint that does not fit the net or the
         minibatch size is a CheckpointError naming the file, the layers and the shapes. In a
@@ -209,11 +228,11 @@ class Trainer:
             # records written after this checkpoint describe work the resumed run redoes
             aside = self.metrics.keep_first(state["metrics_records"], step)
             if aside:
-                print(f"metrics.jsonl: the records newer than the checkpoint of step {step} "
-                      f"are moved to {aside}", file=self.out)
+                inform(f"metrics.jsonl: the records newer than the checkpoint of step {step} are "
+                    f"moved to {aside}", self.out)
         return True
 
-    def save(self):
+    def save(self) -> None:
         if not self.saves:
             return
         self.check_weights()  # a checkpoint never holds NaN or Inf,
@@ -243,15 +262,15 @@ class Trainer:
     def test(self, train_cost, images, seconds):
         self.check_weights()
         result = evaluate(self.net, self.provider, self.batch_size, self.cost_name,
-                          multiview=self.multiview, test_out=self.test_out, comm=self.comm)
+                          multiview=self.multiview, test_out=self.test_out, comm=self.comm,
+                          out=self.progress_out(), log_interval=self.log_interval)
         record = {"epoch": self.epoch, "batch": self.batch, "step": self.step,
                   "train_cost": train_cost, **result, "cost_layer": self.cost_name, "elapsed_s": round(self.elapsed, 3),
                   "images_per_s": round(images / seconds, 1) if seconds > 0 else None}
-        print(f"epoch {self.epoch} batch {self.batch}: train cost {train_cost:.4f}  "
-              f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
-              f"top-{result['topk']} error {result['top5_error']:.4f}  "
-              f"({record['images_per_s']} img/s)",
-              file=self.out, flush=True)
+        inform(f"epoch {self.epoch} batch {self.batch}: train cost {train_cost:.4f}  "
+            f"test cost {result['test_cost']:.4f}  top-1 error {result['top1_error']:.4f}  "
+            f"top-{result['topk']} error {result['top5_error']:.4f}  "
+            f"({record['images_per_s']} img/s)", self.out)
         if self.metrics:
             self.metrics.append(record)
         for callback in self.on_test:
@@ -341,7 +360,7 @@ class Trainer:
             return f"the output of layer '{layer.name}' holds NaN or Inf"
         return None
 
-    def run(self):
+    def run(self) -> dict[str, Any] | None:
         """Train until `epochs`; returns the last test record (or None if nothing ran)."""
         self.last_save = time.monotonic()
         per_epoch = self.provider.num_train_batches(self.batch_size)
@@ -350,29 +369,34 @@ class Trainer:
         with StopRequest() as stop:
             while self.epoch <= self.epochs:
                 batches = self.provider.train_batches(self.epoch, self.batch_size, self.batch)
-                for x, labels, index in self.progress_bar(batches, per_epoch):
-                    tick = time.monotonic()
-                    stats = self.train_batch(x, labels, stop)
-                    self.step, self.batch = self.step + 1, index + 1
-                    since_test[0] += stats[self.cost_name]["cost"]
-                    since_test[1] += len(labels)
-                    since_test[2] += 1
-                    self.elapsed += time.monotonic() - tick
-                    if self.step % WEIGHT_CHECK_EVERY == 0:
-                        self.check_weights()
-                    if self.test_freq and since_test[2] >= self.test_freq and self.batch < per_epoch:
-                        record = self.test_since(since_test, started)
-                        since_test[:], started = [0.0, 0, 0], time.monotonic()
-                        self.save()
-                    elif self.flags["save"]:
-                        self.save()
-                    if self.flags["stop"]:
-                        self.save()
-                        self.stopped = True
-                        print(f"stopped at epoch {self.epoch} batch {self.batch}; resume with "
-                              f"--load-file {self.run_dir}" if self.run_dir else "stopped",
-                              file=self.out)
-                        return record
+                with Progress(f"epoch {self.epoch}", per_epoch, self.progress_out(),
+                              self.log_interval, initial=self.batch) as bar:
+                    for x, labels, index in batches:
+                        tick = time.monotonic()
+                        stats = self.train_batch(x, labels, stop)
+                        self.step, self.batch = self.step + 1, index + 1
+                        since_test[0] += stats[self.cost_name]["cost"]
+                        since_test[1] += len(labels)
+                        since_test[2] += 1
+                        self.elapsed += time.monotonic() - tick
+                        bar.update(len(labels), since_test[0] / max(since_test[1], 1))
+                        if self.step % WEIGHT_CHECK_EVERY == 0:
+                            self.check_weights()
+                        if (self.test_freq and since_test[2] >= self.test_freq
+                                and self.batch < per_epoch):
+                            record = self.test_since(since_test, started)
+                            since_test[:], started = [0.0, 0, 0], time.monotonic()
+                            self.save()
+                        elif self.flags["save"]:
+                            self.save()
+                        if self.flags["stop"]:
+                            bar.close()
+                            self.save()
+                            self.stopped = True
+                            inform(f"stopped at epoch {self.epoch} batch {self.batch}; resume with "
+                                f"--load-file {self.run_dir}" if self.run_dir else "stopped",
+                                self.out)
+                            return record
                 if since_test[2]:
                     record = self.test_since(since_test, started)
                     since_test[:], started = [0.0, 0, 0], time.monotonic()
@@ -423,10 +447,6 @@ class Trainer:
         cost_sum, cases, _ = since_test
         return self.test(cost_sum / max(cases, 1), cases, time.monotonic() - started)
 
-    def progress_bar(self, batches, total):
-        if not (hasattr(self.out, "isatty") and self.out.isatty()) or os.environ.get("CI"):
-            return batches
-        from tqdm import tqdm
-
-        return tqdm(batches, total=total, initial=self.batch, desc=f"epoch {self.epoch}",
-                    unit="batch", leave=False, file=self.out)
+    def progress_out(self):
+        """Where progress goes: rank 0's out (the other ranks show none)."""
+        return None if self.comm.rank else self.out
