@@ -130,7 +130,7 @@ def conv_forward_bias_relu(x, w, b, stride, padding, groups, precision="fp32", o
 
 
 def conv_backward_data(dy, w, img_size, stride, padding, groups,
-                         precision="fp32", out=None, algo=None):
+                       precision="fp32", out=None, algo=None):
     return _backward_data("conv", dy, w, img_size, stride, padding, groups,
                           out, algo, precision)
 
@@ -138,7 +138,7 @@ def conv_backward_data(dy, w, img_size, stride, padding, groups,
 def conv_backward_filter(x, dy, filter_size, stride, padding, groups,
                          precision="fp32", out=None, algo=None):
     return _backward_filter("conv", x, dy, filter_size, stride, padding, groups,
-                          out, algo, precision)
+                            out, algo, precision)
 
 
 def local_forward(x, w, stride, padding, groups, precision="fp32", out=None, algo=None):
@@ -147,12 +147,12 @@ def local_forward(x, w, stride, padding, groups, precision="fp32", out=None, alg
 
 
 def local_backward_data(dy, w, img_size, stride, padding, groups,
-                         precision="fp32", out=None, algo=None):
+                        precision="fp32", out=None, algo=None):
     return _backward_data("local", dy, w, img_size, stride, padding, groups,
                           out, algo, precision)
 
 
 def local_backward_filter(x, dy, filter_size, stride, padding, groups,
-                         precision="fp32", out=None, algo=None):
+                          precision="fp32", out=None, algo=None):
     return _backward_filter("local", x, dy, filter_size, stride, padding, groups,
-                          out, algo, precision)
+                            out, algo, precision)
