@@ -2,7 +2,8 @@
 of each kind it exists to catch, each of which must fail:
 
   - in csrc's own kernels, through the same cuda tests CI runs on the emulated GPU
-    (tools/kernel_emulator/run.py): a missing __syncthreads (conv), an off-by-one window index
+    (tools/kernel_emulator/run.py): a missing __syncthreads (conv), TF32 operands left
+    unrounded (the tensor-core conv: the hardware truncates them), an off-by-one window index
     (max-pool backward), a wrong shuffle lane (the top-k count of logreg);
   - in the small mma kernels of tools/kernel_emulator/test_kernels (until real kernels use
     mma.cuh): a missing cp.async wait, a wrong fragment index, a missing TF32 conversion.
@@ -112,9 +113,13 @@ def test_mma_kernels_compile_for_sm80_and_sm90(tmp_path):
 # planted bugs in csrc's kernels, caught by the emulated cuda tests
 
 PLANTED = [
-    ("missing __syncthreads", "conv_gemm.cuh", "        __syncthreads();\n        buf ^= 1;",
-     "        buf ^= 1;",
+    ("missing __syncthreads", "conv_gemm.cuh",
+     "        __syncthreads();  // slice k0 landed for every thread; the previous slice's buffer",
+     "        // slice k0 landed for every thread; the previous slice's buffer",
      "tests/test_conv.py", "conv_passes and cuda and forward"),
+    ("TF32 fragments not rounded", "conv_mma.cuh",
+     "return convnet::mma::to_tf32(__uint_as_float(bits));", "return bits;",
+     "tests/test_precision.py", "mma_kernels and conv and forward and tf32"),
     ("off-by-one window index", "pool.cu", "c.hi = min(out - 1,", "c.hi = min(out,",
      "tests/test_pool.py", "maxpool and cuda"),
     ("wrong shuffle lane", "softmax.cu", "v += __shfl_xor_sync(0xffffffffu, v, offset);",

@@ -6,8 +6,7 @@ import warnings
 
 import numpy as np
 
-from ..backend import resolve_backend_name
-from ..backend.precision import PRECISIONS
+from ..backend import PRECISIONS, resolve_backend_name
 from ..data import CIFAR_IMAGE_SHAPE, DataError, make_provider, provider_image_shape
 from ..engine.config import ConfigError, read_cfg, read_cfg_text
 from ..engine.describe import describe, replicas_line

@@ -1,12 +1,17 @@
 """Backends: `numpy` (the reference, CPU) and `cuda` (CuPy arrays -> convnet._C).
 
 Both expose the ops of OPS.md under the same names, plus `name`, `xp` (the array module),
-`asarray(a, dtype)` and `to_numpy(a)`.
+`asarray(a, dtype)` and `to_numpy(a)`. PRECISIONS: the conv and local ops' `precision=`
+(precision.py).
 """
 import importlib
 import os
 
+from .precision import PRECISIONS
+from .precision import check as check_precision
+
 BACKENDS = ("auto", "numpy", "cuda")
+__all__ = ["BACKENDS", "PRECISIONS", "check_precision", "get_backend", "resolve_backend_name"]
 
 
 def resolve_backend_name(name=None):

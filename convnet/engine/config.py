@@ -7,8 +7,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from ..backend import PRECISIONS
 from ..backend.contract import NEURON_KINDS, NEURON_PARAMS
-from ..backend.precision import PRECISIONS
 
 
 class ConfigError(Exception):

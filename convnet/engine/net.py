@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import get_backend
-from ..backend import precision as precisions
+from ..backend import check_precision, get_backend
 from .config import ConfigError, Section, read_cfg
 from .devices import placement
 from .layer_types import LAYER_TYPES
@@ -59,7 +58,7 @@ class Net:
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.params_file = params_file
-        self.precision = precisions.check("Net", precision)
+        self.precision = check_precision("Net", precision)
         self.layers = self.build(layer_sections, param_sections, data_shapes or {})
         self.schedule = schedule(self.layers)  # cc2's replicas: slices, passes, update periods
         self.dev = placement(self.B, self.layers, gpus)
