@@ -22,13 +22,14 @@ import math
 import traceback
 
 from bench_base import NO_OUT, Context, ValidationFailed, gpu_rel_err  # noqa: F401 (Context)
-from bench_cases_conv import BiasBench, ConvBench, FcBench
+from bench_cases_conv import BiasBench, ConvBench, ConvBiasReluBench, FcBench
 from bench_cases_cost import CostBench, MaxnormBench, SgdBench, SoftmaxBench, Sum2Bench
 from bench_cases_memory import ActivationBench, CombineBench, DropoutBench, RandomNormalBench
 from gpu_timing import CupyClock, TorchClock, measure
 
-FAMILIES = (ConvBench, FcBench, BiasBench, ActivationBench, DropoutBench, RandomNormalBench,
-            CombineBench, SoftmaxBench, CostBench, Sum2Bench, SgdBench, MaxnormBench)
+FAMILIES = (ConvBench, ConvBiasReluBench, FcBench, BiasBench, ActivationBench, DropoutBench,
+            RandomNormalBench, CombineBench, SoftmaxBench, CostBench, Sum2Bench, SgdBench,
+            MaxnormBench)
 BENCHES = {op: family for family in FAMILIES for op in family.ops}  # contract op -> family
 
 

@@ -1,4 +1,5 @@
-"""The Bench families of the ops with weights: conv and local (every pass), fc, and bias.
+"""The Bench families of the ops with weights: conv and local (every pass), conv + bias + ReLU,
+fc, and bias.
 
 conv's twin is cuDNN through PyTorch (conv2d, aten.convolution_backward); fc's is torch.matmul
 (cuBLAS, TF32 off); bias's torch's broadcast add and sum. local has none: PyTorch has no locally
@@ -17,11 +18,12 @@ class ProductBench(Bench):
     INPUTS = {"fwd": ("x", "w"), "bwd_data": ("dy", "w"), "bwd_filter": ("x", "dy")}
     OUTPUT = {"fwd": "y", "bwd_data": "dx", "bwd_filter": "dw"}
     TWINS = {}
+    PASS = None  # the pass a family of one whole op runs (its rows name another)
 
     def __init__(self, case, ctx):
         super().__init__(case, ctx)
         L = self.L = self.p["layer"]
-        self.pass_ = case.pass_
+        self.pass_ = self.PASS or case.pass_
         self.shapes = {"x": L.x_shape, "w": L.w_shape, "y": L.y_shape, "dy": L.y_shape,
                        "dx": L.x_shape, "dw": L.w_shape}
         self.set_bytes = 4 * (numel(L.x_shape) + numel(L.w_shape) + numel(L.y_shape))
@@ -130,6 +132,41 @@ class ConvBench(ProductBench):
             ts["dy"], ts["x"], ts["w"], None, [L.stride] * 2, [L.padding] * 2, [1, 1], False,
             [0, 0], L.groups, mask)
         return grads[0] if self.pass_ == "bwd_data" else grads[1]
+
+
+class ConvBiasReluBench(ConvBench):
+    """conv_forward_bias_relu, max(conv(x, w) + b, 0): one launch with the bias and ReLU in the
+    GEMM's epilogue; its `unfused` rows run what it replaces, conv_forward, bias_forward and the
+    ReLU (the fallback of other algorithms, and what ConvLayer ran before). The twin: cuDNN's
+    conv2d with the bias, then torch.relu."""
+    ops = ("conv_forward_bias_relu",)
+    PASS = "fwd"
+    INPUTS = {"fwd": ("x", "w", "b")}
+    TWINS = {"fwd": "torch.relu(conv2d(x, w, b)) (cuDNN)"}
+
+    def __init__(self, case, ctx):
+        super().__init__(case, ctx)
+        self.shapes["b"] = (self.L.F,)
+
+    def ours(self, s):
+        x, w, b, y = s["x"], s["w"], s["b"], s["y"]
+        if self.p.get("unfused"):
+            cb = self.cb
+            y = call(cb.conv_forward, x, w, *self.extra(), out=y, **self.options())
+            return call(cb.neuron_forward, cb.bias_forward(y, b), "relu", out=y)
+        return call(self.fn, x, w, b, *self.extra(), out=y, **self.options())
+
+    def validate(self, s):
+        c = self.ctx
+        res = self.poisoned_run(s, s["y"])
+        w, b = c.host64(s["w"]), c.host64(s["b"])
+        return self.check_images(res, lambda idx: self.ref_fn(c.host64(s["x"][idx]), w, b,
+                                                              *self.extra()))
+
+    def cudnn(self, ts):
+        L, torch = self.L, self.ctx.torch
+        return torch.relu(torch.nn.functional.conv2d(ts["x"], ts["w"], ts["b"], L.stride,
+                                                     L.padding, 1, L.groups))
 
 
 class FcBench(ProductBench):

@@ -451,7 +451,7 @@ def parse_args(argv=None):
     p.add_argument("--ab", action="store_true",
                    help="also time conv cases under every other algorithm that can run them, as "
                         "extra rows <layer>@<algo> (the dy-along-f GEMMs on bwd_filter, "
-                        "Winograd on stride-1 fwd and bwd_filter)")
+                        "Winograd on every stride-1 conv pass)")
     p.add_argument("--time-budget", type=float, default=600.0,
                    help="seconds for the whole benchmark; cases left over are 'not run'")
     p.add_argument("--case-timeout", type=float, default=120.0,

@@ -38,7 +38,8 @@ from report_inputs import junit_counts, pipeline_line, sanitizer_status, train_s
 PASS_SUFFIXES = (("_backward_filter", "bwd_filter"), ("_backward_data", "bwd_data"),
                  ("_backward", "bwd"), ("_forward", "fwd"))
 PASS_OF_WHOLE_OPS = {"sgd_update": "update", "maxnorm": "update", "random_normal": "draw",
-                     "dropout_mask": "draw"}  # ops without a pass in their name
+                     "dropout_mask": "draw", "conv_forward_bias_relu": "fused"}
+# (ops without a pass in their name)
 # old rows no rule names: the case timed two contract ops in one call (split since)
 OLD_ROWS = {("softmax_logreg", "fwd"): "softmax_forward+logreg_forward"}
 

@@ -46,10 +46,6 @@ DROPOUT_KEEP = 0.5
 
 # Contract ops with no case of their own: op -> why.
 EXCUSED = {
-    "conv_forward_bias_relu": "conv_forward's GEMM with the bias add and the ReLU in its store "
-                              "(the same kernel as the conv.fwd rows, two more instructions an "
-                              "output); its own row against conv + bias + ReLU is owed "
-                              "(benchmarks/README.md)",
     "dropout_mask": "drawn inside every dropout.fwd case: a training step draws a fresh mask "
                     "and applies it (dropout_mask then dropout_forward, a new step each call), "
                     "and that case checks the mask against philox.py's stream; alone it only "
@@ -189,6 +185,22 @@ def conv_cases(batch=BATCH):
     return cases
 
 
+UNFUSED = "unfused"  # the layer suffix of a fused op's row that runs the ops it replaces
+
+
+def fused_conv_cases(batch=BATCH):
+    """conv + bias + ReLU on AlexNet's convs (each followed by a ReLU): one launch, and beside it
+    the three launches it replaces (layer <layer>@unfused, what ConvLayer ran before)."""
+    cases = []
+    for layer in ALEXNET_CONVS:
+        layer = dataclasses.replace(layer, N=batch)
+        for suffix, params in (("", {}), ("@" + UNFUSED, {"unfused": True})):
+            cases.append(Case("conv_forward_bias_relu", layer.label + suffix,
+                              layer.describe() + " + b, ReLU", "flops", layer.flops(),
+                              params={"layer": layer, **params}))
+    return cases
+
+
 def fc_cases(batch=BATCH):
     cases = []
     for layer in FC_LAYERS:
@@ -325,7 +337,8 @@ def update_cases(batch=BATCH):
 
 def all_cases(batch=BATCH):
     """Every case at batch `batch` (weights, and the 64MiB dropout, keep their shapes)."""
-    return (conv_cases(batch) + fc_cases(batch) + bias_cases(batch) + activation_cases(batch)
+    return (conv_cases(batch) + fused_conv_cases(batch) + fc_cases(batch) + bias_cases(batch)
+            + activation_cases(batch)
             + random_cases(batch) + cost_cases(batch) + combine_cases(batch)
             + update_cases(batch))
 

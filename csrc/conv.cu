@@ -488,9 +488,9 @@ const char* conv_algo_unsupported(const char* op, int algo, const ConvShape& s) 
     if (name == "conv_forward_bias_relu") return "its epilogue is fused into gemm and mma only";
     if ((a == ConvAlgo::GemmDyAlongF || a == ConvAlgo::GemmDyAlongFFill))
         return name == "conv_backward_filter" ? nullptr : "only conv_backward_filter has it";
-    if (name != "conv_forward" && name != "conv_backward_filter")
-        return "only conv_forward and conv_backward_filter have it";
-    return convwino::winograd_unsupported(s, winograd_m(a));
+    if (name != "conv_forward" && name != "conv_backward_data" && name != "conv_backward_filter")
+        return "only the conv passes have it";
+    return convwino::winograd_unsupported(s, winograd_m(a), name == "conv_backward_data");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -502,7 +502,8 @@ void conv_forward(const float* x, const float* w, float* y, const ConvShape& sha
     const ConvGeometry s = convgemm::make_geometry(shape, name, false);
     const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
     if (winograd_m(a) != 0) {
-        convwino::run_winograd<true>(x, w, y, s, winograd_m(a), stream, name);
+        convwino::run_winograd<convwino::Pass::Forward>(x, w, y, s, winograd_m(a), stream,
+                                                        name);
         return;
     }
     const ForwardOp op = make_op<ForwardOp>(s.N * s.P, s.Fg, {x, s}, {w, s}, {y, s});
@@ -524,6 +525,11 @@ void conv_backward_data(const float* dy, const float* w, float* dx, const ConvSh
     const char* name = "conv_backward_data";
     const ConvGeometry s = convgemm::make_geometry(shape, name, false);
     const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
+    if (winograd_m(a) != 0) {
+        convwino::run_winograd<convwino::Pass::BackwardData>(dy, w, dx, s, winograd_m(a), stream,
+                                                             name);
+        return;
+    }
     if (s.stride == 1) {
         const DataOp op = make_op<DataOp>(s.N * s.HW, s.Cg, {dy, s}, {w, s}, {dx, s});
         convmma::launch_gemm_algo(a, op, s.groups, stream, name);
@@ -544,7 +550,8 @@ void conv_backward_filter(const float* x, const float* dy, float* dw, const Conv
     const ConvGeometry s = convgemm::make_geometry(shape, name, false);
     const ConvAlgo a = convgemm::checked_algo(name, algo, shape);
     if (winograd_m(a) != 0) {
-        convwino::run_winograd<false>(x, dy, dw, s, winograd_m(a), stream, name);
+        convwino::run_winograd<convwino::Pass::BackwardFilter>(x, dy, dw, s, winograd_m(a),
+                                                               stream, name);
         return;
     }
     const convgemm::Tile tile = filter_tile(s);

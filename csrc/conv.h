@@ -16,9 +16,9 @@ struct ConvShape {
 //   gemm_dy_along_f        conv backward filter with dy loaded along f (32 cache lines per
 //                          load) instead of along r; the reduction split by whole waves
 //   gemm_dy_along_f_fill   that kernel split for ~4 blocks per SM: the 2026-11-22 H100 report's rule
-//   winograd2, winograd4   conv forward and backward filter, stride 1: Winograd F(m x m, fs x fs)
-//                          with m = 2 or 4, where alpha = m + fs - 1 <= 6 and the transformed
-//                          planes fit (conv_winograd_run.cuh)
+//   winograd2, winograd4   every conv pass at stride 1: Winograd F(m x m, fs x fs) with m = 2 or
+//                          4, where alpha = m + fs - 1 <= 6 and the transformed planes fit
+//                          (backward data: padding <= fs - 1; conv_winograd_run.cuh)
 //   mma_tf32, mma_bf16     every pass of conv and local on the tensor cores (conv_mma.cuh):
 //                          operands rounded to TF32 / BF16, FP32 sums; sm_80 and newer
 // Each algorithm's precision (kConvAlgoPrecisions) is what convnet/backend/precision.py names.

@@ -1,6 +1,7 @@
 // Winograd convolution, non-fused (Lavin and Gray, "Fast Algorithms for Convolutional Neural
-// Networks", 2016), for stride-1 convolutions: a variant of conv.cu's forward and backward-filter
-// passes, chosen with CONVNET_CONV_WINOGRAD (see conv.cu).
+// Networks", 2016), for stride-1 convolutions: conv.cu's algos winograd2 and winograd4 of the
+// forward, backward-data and backward-filter passes (backward data runs as the forward conv of dy
+// with the filters flipped, conv_winograd_run.cuh).
 //
 // 1-D minimal filtering F(o, t): the o outputs y[i] = sum_k d[i + k] g[k] (k < t) of a t-tap
 // correlation over alpha = o + t - 1 inputs, with alpha multiplications instead of o * t:
@@ -218,6 +219,21 @@ __global__ void filter_transform_kernel(const float* __restrict__ wt, float* __r
         load_tile<ALPHA>(src, 0, 0, s.fs, s.fs, s.fs, g);
         sandwich<ALPHA>(mt.G, ALPHA, s.fs, g, v);
         store_points<ALPHA>(u + i, static_cast<size_t>(s.F) * s.Cg, v);
+    }
+}
+
+// wt[c][f][a][b] = w[g*Fg + f][c - g*Cg][fs-1-a][fs-1-b] for channel c of group g: the filters
+// of backward data as a forward conv (conv_winograd_run.cuh's transposed_shape), (C, Fg, fs, fs).
+__global__ void flip_filters_kernel(const float* __restrict__ w, float* __restrict__ wt,
+                                    ConvGeometry s) {
+    const int total = s.C * s.Fg * s.taps;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+        int row, c;  // row = c * Fg + f
+        const int tap = s.div_taps.divmod(i, row);
+        const int f = s.div_Fg.divmod(row, c);
+        const int g = c / s.Cg;
+        const size_t src = (static_cast<size_t>(g * s.Fg + f) * s.Cg + (c - g * s.Cg)) * s.taps;
+        wt[i] = __ldg(w + src + s.taps - 1 - tap);
     }
 }
 

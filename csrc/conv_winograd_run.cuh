@@ -1,6 +1,6 @@
 // The Winograd conv passes (conv.cu's winograd2 / winograd4 algos): transform x and w (or dy)
 // into alpha x alpha planes, one batched GEMM per plane on conv_gemm.cuh's engine, transform
-// back (the kernels and GEMM ops are in conv_winograd.cuh).
+// back (the kernels and GEMM ops are in conv_winograd.cuh); backward data is a forward pass.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -22,14 +22,28 @@ using convgemm::ConvGeometry;
 // the multiplications it saves, e.g. AlexNet conv2's 5x5 at alpha 6: 1.3 GB).
 constexpr size_t kMaxWinogradFloats = size_t(256) << 20;
 
+// Backward data of a stride-1 conv is the forward conv of dy (F channels, OH x OW) with the
+// filters flipped and their two channel axes swapped (flip_filters_kernel), padded by
+// fs - 1 - padding, giving the H x W image:
+//   dx[c][h][w] = sum over f, a, b of dy[f][h + padding - a][w + padding - b] w[f][c][a][b].
+template <typename Shape>
+ConvShape transposed_shape(const Shape& s) {
+    return {s.N, s.F, s.OH, s.OW, s.C, s.fs, s.H, s.W, 1, s.fs - 1 - s.padding, s.groups};
+}
+
 // Why Winograd F(m x m, fs x fs) cannot run conv shape s, or nullptr: it needs stride 1,
 // fs >= 2 and alpha = m + fs - 1 <= kMaxAlpha (3x3 filters: m = 2 or 4; 5x5: m = 2), and the
-// transformed planes within 31-bit offsets and kMaxWinogradFloats.
-inline const char* winograd_unsupported(const ConvShape& s, int m) {
+// transformed planes within 31-bit offsets and kMaxWinogradFloats. Backward data runs the
+// forward conv of transposed_shape(s), which needs padding <= fs - 1.
+inline const char* winograd_unsupported(const ConvShape& s, int m, bool backward_data = false) {
     const int alpha = m + s.fs - 1;
     if (s.stride != 1) return "Winograd needs stride 1";
     if (s.fs < 2) return "Winograd needs filters of at least 2x2";
     if (alpha > convwino::kMaxAlpha) return "Winograd needs m + fs - 1 <= 6";
+    if (backward_data) {
+        if (s.padding > s.fs - 1) return "Winograd needs padding <= fs - 1 for backward data";
+        return winograd_unsupported(transposed_shape(s), m);
+    }
     const size_t tiles = static_cast<size_t>(s.N) * convnet::ceil_div(s.OH, m) *
                          convnet::ceil_div(s.OW, m);
     const size_t a2 = static_cast<size_t>(alpha) * alpha;
@@ -105,15 +119,32 @@ void winograd_backward_filter(const float* x, const float* dy, float* dw, const 
     convnet::check_launch(name);
 }
 
-// The Winograd version of `pass` (forward or backward filter) with m x m output tiles; the
-// caller has checked winograd_unsupported.
-template <bool FORWARD>
+// dx from dy and w: the forward Winograd conv of transposed_shape(s) on the flipped filters.
+template <int ALPHA>
+void winograd_backward_data(const float* dy, const float* w, float* dx, const ConvGeometry& s,
+                            int m, cudaStream_t stream, const char* name) {
+    const ConvGeometry t = convgemm::make_geometry(transposed_shape(s), name, false);
+    convnet::Workspace flipped(static_cast<size_t>(s.C) * s.Fg * s.taps * sizeof(float), stream,
+                               name);
+    const unsigned grid = convnet::grid_for(static_cast<size_t>(s.C) * s.Fg * s.taps);
+    flip_filters_kernel<<<grid, convnet::kThreads, 0, stream>>>(w, flipped.get(), s);
+    convnet::check_launch(name);
+    winograd_forward<ALPHA>(dy, flipped.get(), dx, t, m, stream, name);
+}
+
+enum class Pass { Forward, BackwardData, BackwardFilter };
+
+// The Winograd version of PASS with m x m output tiles (a, b: the pass's two inputs in the
+// launcher's order); the caller has checked winograd_unsupported.
+template <Pass PASS>
 void run_winograd(const float* a, const float* b, float* out, const ConvGeometry& s, int m,
                   cudaStream_t stream, const char* name) {
     auto run = [&](auto alpha) {
         constexpr int ALPHA = decltype(alpha)::value;
-        if constexpr (FORWARD)
+        if constexpr (PASS == Pass::Forward)
             winograd_forward<ALPHA>(a, b, out, s, m, stream, name);
+        else if constexpr (PASS == Pass::BackwardData)
+            winograd_backward_data<ALPHA>(a, b, out, s, m, stream, name);
         else
             winograd_backward_filter<ALPHA>(a, b, out, s, m, stream, name);
     };

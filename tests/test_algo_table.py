@@ -86,7 +86,8 @@ def test_ab_rows_are_every_other_algorithm_the_kernels_can_run():
     assert bench_kernels.ab_variants(cases[("alexnet-conv2", "fwd")]) == mma  # planes > 1 GiB
     assert bench_kernels.ab_variants(cases[("alexnet-conv1", "bwd_filter")]) == [
         "gemm_dy_along_f", "gemm_dy_along_f_fill", *mma]                          # stride 4
-    assert bench_kernels.ab_variants(cases[("alexnet-conv3", "bwd_data")]) == mma
+    assert bench_kernels.ab_variants(cases[("alexnet-conv3", "bwd_data")]) == [
+        "winograd2", "winograd4", *mma]
     rows = bench_kernels.with_variants([cases[("alexnet-conv3", "fwd")]])
     assert [(r.layer, r.params.get("algo")) for r in rows] == [
         ("alexnet-conv3", None), ("alexnet-conv3@winograd2", "winograd2"),

@@ -72,7 +72,7 @@ def test_minimum_work_is_defined_once_per_op():
     assert set(workloads.TRAFFIC) <= set(contract.OPS)
     for case in workloads.all_cases():
         if case.work_kind == "flops":
-            assert case.op in ("conv", "local", "fc"), case.id
+            assert case.op in ("conv", "local", "fc", "conv_forward_bias_relu"), case.id
             assert case.work == case.params["layer"].flops()
         else:
             assert case.work_kind == "bytes" and case.contract_op in workloads.TRAFFIC, case.id
@@ -173,6 +173,19 @@ def test_bench_validates_on_the_cpu(op):
     assert bench.out_of(sets[0]) is not None
     for s in sets:  # what the timing loop calls
         bench.ours(s)
+
+
+def test_the_unfused_rows_compute_what_the_fused_op_does():
+    """conv + bias + ReLU in three ops (the @unfused rows) validates and equals the fused op."""
+    rows = [c for c in workloads.fused_conv_cases(batch=2) if c.layer == "alexnet-conv3"
+            or c.layer == "alexnet-conv3@" + workloads.UNFUSED]
+    assert [bool(c.params.get("unfused")) for c in rows] == [False, True]
+    fused, unfused = (bench_of(c) for c in rows)
+    s = fused.make_set(0)
+    assert 0 <= unfused.validate(s) <= unfused.tol
+    got = fused.ours(dict(s))
+    np.testing.assert_array_equal(unfused.ours(dict(s)), got)
+    assert (got >= 0).all() and (got == 0).any()
 
 
 @pytest.mark.parametrize("op", sorted(SMALL))

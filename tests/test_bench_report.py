@@ -103,7 +103,7 @@ def test_memory_bound_cases_minimum_bytes():
     assert by_id["crop.fwd.alexnet-data"].work == 2 * 128 * 3 * 224 * 224 * 4  # the window
     assert by_id["maxnorm.update.alexnet-fc7"].work == 4 * 4096 * 4096  # w read, inside the ball
     assert all(c.work_kind == "bytes" for c in by_id.values()
-               if c.op not in ("conv", "local", "fc"))
+               if c.op not in ("conv", "local", "fc", "conv_forward_bias_relu"))
 
 
 def test_fc_and_local_flops():

@@ -133,6 +133,7 @@ WINOGRAD_CASES = {**SMALL_NETS, "alexnet_conv3_batch8": ALEXNET["conv3"]._replac
                   "filters_65_per_group": AWKWARD["filters_65_per_group"],
                   "filter_covers_image": AWKWARD["filter_covers_image"],
                   "stride2_is_refused": AWKWARD["padding2"],
+                  "padding_past_filter": Case(2, 4, 6, 7, 5, 3, 1, 3, 1),
                   "long_reduction_groups2": LONG_REDUCTION}
 
 
@@ -143,19 +144,21 @@ def conv_shape(case):
 
 
 @pytest.mark.parametrize("algo", ["winograd2", "winograd4"])
-@pytest.mark.parametrize("pass_", ["forward", "backward_filter"])
+@pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("shape", [pytest.param(name, marks=pytest.mark.big)
                                    if name.startswith("alexnet") else name
                                    for name in sorted(WINOGRAD_CASES)])
 def test_conv_winograd(rng, algo, pass_, shape):
     """algo=winograd2|4 against the reference, within the same bound, where the kernels say it
-    can run (stride 1, alpha = m + fs - 1 <= 6); elsewhere a ValueError saying why."""
+    can run (stride 1, alpha = m + fs - 1 <= 6, and for backward data padding <= fs - 1);
+    elsewhere a ValueError saying why."""
     case = WINOGRAD_CASES[shape]
     op = f"conv_{pass_}"
     if algo in algos.supported(op, conv_shape(case)):
         check_against_reference(rng, "conv", pass_, case, algo=algo)
         return
-    assert case.stride != 1 or int(algo[-1]) + case.fs - 1 > 6, f"{op} {case} refused"
+    assert case.stride != 1 or int(algo[-1]) + case.fs - 1 > 6 or (
+        pass_ == "backward_data" and case.padding > case.fs - 1), f"{op} {case} refused"
     with pytest.raises(ValueError, match=f"{op}: algo {algo}: Winograd needs"):
         check_against_reference(rng, "conv", pass_, case, algo=algo)
 

@@ -143,6 +143,7 @@ def run_conv(module, op, case, rng, sms=2, guard=0, algo="gemm"):
                       for s in ((n, c, h, w), (f, c // groups, fs, fs), (n, f, oh, ow)))
     pass_ = op.split("_", 1)[1]
     arrays, size_arg, out_shape = {"forward": ((x, weights), (), dy.shape),
+                                   "backward_data": ((dy, weights), ((h, w),), x.shape),
                                    "backward_filter": ((x, dy), (fs,), weights.shape)}[pass_]
     want = getattr(numpy_conv, op)(*(a.astype(np.float64) for a in arrays), *size_arg, stride,
                                    padding, groups)
@@ -181,7 +182,7 @@ def test_winograd_runs_where_it_can(module, rng, algo, case):
     """Winograd is several launches (transforms, products, the transform back); m=4 with 5x5
     filters (alpha 8 > 6) is refused, naming the rule."""
     controls = module[1]
-    for op in ("conv_forward", "conv_backward_filter"):
+    for op in ("conv_forward", "conv_backward_data", "conv_backward_filter"):
         if algo == "winograd4" and case[5] == 5:
             with pytest.raises(ValueError, match=f"{op}: algo winograd4: .*m \\+ fs - 1 <= 6"):
                 run_conv(module, op, case, rng, sms=3, algo=algo)

@@ -319,15 +319,16 @@ def _ops(*entries):
 
 P = "precision='fp32'"  # the conv and local ops' precision (precision.py)
 MMA = ("mma_tf32", "mma_bf16")  # every conv and local pass (sm_80 and newer)
-_BWD_FILTER = ("gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill", "winograd2", "winograd4", *MMA)
+WINOGRAD = ("winograd2", "winograd4")  # every conv pass at stride 1
+_BWD_FILTER = ("gemm", "gemm_dy_along_f", "gemm_dy_along_f_fill", *WINOGRAD, *MMA)
 
 OPS = _ops(
     Op("conv_forward", ("x", "w", "stride", "padding", "groups", P), "y",
-       ("gemm", "winograd2", "winograd4", *MMA)),
+       ("gemm", *WINOGRAD, *MMA)),
     Op("conv_forward_bias_relu", ("x", "w", "b", "stride", "padding", "groups", P),
        "max(y + b, 0)"),
     Op("conv_backward_data", ("dy", "w", "img_size", "stride", "padding", "groups", P), "dx",
-       ("gemm", *MMA)),
+       ("gemm", *WINOGRAD, *MMA)),
     Op("conv_backward_filter", ("x", "dy", "filter_size", "stride", "padding", "groups", P), "dw",
        _BWD_FILTER),
     Op("local_forward", ("x", "w", "stride", "padding", "groups", P), "y", ("gemm", *MMA)),
