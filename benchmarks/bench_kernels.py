@@ -3,7 +3,7 @@ contract.py; workloads.EXCUSED says which have no case of their own, and why) on
 Fashion's, CIFAR's) shapes, against the device's measured peaks and cuDNN or PyTorch in the same
 run.
 
-    python benchmarks/bench_kernels.py [--out FILE] [--quick] [--only PATTERN] [--list] [--ab]
+    python benchmarks/bench_kernels.py [--out FILE] [--quick] [--only PATTERN] [--skip PATTERN] [--list] [--ab]
         [--batch N]
 
 Writes DESIGN.md's JSON ("Reports from a GPU": device, commit, date, torch, cudnn_tf32, peak,
@@ -288,8 +288,8 @@ class Run:
             doc["torch_precision"] = m["torch_precision"]
         doc["bench"] = {k: m[k] for k in ("sm_count", "l2_bytes", "cupy", "cuda_runtime",
                                           "torch_full", "torch_note") if k in m}
-        doc["bench"].update(quick=self.args.quick, only=self.args.only, batch=self.args.batch,
-                            complete=complete,
+        doc["bench"].update(quick=self.args.quick, only=self.args.only, skip=self.args.skip,
+                            batch=self.args.batch, complete=complete,
                             timing=("median of CUDA-event times after warm-up; inputs rotated "
                                     "over sets covering 3x L2, or L2 flushed before each call "
                                     "for small inputs"))
@@ -331,6 +331,8 @@ def run_workers(run, args):
             cmd.append("--quick")
         if args.only:
             cmd += ["--only", args.only]
+        if args.skip:
+            cmd += ["--skip", args.skip]
         if args.ab:
             cmd.append("--ab")
         if args.batch != workloads.BATCH:
@@ -444,6 +446,8 @@ def parse_args(argv=None):
     p.add_argument("--only", default=None,
                    help="comma-separated patterns of case ids (op.pass.layer) or contract ops "
                         "(conv_forward); fnmatch or substring")
+    p.add_argument("--skip", default=None,
+                   help="comma-separated patterns, as --only's, of cases to leave out")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
     p.add_argument("--batch", type=int, default=workloads.BATCH,
                    help="the batch of every case (default %(default)s; weights keep their "
@@ -496,14 +500,14 @@ def main(argv=None):
     # shell that started us left SIGINT ignored)
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
-    cases = workloads.select(workloads.all_cases(args.batch), args.quick, args.only)
+    cases = workloads.select(workloads.all_cases(args.batch), args.quick, args.only, args.skip)
     if args.ab:
         cases = with_variants(cases)
     if args.list:
         for case in cases:
             print(f"{case.id:40s} {case.contract_op:26s} {case.work_kind:5s} {case.work:>16,d}  "
                   f"{case.shape}")
-        if not (args.quick or args.only):  # the whole list: say which ops have no case
+        if not (args.quick or args.only or args.skip):  # the whole list: say which ops have no case
             for op, why in workloads.EXCUSED.items():
                 print(f"# {op} has no case of its own: {why}")
         return 0
@@ -511,7 +515,8 @@ def main(argv=None):
         sys.path.insert(0, ROOT)
         return worker(args, cases)
     if not cases:
-        print(f"bench_kernels: no case matches --only {args.only!r}", file=sys.stderr)
+        print(f"bench_kernels: no case matches --only {args.only!r} --skip {args.skip!r}",
+              file=sys.stderr)
         return 2
     if args.out is None:
         args.out = os.path.join(HERE, "results", f"{datetime.date.today().isoformat()}-"

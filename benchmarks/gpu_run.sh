@@ -4,11 +4,16 @@
 #
 #     CONVNET_COMMIT=<sha> bash benchmarks/gpu_run.sh
 #
-# Steps, in this order, each under `timeout` and the whole run under a budget (default 570 s,
-# for a 600 s call), so that one hang cannot lose the report:
+# Steps, in this order (tests and the four sanitizers at the same time: their timings matter to
+# nobody, and one GPU holds them all), each under `timeout` and the whole run under a budget
+# (default 570 s, for a 600 s call), so that one hang cannot lose the report:
 #   build      pip install -e . with CONVNET_CUDA_ARCHS=90; then convnet._C must import from
 #              the repository root and carry the CUDA kernels
 #   tests      pytest -m cuda tests  -> cuda-tests.xml
+#   memcheck   compute-sanitizer --tool memcheck over tests/sanitize_subset.txt (the cuda tests
+#              that together run every kernel; tools/kernel_emulator/sanitize_subset.py) at
+#              small shapes
+#   racecheck, initcheck, synccheck   the other three tools, the same
 #   bench      benchmarks/bench_kernels.py (validate, then time; peaks and cuDNN in the same run)
 #   twogpu     benchmarks/bench_twogpu.py: the two-tower AlexNet step (--gpu 0,0 on one GPU)
 #              against the one-GPU grouped net, the time in copies, the bytes copied per step
@@ -17,8 +22,6 @@
 #              and processes), and the fraction of a stand-in GPU training step's loop spent
 #              waiting for data; about 110 s on a 16-core host, its JSON written at its end;
 #              simplejpeg is not on the GPU machine: carry its wheel (benchmarks/README.md)
-#   memcheck   compute-sanitizer --tool memcheck over the cuda tests at small shapes
-#   racecheck  compute-sanitizer --tool racecheck, the same
 #   train      only when data/fashion-mnist exists: convnet-train on the Fashion net
 #              ($CONVNET_TRAIN_ARGS), cuda backend, stopped at its time box
 #              ($CONVNET_TRAIN_LIMIT_S, or what is left of the budget); its final test error
@@ -33,17 +36,17 @@
 #   OUT                   output folder (default ./gpu-out)
 #   CONVNET_COMMIT        the commit being measured (when the tree has no .git)
 #   CONVNET_STEPS         comma-separated subset, e.g. build,memcheck,racecheck (default
-#                         build,tests,bench,twogpu,memcheck,racecheck,train; add pipeline
+#                         build,tests,memcheck,racecheck,initcheck,synccheck,bench,twogpu,
+#                         train: the GPU proof issue's order; add pipeline
 #                         by naming it, e.g. build,pipeline,train)
 #   CONVNET_GPU_BUDGET_S  seconds for the whole run (default 570)
 #   CONVNET_BENCH_ARGS    extra bench_kernels.py arguments, e.g. "--quick", "--only conv" or
 #                         "--ab" (kernel variants timed beside the defaults)
 #   CONVNET_BENCH_LIMIT_S time box of the bench step (default 210; the bench stops itself 15 s
 #                         before it, report written)
-#   CONVNET_SANITIZE_K    pytest -k expression for the sanitizer runs
-#                         (default: "not train and not net and not e2e")
-#   CONVNET_SANITIZE_LIMIT_S  time box of each sanitizer run (default 120; give them a call of
-#                         their own and 250 each: racecheck needed more than 120 s once)
+#   CONVNET_SANITIZE_K    a pytest -k expression over the whole cuda suite for the sanitizer
+#                         runs instead of tests/sanitize_subset.txt
+#   CONVNET_SANITIZE_LIMIT_S  time box of each sanitizer run (default 200)
 #   CONVNET_PIPELINE_ARGS bench_pipeline.py arguments after --simulate --gpu --json FILE
 #                         (default "--images 2048 --seconds 2", which it replaces; e.g. add
 #                         "--simulate 5000 925" for other step rates)
@@ -65,9 +68,10 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 PY="${PYTHON:-python3}"
 BUDGET="${CONVNET_GPU_BUDGET_S:-570}"
-STEPS="${CONVNET_STEPS:-build,tests,bench,twogpu,memcheck,racecheck,train}"
-SAN_K="${CONVNET_SANITIZE_K:-not train and not net and not e2e}"
-SAN_LIMIT="${CONVNET_SANITIZE_LIMIT_S:-120}"
+STEPS="${CONVNET_STEPS:-build,tests,memcheck,racecheck,initcheck,synccheck,bench,twogpu,train}"
+SANITIZERS="memcheck racecheck initcheck synccheck"  # benchmarks/report.py's SANITIZERS
+SAN_K="${CONVNET_SANITIZE_K:-}"
+SAN_LIMIT="${CONVNET_SANITIZE_LIMIT_S:-200}"
 BENCH_LIMIT="${CONVNET_BENCH_LIMIT_S:-210}"
 PIPELINE_ARGS="${CONVNET_PIPELINE_ARGS:---images 2048 --seconds 2}"
 TRAIN_ARGS="${CONVNET_TRAIN_ARGS:-layers/fashion.cfg layers/fashion-params.cfg}"
@@ -104,7 +108,10 @@ record() {  # name rc seconds limit status
 }
 
 refresh_report() {
-    local train_args=()
+    local train_args=() sanitizer_args=() tool
+    for tool in $SANITIZERS; do
+        sanitizer_args+=(--"$tool"-log "$WORK/$tool-tool.log" --"$tool"-junit "$WORK/$tool-tests.xml")
+    done
     if [ -n "$TRAIN_STATUS" ]; then
         train_args=(--train-status "$TRAIN_STATUS" --train-metrics "$WORK/run-cuda/metrics.jsonl")
     fi
@@ -112,9 +119,7 @@ refresh_report() {
         --commit "$COMMIT" --date "$DATE" --bench "$WORK/bench.json" \
         --twogpu "$WORK/twogpu.json" --pipeline "$WORK/pipeline.json" \
         --junit "$OUT/cuda-tests.xml" --steps "$WORK/steps.jsonl" \
-        --memcheck-log "$WORK/memcheck-tool.log" --memcheck-junit "$WORK/memcheck-tests.xml" \
-        --racecheck-log "$WORK/racecheck-tool.log" --racecheck-junit "$WORK/racecheck-tests.xml" \
-        "${train_args[@]}" > "$WORK/report-merge.log" 2>&1 \
+        "${sanitizer_args[@]}" "${train_args[@]}" > "$WORK/report-merge.log" 2>&1 \
         || { echo "[gpu_run] report merge failed:"; tail -n 5 "$WORK/report-merge.log"; }
     # every log, truncated to its last 4 MB, in one archive ($OUT brings back 8 files at most)
     rm -rf "$WORK/.logs" && mkdir -p "$WORK/.logs"
@@ -129,15 +134,15 @@ refresh_report() {
         && mv -f "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"
 }
 
-# run_step NAME LIMIT COMMAND...: run under timeout (SIGINT first, so pytest still writes its
-# XML and training checkpoints; SIGKILL 20 s later), log to $WORK/NAME.log, record the outcome.
-run_step() {
+# step NAME LIMIT COMMAND...: run under timeout (SIGINT first, so pytest still writes its XML
+# and training checkpoints; SIGKILL 20 s later), log to $WORK/NAME.log, record the outcome;
+# returns the command's exit status. Safe to run in the background (concurrent_steps).
+step() {
     local name=$1 limit=$2
     shift 2
     if (( limit < 10 )); then
         record "$name" null 0 "$limit" "skipped: out of time"
         echo "[gpu_run] $name: skipped (out of time at $(elapsed)s)"
-        refresh_report
         return 99
     fi
     echo "[gpu_run] $name: start at $(elapsed)s, limit ${limit}s"
@@ -151,7 +156,7 @@ run_step() {
         124|137) status="timeout after ${limit}s" ;;
         *) status="failed (rc $rc)" ;;
     esac
-    if [[ " tests memcheck racecheck " == *" $name "* ]]; then  # pytest's exit codes
+    if [[ " tests $SANITIZERS " == *" $name "* ]]; then  # pytest's exit codes
         case $rc in
             1) status="tests failed (rc 1)" ;;
             5) status="no tests ran (rc 5)" ;;
@@ -160,11 +165,35 @@ run_step() {
     record "$name" "$rc" "$secs" "$limit" "$status"
     echo "[gpu_run] $name: $status in ${secs}s"
     if (( rc != 0 )); then
-        ANY_FAILED=1
         tail -n 15 "$WORK/$name.log" | sed "s/^/    $name| /"
     fi
+    return $rc
+}
+
+# run_step NAME LIMIT COMMAND...: step, then the report rewritten.
+run_step() {
+    local rc=0
+    step "$@" || rc=$?
+    if (( rc != 0 && rc != 99 )); then ANY_FAILED=1; fi
     refresh_report
     return $rc
+}
+
+# concurrent_steps: the steps queued by queue_step (NAME LIMIT COMMAND... each) all at once,
+# then the report; for steps whose timing nobody reads (the tests and the four sanitizers).
+QUEUED=()
+queue_step() { QUEUED+=("$(printf '%q ' "$@")"); }
+concurrent_steps() {
+    local pids=() cmd pid
+    for cmd in "${QUEUED[@]}"; do
+        eval "step $cmd" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || { local rc=$?; (( rc == 99 )) || ANY_FAILED=1; }
+    done
+    QUEUED=()
+    refresh_report
 }
 
 skip_step() {  # name why
@@ -226,20 +255,49 @@ if "$PY" -c "import pytest_timeout" 2>/dev/null; then
     PYTEST_EXTRA+=(--timeout=300)
 fi
 
-# ---- the cuda tests ------------------------------------------------------------------------
+# ---- the cuda tests and compute-sanitizer's four tools, at the same time ----------------------
+# (one GPU holds them all; the sanitizers run tests/sanitize_subset.txt at small shapes)
 if wanted tests; then
-    run_step tests "$(step_limit 240)" "$PY" benchmarks/run_pytest.py -m cuda -q tests "${PYTEST_EXTRA[@]}" \
-        -rfE --junitxml="$OUT/cuda-tests.xml" && tail -n 1 "$WORK/tests.log" | sed 's/^/    tests| /'
+    queue_step tests "$(step_limit 240)" "$PY" benchmarks/run_pytest.py -m cuda -q tests \
+        "${PYTEST_EXTRA[@]}" -rfE --junitxml="$OUT/cuda-tests.xml"
 else
     skip_step tests "not in CONVNET_STEPS"
 fi
+SANITIZER=$(command -v compute-sanitizer || true)
+for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+    if [ -z "$SANITIZER" ] && [ -x "$candidate" ]; then SANITIZER=$candidate; fi
+done
+if [ -n "$SAN_K" ]; then
+    SAN_TESTS=(-m cuda tests -k "$SAN_K")
+else
+    mapfile -t SAN_TESTS < <(grep -v '^#' tests/sanitize_subset.txt | grep .)
+fi
+for tool in $SANITIZERS; do
+    if ! wanted "$tool"; then
+        skip_step "$tool" "not in CONVNET_STEPS"
+    elif [ -z "$SANITIZER" ]; then
+        skip_step "$tool" "compute-sanitizer not found"
+    else
+        queue_step "$tool" "$(step_limit "$SAN_LIMIT")" env CONVNET_SMALL_SHAPES=1 \
+            PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool "$tool" \
+            --report-api-errors no --print-limit 100 --log-file "$WORK/$tool-tool.log" \
+            "$PY" benchmarks/run_pytest.py --no-pools -q "${SAN_TESTS[@]}" "${PYTEST_EXTRA[@]}" \
+            --junitxml="$WORK/$tool-tests.xml"
+    fi
+done
+concurrent_steps
+[ -f "$WORK/tests.log" ] && tail -n 1 "$WORK/tests.log" | sed 's/^/    tests| /'
+for tool in $SANITIZERS; do
+    grep -hE "(ERROR|RACECHECK) SUMMARY" "$WORK/$tool-tool.log" 2>/dev/null | sort | uniq -c \
+        | sed "s/^/    $tool| /"
+done
 
 # ---- microbenchmarks -----------------------------------------------------------------------
 if wanted bench; then
     limit=$(step_limit "$BENCH_LIMIT")
-    # shellcheck disable=SC2086
+    read -r -a bench_args <<< "${CONVNET_BENCH_ARGS:-}"  # split on spaces, no globbing
     run_step bench "$limit" "$PY" benchmarks/bench_kernels.py --out "$WORK/bench.json" \
-        --time-budget $(( limit > 30 ? limit - 15 : 15 )) ${CONVNET_BENCH_ARGS:-}
+        --time-budget $(( limit > 30 ? limit - 15 : 15 )) "${bench_args[@]}"
 else
     skip_step bench "not in CONVNET_STEPS"
 fi
@@ -262,26 +320,6 @@ else
         --json "$WORK/pipeline.json" "${pipeline_args[@]}"
     grep -E "one core|waits for data" "$WORK/pipeline.log" | sed 's/^/    pipeline| /'
 fi
-
-# ---- compute-sanitizer at small shapes -------------------------------------------------------
-SANITIZER=$(command -v compute-sanitizer || true)
-for candidate in /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
-    if [ -z "$SANITIZER" ] && [ -x "$candidate" ]; then SANITIZER=$candidate; fi
-done
-for tool in memcheck racecheck; do
-    if ! wanted "$tool"; then
-        skip_step "$tool" "not in CONVNET_STEPS"
-    elif [ -z "$SANITIZER" ]; then
-        skip_step "$tool" "compute-sanitizer not found"
-    else
-        run_step "$tool" "$(step_limit "$SAN_LIMIT")" env CONVNET_SMALL_SHAPES=1 \
-            PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$SANITIZER" --tool "$tool" \
-            --report-api-errors no --print-limit 100 --log-file "$WORK/$tool-tool.log" \
-            "$PY" benchmarks/run_pytest.py --no-pools -m cuda -q tests "${PYTEST_EXTRA[@]}" \
-            -k "$SAN_K" --junitxml="$WORK/$tool-tests.xml"
-        grep -hE "(ERROR|RACECHECK) SUMMARY" "$WORK/$tool-tool.log" 2>/dev/null | sed "s/^/    $tool| /"
-    fi
-done
 
 # ---- Fashion-MNIST training on the GPU (optional) ----------------------------------------------
 DATA=""

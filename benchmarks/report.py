@@ -11,7 +11,8 @@ Pure Python (no GPU, no third-party packages), so tests/test_bench_report.py run
 
 CLI (benchmarks/gpu_run.sh calls it after every step, so a killed run still leaves a report):
     python benchmarks/report.py merge --out FILE [--bench bench.json] [--junit cuda-tests.xml]
-        [--memcheck-log L --memcheck-junit X] [--racecheck-log L --racecheck-junit X]
+        [--memcheck-log L --memcheck-junit X] ... (each of SANITIZERS: memcheck, racecheck,
+        initcheck, synccheck)
         [--steps steps.jsonl] [--train-metrics metrics.jsonl --train-status S]
         [--twogpu twogpu.json] [--pipeline pipeline.json]
         [--device NAME] [--commit SHA] [--copy-to DIR]
@@ -28,6 +29,8 @@ import sys
 import xml.etree.ElementTree as ET
 
 from report_inputs import junit_counts, pipeline_line, sanitizer_status, train_summary
+
+SANITIZERS = ("memcheck", "racecheck", "initcheck", "synccheck")  # compute-sanitizer's tools
 
 # ---- op names -----------------------------------------------------------------------------------
 # A row names its op twice: `op` and `pass`, short and readable (conv, bwd_filter; the case id is
@@ -189,7 +192,7 @@ def merge(bench=None, tests=None, sanitizer=None, steps=None, train=None, device
     report then says so instead of inventing figures.
 
     bench: bench_kernels.py's JSON; tests: junit_counts of the cuda tests (None: no XML);
-    sanitizer: {"memcheck": (status, detail), "racecheck": (status, detail)};
+    sanitizer: {tool: (status, detail)} for tools of SANITIZERS;
     steps: [{"step", "status", "rc", "seconds", ...}]; train: {"status", ...} or None;
     twogpu: bench_twogpu.py's JSON or None; pipeline: bench_pipeline.py's JSON or None."""
     bench = bench or {}
@@ -209,7 +212,7 @@ def merge(bench=None, tests=None, sanitizer=None, steps=None, train=None, device
                        "cuda_skipped": tests["skipped"], "per_op": tests["per_op"]})
     sanitizer = sanitizer or {}
     report["sanitizer"] = {tool: (sanitizer[tool][0] if tool in sanitizer else "not run")
-                           for tool in ("memcheck", "racecheck")}
+                           for tool in SANITIZERS}
     details = {tool: sanitizer[tool][1] for tool in sanitizer if sanitizer[tool][1]}
     if details:
         report["sanitizer_detail"] = details
@@ -334,7 +337,7 @@ def cmd_merge(args):
     bench = _json_or_none(args.bench)
     steps = _steps(args.steps)
     sanitizer = {}
-    for tool in ("memcheck", "racecheck"):
+    for tool in SANITIZERS:
         step = [s for s in steps if s.get("step") == tool]
         log_path = getattr(args, f"{tool}_log")
         if step and str(step[-1].get("status", "")).startswith("skipped"):
@@ -367,7 +370,7 @@ def main(argv=None):
     m.add_argument("--twogpu", help="bench_twogpu.py's JSON")
     m.add_argument("--pipeline", help="bench_pipeline.py's JSON")
     m.add_argument("--junit")
-    for tool in ("memcheck", "racecheck"):
+    for tool in SANITIZERS:
         m.add_argument(f"--{tool}-log")
         m.add_argument(f"--{tool}-junit")
     m.add_argument("--steps")

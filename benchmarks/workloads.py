@@ -343,19 +343,21 @@ def all_cases(batch=BATCH):
             + update_cases(batch))
 
 
-def select(cases, quick=False, only=None):
+def select(cases, quick=False, only=None, skip=None):
     """The --quick subset and/or the cases whose id or contract op matches one of the
-    comma-separated patterns in `only` (fnmatch wildcards; a pattern without one matches as a
-    substring)."""
+    comma-separated patterns in `only`, less those matching one in `skip` (fnmatch wildcards; a
+    pattern without one matches as a substring)."""
     from fnmatch import fnmatch
+
+    def matcher(patterns):
+        patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+        return lambda case: any(fnmatch(name, p) if any(ch in p for ch in "*?[") else p in name
+                                for p in patterns for name in (case.id, case.contract_op))
 
     chosen = [c for c in cases if c.quick] if quick else list(cases)
     if only:
-        patterns = [p.strip() for p in only.split(",") if p.strip()]
-
-        def matches(case):
-            return any(fnmatch(name, p) if any(ch in p for ch in "*?[") else p in name
-                       for p in patterns for name in (case.id, case.contract_op))
-
-        chosen = [c for c in chosen if matches(c)]
+        chosen = list(filter(matcher(only), chosen))
+    if skip:
+        skipped = matcher(skip)
+        chosen = [c for c in chosen if not skipped(c)]
     return chosen

@@ -1,4 +1,5 @@
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -34,3 +35,17 @@ def rng(request):
     request.node.user_properties.append(("seed", seed))
     print(f"rng seed {seed}")
     return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def emulator_controls():
+    """The kernel emulator's knobs and counters (tools/kernel_emulator/emulator.py's Controls) in
+    the emulated convnet._C; the test is skipped on a GPU. The sanitizer subset leaves out the
+    tests that use it (tools/kernel_emulator/sanitize_subset.py)."""
+    path = os.environ.get("CONVNET_EMULATED_C")
+    if not path:
+        pytest.skip("needs the kernel emulator (its launch counters and device knobs)")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "kernel_emulator"))
+    import emulator
+
+    return emulator.Controls(path)

@@ -365,7 +365,8 @@ def test_merge_has_designs_shape():
     assert merged["device"] == "NVIDIA H100 80GB HBM3" and merged["commit"] == "def5678"
     assert (merged["cuda_passed"], merged["cuda_failed"], merged["cuda_skipped"]) == (3, 3, 2)
     assert merged["per_op"]["conv"] == {"passed": 2, "failed": 1, "skipped": 0}
-    assert merged["sanitizer"] == {"memcheck": "clean", "racecheck": "2 errors"}
+    assert merged["sanitizer"] == {"memcheck": "clean", "racecheck": "2 errors",
+                                   "initcheck": "not run", "synccheck": "not run"}
     assert merged["cudnn_tf32"] is False and merged["peak"]["copy_gbps"] == 3010.0
     assert merged["rows"][0]["ratio_vs_cudnn"] == 2.0 and "ratio_vs_cudnn" not in merged["rows"][1]
     assert merged["train"]["final_test_error"] == 0.1
@@ -376,7 +377,7 @@ def test_merge_with_every_input_missing_says_so():
     merged = report.merge(device="NVIDIA H100 80GB HBM3", date="2026-11-23")
     assert DESIGN_KEYS <= merged.keys()
     assert merged["cuda_passed"] is None and merged["rows"] == []
-    assert merged["sanitizer"] == {"memcheck": "not run", "racecheck": "not run"}
+    assert merged["sanitizer"] == dict.fromkeys(report.SANITIZERS, "not run")
     assert merged["device"] == "NVIDIA H100 80GB HBM3"
 
 
@@ -386,8 +387,10 @@ def test_report_cli_merges_files_and_copies(tmp_path):
     (tmp_path / "memcheck.log").write_text("========= ERROR SUMMARY: 0 errors\n")
     (tmp_path / "memcheck.xml").write_text(
         '<testsuite><testcase name="test_conv_forward_small"/></testsuite>')
+    (tmp_path / "synccheck.log").write_text("========= ERROR SUMMARY: 1 error\n")
     steps = [{"step": "memcheck", "rc": 0, "seconds": 50, "status": "ok"},
-             {"step": "racecheck", "rc": None, "seconds": 0, "status": "skipped: out of time"}]
+             {"step": "racecheck", "rc": None, "seconds": 0, "status": "skipped: out of time"},
+             {"step": "synccheck", "rc": 1, "seconds": 40, "status": "failed (rc 1)"}]
     (tmp_path / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"epoch": 3, "top1_error": 0.11}) + "\n")
     out = tmp_path / "2026-11-23-nvidia-h100-80gb-hbm3.json"
@@ -397,6 +400,7 @@ def test_report_cli_merges_files_and_copies(tmp_path):
          "--memcheck-log", str(tmp_path / "memcheck.log"),
          "--memcheck-junit", str(tmp_path / "memcheck.xml"),
          "--racecheck-log", str(tmp_path / "absent.log"),
+         "--synccheck-log", str(tmp_path / "synccheck.log"),
          "--steps", str(tmp_path / "steps.jsonl"), "--commit", "abc1234",
          "--train-status", "stopped at its time budget",
          "--train-metrics", str(tmp_path / "metrics.jsonl"),
@@ -407,6 +411,8 @@ def test_report_cli_merges_files_and_copies(tmp_path):
     assert DESIGN_KEYS <= merged.keys()
     assert merged["sanitizer"]["memcheck"] == "clean"
     assert merged["sanitizer"]["racecheck"] == "not run (skipped: out of time)"
+    assert merged["sanitizer"]["synccheck"] == "1 errors"
+    assert merged["sanitizer"]["initcheck"] == "not run"
     assert merged["train"] == {"status": "stopped at its time budget", "final_test_error": 0.11,
                                "test_records": 1, "epoch": 3}
     assert (tmp_path / "results" / out.name).read_text() == out.read_text()

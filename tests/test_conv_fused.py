@@ -1,8 +1,6 @@
 """conv_forward_bias_relu: conv, bias and ReLU in one op (the cuda backend fuses the bias and the
 ReLU into the GEMM's epilogue), on the NumPy backend and on the cuda backend (a GPU or the CPU
 emulator), and the conv layer that uses it."""
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -58,13 +56,9 @@ def test_cuda_fused_op_equals_its_three_ops(case, algo, precision, rng):
 
 
 @cuda_test
-@pytest.mark.skipif("CONVNET_EMULATED_C" not in os.environ, reason="counts the emulator's launches")
 @pytest.mark.parametrize("algo, launches", [("gemm", 1), ("mma_tf32", 1), ("winograd2", None)])
-def test_cuda_fused_op_is_one_launch_on_gemm_and_mma(algo, launches, rng):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "kernel_emulator"))
-    import emulator
-
-    controls = emulator.Controls(os.environ["CONVNET_EMULATED_C"])
+def test_cuda_fused_op_is_one_launch_on_gemm_and_mma(algo, launches, rng, emulator_controls):
+    controls = emulator_controls
     x = cupy.asarray(rng.standard_normal((2, 3, 6, 6), dtype=np.float32))
     w = cupy.asarray(rng.standard_normal((4, 3, 3, 3), dtype=np.float32))
     b = cupy.asarray(rng.standard_normal(4, dtype=np.float32))

@@ -219,3 +219,26 @@ def test_fastdiv(module, rng):
     for d in divisors:
         for start in (0, (1 << 31) - 20000):
             assert lib.emu_fastdiv_check(d, start, 20000) == -1, f"FastDiv({d}) from {start}"
+
+
+def test_the_kernels_seen_name_each_instantiation_once_then_reset(module, rng):
+    """What kernel_map.py records per test: each kernel with its template arguments but the
+    tile shape (an argument of an anonymous namespace with its file), then nothing."""
+    controls = module[1]
+    controls.kernels_seen()
+    run_conv(module, "conv_backward_data", (2, 3, 7, 7, 4, 3, 1, 1, 1), rng, algo="winograd2")
+    seen = controls.kernels_seen()
+    assert {"flip_filters_kernel", "input_transform_kernel[ALPHA=4]",
+            "output_transform_kernel[ALPHA=4]", "implicit_gemm_kernel[Op=convwino::FwdOp]"
+            } <= set(seen), seen
+    run_conv(module, "conv_forward", (2, 3, 7, 7, 4, 3, 1, 1, 1), rng)
+    assert controls.kernels_seen() == ["implicit_gemm_kernel[Op=ForwardOp in conv.cu]"]
+    assert controls.kernels_seen() == []
+
+
+def test_every_kernel_is_instrumented_or_the_build_stops(emulator):
+    assert "flip_filters_kernel" in emulator.kernel_names()
+    text = "template <int N>\n__global__ void __launch_bounds__(N, (f<N>()))\n    k(int a) {}\n"
+    assert 'k(int a) { EMU_KERNEL_ENTRY("k");}' in emulator.rewrite(text)
+    with pytest.raises(RuntimeError, match="odd.cu: a __global__ function the emulator could not"):
+        emulator.rewrite("__global__ void k(S s = S{}) {}", "odd.cu")

@@ -6,8 +6,6 @@ tests/opcheck.py says how).
 cuda bound, float32 against the float64 reference, every out= poisoned with NaN (window sums):
   |err| <= 1e-5 |ref| + 1e-6 max|ref|
 """
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -246,14 +244,10 @@ def test_cuda_norm_rejects_bad_arguments():
 
 
 @cuda_test
-@pytest.mark.skipif("CONVNET_EMULATED_C" not in os.environ, reason="counts the emulator's launches")
 @pytest.mark.parametrize("size, launches", [(5, (1, 1)), (9, (1, 1)), (11, (1, 2))])
-def test_lrn_is_one_launch_each_way_up_to_size_9(size, launches, rng):
+def test_lrn_is_one_launch_each_way_up_to_size_9(size, launches, rng, emulator_controls):
     """csrc/lrn.cu's one-pass kernels (a window of at most 9 channels in registers)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "kernel_emulator"))
-    import emulator
-
-    controls = emulator.Controls(os.environ["CONVNET_EMULATED_C"])
+    controls = emulator_controls
     x, dy = to_device(normal(rng, (2, 12, 3, 3))), to_device(normal(rng, (2, 12, 3, 3)))
     before = controls.launches()
     y = cu.lrn_forward(x, size, 1e-2, 0.75, 2.0)

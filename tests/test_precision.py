@@ -9,7 +9,6 @@ otherwise: truncated TF32, say) would sit as far from the rounded reference as f
 result, and the test asks that it be ten times closer to the rounded one.
 """
 import math
-import os
 
 import numpy as np
 import pytest
@@ -152,15 +151,8 @@ def test_precision_picks_its_algorithm_and_refuses_another():
 
 
 @cuda_test
-@pytest.mark.skipif("CONVNET_EMULATED_C" not in os.environ, reason="sets the emulated device's "
-                    "compute capability")
-def test_mma_algorithms_are_refused_on_sm_75_with_a_message():
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "kernel_emulator"))
-    import emulator
-
-    controls = emulator.Controls(os.environ["CONVNET_EMULATED_C"])
+def test_mma_algorithms_are_refused_on_sm_75_with_a_message(emulator_controls):
+    controls = emulator_controls
     x = cupy.ones((1, 3, 5, 5), cupy.float32)
     w = cupy.ones((2, 3, 3, 3), cupy.float32)
     controls.set_compute_capability(75)

@@ -24,6 +24,44 @@ long live_allocations = 0;
 int order_mode = 2;  // 0 forward, 1 reverse, 2 shuffled
 std::mt19937 order_rng(1);
 long launches_run = 0, blocks_run = 0;
+KernelTag* kernel_tags = nullptr;
+
+KernelTag::KernelTag(const char* name_, const char* signature_, const char* unit_)
+    : name(name_), signature(signature_), unit(unit_), seen(false), next(kernel_tags) {
+    kernel_tags = this;
+}
+
+// "kernel", or "kernel[A=a, B=b]" with the instantiation's template arguments but the tile
+// shape Cfg (which the problem's size picks) and the typedefs, from g++'s __PRETTY_FUNCTION__: "void k(...)
+// [with Cfg = ...; convmma::Precision P = convmma::Precision::TF32; Op = {anonymous}::DataOp]"
+// -> "k[P=convmma::Precision::TF32, Op=DataOp in conv.cu]" (an argument in an anonymous
+// namespace is named with the file that defines it).
+std::string kernel_key(const KernelTag& tag) {
+    const std::string sig = tag.signature, unit = tag.unit;
+    const size_t with = sig.rfind("[with ");
+    if (with == std::string::npos) return tag.name;
+    std::string args;
+    size_t at = with + 6;
+    while (at < sig.size()) {
+        size_t end = sig.find("; ", at);
+        if (end == std::string::npos) end = sig.size() - 1;  // the closing ]
+        const std::string binding = sig.substr(at, end - at);
+        at = end + 2;
+        const size_t eq = binding.find(" = ");
+        if (eq == std::string::npos) continue;
+        const std::string left = binding.substr(0, eq);
+        const std::string name = left.substr(left.find_last_of(' ') + 1);
+        if (name == "Cfg" || (name.size() > 2 && name.compare(name.size() - 2, 2, "_t") == 0))
+            continue;  // the tile shape, and typedefs g++ spells out (size_t = ...)
+        std::string value = binding.substr(eq + 3);
+        bool local = false;
+        for (size_t p; (p = value.find("{anonymous}::")) != std::string::npos; local = true)
+            value.erase(p, 13);
+        if (local) value += " in " + unit.substr(unit.find_last_of('/') + 1);
+        args += (args.empty() ? "" : ", ") + name + "=" + value;
+    }
+    return args.empty() ? std::string(tag.name) : std::string(tag.name) + "[" + args + "]";
+}
 
 namespace {
 constexpr size_t kStack = 128 << 10;
@@ -405,6 +443,21 @@ void emu_set_compute_capability(int cc) { emu::compute_capability = cc; }
 long emu_live_allocations() { return emu::live_allocations; }
 long emu_launches_run() { return emu::launches_run; }
 long emu_blocks_run() { return emu::blocks_run; }
+// The kernels entered since the last call, one key a line (emu::kernel_key), sorted; clears
+// the record.
+const char* emu_kernels_seen() {
+    static std::string text;
+    std::vector<std::string> keys;
+    for (emu::KernelTag* tag = emu::kernel_tags; tag; tag = tag->next) {
+        if (tag->seen) keys.push_back(emu::kernel_key(*tag));
+        tag->seen = false;
+    }
+    std::sort(keys.begin(), keys.end());
+    keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+    text.clear();
+    for (const std::string& key : keys) text += key + "\n";
+    return text.c_str();
+}
 void* emu_alloc(size_t bytes, int mode) { return emu::guarded_alloc(bytes, mode); }
 void emu_free(void* p) { emu::guarded_free(p); }
 

@@ -25,14 +25,30 @@ ROOT = HERE.parents[1]
 DEFAULT_OUT = ROOT / "build" / "emulator"
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;]*>)?)\s*<<<(.+?)>>>\((.*?)\);", re.S)
 ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
+# A kernel's definition, up to the brace that opens its body (launch bounds nest parentheses
+# two deep: __launch_bounds__(Cfg::THREADS, (built_min_blocks<Cfg, Op>())))
+_PARENS = r"\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)"
+KERNEL = re.compile(r"(__global__\s+void\s+(?:__launch_bounds__\s*" + _PARENS +
+                    r"\s*)?(\w+)\s*\([^{;]*\)\s*\{)")
 
 
 def rewrite(text, name="source"):
-    """`text` with every `kernel<<<...>>>(args);` turned into an emulator launch."""
+    """`text` with every `kernel<<<...>>>(args);` turned into an emulator launch, and every
+    kernel's body opened by EMU_KERNEL_ENTRY (which records that it ran: kernel_map.py)."""
     text = LAUNCH.sub(r"emu::launch(\2)([&] { \1(\3); });", text)
     if "<<<" in text:
         raise RuntimeError(f"{name}: a kernel launch the emulator could not rewrite")
+    text, kernels = KERNEL.subn(r'\1 EMU_KERNEL_ENTRY("\2");', text)
+    if kernels != text.count("__global__") - text.count("#define __global__"):
+        raise RuntimeError(f"{name}: a __global__ function the emulator could not instrument")
     return text
+
+
+def kernel_names(csrc=ROOT / "csrc"):
+    """The name of every kernel defined in csrc (the .cu files and their headers)."""
+    return sorted({m.group(2) for path in sorted([*Path(csrc).glob("*.cu"),
+                                                  *Path(csrc).glob("*.cuh")])
+                   for m in KERNEL.finditer(path.read_text())})
 
 
 def _flags(src, opt):
@@ -163,6 +179,7 @@ class Controls:
         lib.emu_alloc.restype = ctypes.c_void_p
         lib.emu_alloc.argtypes = [ctypes.c_size_t, ctypes.c_int]
         lib.emu_free.argtypes = [ctypes.c_void_p]
+        lib.emu_kernels_seen.restype = ctypes.c_char_p
 
     def configure(self, order="shuffled", seed=0, sms=2):
         """Block and thread order (forward, reverse, shuffled), its seed, the SM count."""
@@ -181,6 +198,10 @@ class Controls:
 
     def blocks(self):
         return self.lib.emu_blocks_run()
+
+    def kernels_seen(self):
+        """The kernels entered since the last call ("name" or "name[Op=...]"), and forget them."""
+        return self.lib.emu_kernels_seen().decode().splitlines()
 
     def live_allocations(self):
         """cudaMalloc'd workspaces not yet freed."""

@@ -61,6 +61,20 @@ struct Launch {
     void operator()(const std::function<void()>& body) const;
 };
 inline Launch launch(dim3 grid, dim3 block, size_t = 0, void* = nullptr) { return {grid, block}; }
+// Which kernels ran: emulator.py opens every kernel body with EMU_KERNEL_ENTRY, one tag per
+// instantiation, named "kernel" or, for the engines' per-op instantiations, "kernel[Op=...]"
+// (emu_kernels_seen, kernel_map.py).
+struct KernelTag {
+    const char* name;
+    const char* signature;  // __PRETTY_FUNCTION__
+    const char* unit;       // the .cu file compiled (an op in an anonymous namespace is its own)
+    bool seen;
+    KernelTag* next;
+    KernelTag(const char* name, const char* signature, const char* unit);
+};
+#define EMU_KERNEL_ENTRY(NAME)                                                          \
+    static emu::KernelTag emu_kernel_tag_(NAME, __PRETTY_FUNCTION__, __BASE_FILE__);    \
+    emu_kernel_tag_.seen = true
 
 // ---- warp collectives
 // One lane's part in a collective: what it brings and what it gets back (32-bit words).
