@@ -13,14 +13,19 @@ if CUDA:
     from convnet.backend import algos, cuda_conv, cuda_ops
 
 
-def bias_for(rng, case):
-    return rng.standard_normal(case.f).astype(np.float32)
+def bias_for(rng, x, w, case):
+    """A bias that centres each filter's outputs on 0 (its median, moved a little), so that the
+    ReLU cuts some of them and keeps others whatever the draw."""
+    y = numpy_conv.conv_forward(x, w, case.stride, case.padding, case.groups)
+    median = np.median(y.transpose(1, 0, 2, 3).reshape(case.f, -1), axis=1)
+    spread = np.abs(y).max() * 1e-3
+    return (-median + spread * rng.uniform(-1, 1, case.f)).astype(np.float32)
 
 
 @pytest.mark.parametrize("case", CASES[:9])
 def test_numpy_fused_op_is_conv_bias_then_relu(case, rng):
     x, w, _ = random_inputs(rng, case, False)
-    b = bias_for(rng, case)
+    b = bias_for(rng, x, w, case)
     geometry = (case.stride, case.padding, case.groups)
     got = numpy_conv.conv_forward_bias_relu(x, w, b, *geometry)
     want = np.maximum(numpy_conv.bias_forward(numpy_conv.conv_forward(x, w, *geometry), b), 0)
@@ -44,8 +49,9 @@ def test_cuda_fused_op_equals_its_three_ops(case, algo, precision, rng):
              case.padding, case.groups)
     if algo not in algos.supported("conv_forward", shape):
         pytest.skip(f"{algo} cannot run this shape")
-    x, w, _ = (cupy.asarray(a) for a in random_inputs(rng, case, False))
-    b = cupy.asarray(bias_for(rng, case))
+    x, w, _ = random_inputs(rng, case, False)
+    b = cupy.asarray(bias_for(rng, x, w, case))
+    x, w = cupy.asarray(x), cupy.asarray(w)
     geometry = (case.stride, case.padding, case.groups)
     out = cupy.full((case.n, case.f, *case.out_size()), np.nan, dtype=cupy.float32)
     got = cuda_conv.conv_forward_bias_relu(x, w, b, *geometry, precision, out=out, algo=algo)
