@@ -96,6 +96,10 @@ def main(argv=None):
     if found and args.command == "check":
         print("sanitize_subset: rerun `python tools/kernel_emulator/sanitize_subset.py write MAP` "
               "(see its docstring)", file=sys.stderr)
+    elif not found:
+        print(f"sanitize_subset: {len(read_subset(args.subset))} tests run every one of the "
+              f"{len(set().union(*candidates(kernel_map).values()))} kernel instantiations the "
+              f"suite runs ({len(kernel_map['kernels'])} kernels defined)")
     return 1 if found else 0
 
 
