@@ -3,10 +3,12 @@
 //
 //     block (BM x BN outputs of C, warps of WM x WN outputs each)
 //       loop over the block's slice of k, BK = 16 at a time:
-//         global -> shared      the next slice of A and B (the op's gathers) while the tensor
-//                               cores work on this one, As[m][k], Bs[n][k] with k contiguous,
-//                               2 buffers: TF32 by cp.async, the floats as they are; BF16
-//                               through registers, converted (cvt.rn) to 16 bits as it goes
+//         global -> shared      the next slices of A and B (the op's gathers) while the tensor
+//                               cores work on this one, As[m][k], Bs[n][k] with k contiguous:
+//                               TF32 by cp.async, the floats as they are, 4 buffers (3 slices
+//                               in flight, in dynamic shared memory: 80 KB on the 128x128
+//                               tile); BF16 through registers, converted (cvt.rn) to 16 bits as
+//                               it goes, one slice ahead (2 buffers)
 //         shared -> fragments   ldmatrix (.x4: one 16 x k-step tile of A, or two 8 x k-step
 //                               tiles of B; TF32 converts each register, cvt.rna); the rows are
 //                               padded so that its 8 row reads of a matrix hit 32 different banks
@@ -35,10 +37,14 @@ struct Staged;
 // TF32 copies the floats as they are (cp.async, sm_80's asynchronous copy) and converts each
 // fragment register after ldmatrix; BF16 converts when staging through registers, halving the
 // shared memory and letting ldmatrix read 16-bit pairs (cp.async copies bytes, it cannot convert).
+// STAGES: the shared-memory buffers. One BK-slice of products on the 128x128 tile is about
+// 0.14 us of an H100 SM's TF32 rate, several times less than a global load's latency, so three
+// slices are kept in flight; 4 buffers of it are 80 KB, within every sm_80+ GPU's 99 KB.
 template <>
 struct Staged<Precision::TF32> {
     using T = uint32_t;
     static constexpr bool ASYNC = true;
+    static constexpr int STAGES = 4;
     static constexpr int K_STEP = 8;  // k of one mma
     static constexpr int PAD = 4;     // 80-byte rows
     __device__ static uint32_t fragment(uint32_t bits) {
@@ -52,6 +58,7 @@ template <>
 struct Staged<Precision::BF16> {
     using T = uint16_t;
     static constexpr bool ASYNC = false;
+    static constexpr int STAGES = 2;
     static constexpr int K_STEP = 16;
     static constexpr int PAD = 8;  // 48-byte rows
     __device__ static T convert(float v) { return convnet::mma::to_bf16(v); }
@@ -128,9 +135,6 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
     constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, MT = Cfg::MT, NT = Cfg::NT;
     constexpr int LD = BK + S::PAD;
 
-    __shared__ __align__(16) T As[2][BM][LD];
-    __shared__ __align__(16) T Bs[2][BN][LD];
-
     const Block blk = op.block(z_base + static_cast<int>(blockIdx.z));
     const int m0 = static_cast<int>(blockIdx.x) * BM;
     const int n0 = static_cast<int>(blockIdx.y) * BN;
@@ -151,24 +155,38 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
     int buf = 0;
-    if constexpr (S::ASYNC) {  // the next slice's copies in flight while this one computes
-        if (blk.k_begin < blk.k_end) {
-            load_a.template copy<true>(op.a, blk, blk.k_begin, As[0]);
-            load_b.template copy<true>(op.b, blk, blk.k_begin, Bs[0]);
+    if constexpr (S::ASYNC) {
+        // STAGES buffers in dynamic shared memory (mma_shared_bytes): slice i is computed while
+        // slices i + 1 .. i + STAGES - 1 are in flight. Group g holds slice g's copies (empty
+        // past k_end), so before slice i at most STAGES - 2 groups may still be pending.
+        constexpr int STAGES = S::STAGES;
+        extern __shared__ __align__(16) unsigned char mma_shared[];
+        T(*As)[BM][LD] = reinterpret_cast<T(*)[BM][LD]>(mma_shared);
+        T(*Bs)[BN][LD] = reinterpret_cast<T(*)[BN][LD]>(mma_shared + sizeof(T) * STAGES * BM * LD);
+        int k_next = blk.k_begin;
+#pragma unroll
+        for (int st = 0; st < STAGES - 1; ++st, k_next += BK) {
+            if (k_next < blk.k_end) {
+                load_a.template copy<true>(op.a, blk, k_next, As[st]);
+                load_b.template copy<true>(op.b, blk, k_next, Bs[st]);
+            }
+            convnet::mma::cp_async_commit();
         }
-        convnet::mma::cp_async_commit();
-        for (int k0 = blk.k_begin; k0 < blk.k_end; k0 += BK) {
-            convnet::mma::cp_async_wait<0>();
-            __syncthreads();  // slice k0 landed for every thread; the other buffer is free
-            if (k0 + BK < blk.k_end) {
-                load_a.template copy<true>(op.a, blk, k0 + BK, As[buf ^ 1]);
-                load_b.template copy<true>(op.b, blk, k0 + BK, Bs[buf ^ 1]);
+        for (int k0 = blk.k_begin; k0 < blk.k_end; k0 += BK, k_next += BK) {
+            convnet::mma::cp_async_wait<STAGES - 2>();
+            __syncthreads();  // slice k0 landed for every thread; the last slice's buffer is free
+            const int free = buf == 0 ? STAGES - 1 : buf - 1;
+            if (k_next < blk.k_end) {
+                load_a.template copy<true>(op.a, blk, k_next, As[free]);
+                load_b.template copy<true>(op.b, blk, k_next, Bs[free]);
             }
             convnet::mma::cp_async_commit();
             mma_slice<Cfg, S>(acc, As[buf], Bs[buf], wm, wn, lane);
-            buf ^= 1;
+            buf = buf + 1 == STAGES ? 0 : buf + 1;
         }
     } else {
+        __shared__ __align__(16) T As[2][BM][LD];
+        __shared__ __align__(16) T Bs[2][BN][LD];
         int k0 = blk.k_begin;
         if (k0 < blk.k_end) {
             load_a.fetch(op.a, blk, k0);
@@ -239,11 +257,26 @@ inline void require_mma_device(const char* op) {
                          device + "); use precision fp32");
 }
 
+// The dynamic shared memory of mma_gemm_kernel<Cfg, P, ...>: the cp.async path's STAGES
+// buffers of A and B (the register path's 2 buffers are static).
+template <class Cfg, Precision P>
+constexpr size_t mma_shared_bytes() {
+    using S = Staged<P>;
+    return S::ASYNC ? sizeof(typename S::T) * S::STAGES * (Cfg::BM + Cfg::BN) * (Cfg::BK + S::PAD)
+                    : 0;
+}
+
 template <class Cfg, Precision P, class Op>
 void launch_mma_with(const Op& op, int batches, cudaStream_t stream, const char* name) {
+    constexpr size_t shared = mma_shared_bytes<Cfg, P>();
+    if (shared > 0)  // above 48 KB a kernel must ask for its dynamic shared memory
+        convnet::check_cuda(cudaFuncSetAttribute(mma_gemm_kernel<Cfg, P, Op>,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(shared)),
+                            name, "the tensor-core kernel's shared memory");
     convgemm::launch_tiles<Cfg::BM, Cfg::BN>(op.M, op.N, batches, name,
                                              [&](const dim3& grid, int z0) {
-        mma_gemm_kernel<Cfg, P, Op><<<grid, Cfg::THREADS, 0, stream>>>(op, z0);
+        mma_gemm_kernel<Cfg, P, Op><<<grid, Cfg::THREADS, shared, stream>>>(op, z0);
     });
 }
 

@@ -242,3 +242,12 @@ def test_every_kernel_is_instrumented_or_the_build_stops(emulator):
     assert 'k(int a) { EMU_KERNEL_ENTRY("k");}' in emulator.rewrite(text)
     with pytest.raises(RuntimeError, match="odd.cu: a __global__ function the emulator could not"):
         emulator.rewrite("__global__ void k(S s = S{}) {}", "odd.cu")
+
+
+def test_dynamic_shared_memory_is_the_launchs_and_a_launch_names_its_kernel_for_it(emulator):
+    text = emulator.rewrite("extern __shared__ __align__(16) unsigned char smem[];\n"
+                            "k<T, 4><<<grid, 256, bytes, stream>>>(a, b);\n"
+                            "m<<<grid, 256, 0, stream>>>(a);\n")
+    assert "unsigned char* smem = reinterpret_cast<unsigned char*>(emu::dynamic_shared());" in text
+    assert "emu::launch(grid, 256, bytes, stream).of(k<T, 4>)([&] { k<T, 4>(a, b); });" in text
+    assert "emu::launch(grid, 256, 0, stream)([&] { m(a); });" in text

@@ -32,8 +32,9 @@ KernelTag::KernelTag(const char* name_, const char* signature_, const char* unit
 }
 
 // "kernel", or "kernel[A=a, B=b]" with the instantiation's template arguments but the tile
-// shape Cfg (which the problem's size picks) and the typedefs, from g++'s __PRETTY_FUNCTION__: "void k(...)
-// [with Cfg = ...; convmma::Precision P = convmma::Precision::TF32; Op = {anonymous}::DataOp]"
+// shape Cfg (which the problem's size picks) and the typedefs, from g++'s __PRETTY_FUNCTION__:
+// "void k(...) [with Cfg = ...; convmma::Precision P = convmma::Precision::TF32; Op =
+// {anonymous}::DataOp]"
 // -> "k[P=convmma::Precision::TF32, Op=DataOp in conv.cu]" (an argument in an anonymous
 // namespace is named with the file that defines it).
 std::string kernel_key(const KernelTag& tag) {
@@ -343,16 +344,40 @@ void cp_async_wait(int pending_groups) {
     }
 }
 
-void Launch::operator()(const std::function<void()>& kernel) const {
+namespace {
+std::unordered_map<const void*, size_t> dynamic_allowed;  // cudaFuncSetAttribute's limits
+std::vector<float4> dynamic_storage;  // the running launch's dynamic shared memory
+size_t dynamic_size = 0;
+}  // namespace
+
+void allow_dynamic_shared(const void* kernel, int bytes) { dynamic_allowed[kernel] = bytes; }
+
+unsigned char* dynamic_shared() {
+    if (!current) stop("extern __shared__ outside a kernel");
+    if (dynamic_size == 0)
+        fail("extern __shared__ in a kernel launched without dynamic shared memory");
+    return reinterpret_cast<unsigned char*>(dynamic_storage.data());
+}
+
+void Launch::operator()(const std::function<void()>& kernel_body) const {
     const unsigned threads = block.x * block.y * block.z;
     if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
         grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
         last_error = cudaErrorInvalidConfiguration;
         return;
     }
+    if (dynamic_bytes > kStaticSharedLimit) {
+        const auto allowed = dynamic_allowed.find(kernel);
+        if (allowed == dynamic_allowed.end() || allowed->second < dynamic_bytes) {
+            last_error = cudaErrorInvalidValue;  // as the GPU: more than 48 KB needs the opt-in
+            return;
+        }
+    }
+    dynamic_size = dynamic_bytes;
+    dynamic_storage.resize((dynamic_bytes + sizeof(float4) - 1) / sizeof(float4));
     if (current) stop("a kernel launched from inside a kernel");
     ++launches_run;
-    body = &kernel;
+    body = &kernel_body;
     block_dim = block;
     grid_dim = grid;
     fibers.resize(threads);
@@ -376,6 +401,7 @@ void Launch::operator()(const std::function<void()>& kernel) const {
         for (const uint3& b : blocks) {
             ++blocks_run;
             block_idx = b;
+            memset(dynamic_storage.data(), 0xff, dynamic_size);  // NaN: nothing carried over
             run_block(threads, order);
         }
     } catch (...) {

@@ -4,7 +4,8 @@
 
 build() copies csrc into OUT/src, rewrites every kernel launch
 `kernel<<<grid, block, smem, stream>>>(args);` into
-`emu::launch(grid, block, smem, stream)([&] { kernel(args); });`, and compiles each unit with g++
+`emu::launch(grid, block, smem, stream)([&] { kernel(args); });` (with `.of(kernel)` before
+the lambda where smem is not 0), and compiles each unit with g++
 against include/ (the CUDA stand-in) and emu.cpp (the scheduler). Objects are cached by the
 hash of their text, so a rebuild after one change (or a planted bug) recompiles one unit.
 Controls(path) reaches the emulator's knobs in the built module through ctypes. See README.md.
@@ -25,6 +26,8 @@ ROOT = HERE.parents[1]
 DEFAULT_OUT = ROOT / "build" / "emulator"
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;]*>)?)\s*<<<(.+?)>>>\((.*?)\);", re.S)
 ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
+DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([\w:]+(?:\s+\w+)*?)\s+"
+                            r"(\w+)\s*\[\s*\]\s*;")
 # A kernel's definition, up to the brace that opens its body (launch bounds nest parentheses
 # two deep: __launch_bounds__(Cfg::THREADS, (built_min_blocks<Cfg, Op>())))
 _PARENS = r"\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)"
@@ -32,12 +35,32 @@ KERNEL = re.compile(r"(__global__\s+void\s+(?:__launch_bounds__\s*" + _PARENS +
                     r"\s*)?(\w+)\s*\([^{;]*\)\s*\{)")
 
 
+def _launch(m):
+    """One launch; with dynamic shared memory (a third configuration argument other than 0) it
+    names its kernel, whose cudaFuncSetAttribute limit the launch then checks."""
+    kernel, config, args = m.groups()
+    depth, parts, start = 0, [], 0
+    for i, ch in enumerate(config):  # the arguments, split at the top level's commas
+        if ch in "(<":
+            depth += 1
+        elif ch in ")>":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(config[start:i])
+            start = i + 1
+    parts.append(config[start:])
+    named = f".of({kernel})" if len(parts) >= 3 and parts[2].strip() != "0" else ""
+    return f"emu::launch({config}){named}([&] {{ {kernel}({args}); }});"
+
+
 def rewrite(text, name="source"):
-    """`text` with every `kernel<<<...>>>(args);` turned into an emulator launch, and every
-    kernel's body opened by EMU_KERNEL_ENTRY (which records that it ran: kernel_map.py)."""
-    text = LAUNCH.sub(r"emu::launch(\2)([&] { \1(\3); });", text)
+    """`text` with every `kernel<<<...>>>(args);` turned into an emulator launch, each
+    `extern __shared__` array into the launch's dynamic shared memory, and every kernel's body
+    opened by EMU_KERNEL_ENTRY (which records that it ran: kernel_map.py)."""
+    text = LAUNCH.sub(_launch, text)
     if "<<<" in text:
         raise RuntimeError(f"{name}: a kernel launch the emulator could not rewrite")
+    text = DYNAMIC_SHARED.sub(r"\1* \2 = reinterpret_cast<\1*>(emu::dynamic_shared());", text)
     text, kernels = KERNEL.subn(r'\1 EMU_KERNEL_ENTRY("\2");', text)
     if kernels != text.count("__global__") - text.count("#define __global__"):
         raise RuntimeError(f"{name}: a __global__ function the emulator could not instrument")

@@ -56,11 +56,24 @@ void sync();
 [[noreturn]] void fail(const char* what);
 [[noreturn]] void unsupported(const char* what);
 // Runs the kernel body once per thread of every block of `grid` (emu.cpp).
+// Shared memory a block may have: 48 KB without asking; dynamic shared memory up to sm_90's
+// 227 KB once cudaFuncSetAttribute raised the kernel's limit (else the launch fails, as there).
+constexpr size_t kStaticSharedLimit = 48 << 10, kMaxDynamicShared = 227 << 10;
 struct Launch {
     dim3 grid, block;
+    size_t dynamic_bytes;
+    const void* kernel;  // for the dynamic shared memory the kernel was allowed
+    template <class F>
+    Launch of(F* f) const { return {grid, block, dynamic_bytes, reinterpret_cast<const void*>(f)}; }
     void operator()(const std::function<void()>& body) const;
 };
-inline Launch launch(dim3 grid, dim3 block, size_t = 0, void* = nullptr) { return {grid, block}; }
+inline Launch launch(dim3 grid, dim3 block, size_t smem = 0, void* = nullptr) {
+    return {grid, block, smem, nullptr};
+}
+// `extern __shared__ T name[];` becomes `T* name = reinterpret_cast<T*>(emu::dynamic_shared());`
+// (emulator.py): the launch's dynamic bytes, NaN-filled at each block's start.
+unsigned char* dynamic_shared();
+void allow_dynamic_shared(const void* kernel, int bytes);
 // Which kernels ran: emulator.py opens every kernel body with EMU_KERNEL_ENTRY, one tag per
 // instantiation, named "kernel" or, for the engines' per-op instantiations, "kernel[Op=...]"
 // (emu_kernels_seen, kernel_map.py).
@@ -188,6 +201,18 @@ inline cudaError_t cudaMemsetAsync(void* p, int value, size_t n, cudaStream_t = 
 }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+template <class F>
+inline cudaError_t cudaFuncSetAttribute(F* kernel, cudaFuncAttribute attr, int value) {
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+        static_cast<size_t>(value) > emu::kMaxDynamicShared) {
+        emu::last_error = cudaErrorInvalidValue;
+        return cudaErrorInvalidValue;
+    }
+    emu::allow_dynamic_shared(reinterpret_cast<const void*>(kernel), value);
+    return cudaSuccess;
+}
 
 // Blocks per SM: emu::occupancy (below 1: the query fails, so the caller's fallback is used).
 // conv_gemm.cuh caches the answer for the life of the process.
