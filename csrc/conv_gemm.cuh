@@ -153,6 +153,19 @@ struct TileLoader {
         }
     }
 
+    // Back into registers, the elements this thread's copy<BY_ROW> put in s (once its own
+    // cp.async groups completed: no barrier needed, no other thread's element read).
+    template <bool BY_ROW, int STRIDE>
+    __device__ __forceinline__ void reload(const float (*s)[STRIDE]) {
+#pragma unroll
+        for (int j = 0; j < NK; ++j)
+#pragma unroll
+            for (int i = 0; i < NR; ++i) {
+                const int k = k_lane + j * K_LANES, row = row_lane + i * ROW_LANES;
+                regs[i][j] = BY_ROW ? s[row][k] : s[k][row];
+            }
+    }
+
     template <int STRIDE>
     __device__ __forceinline__ void stash(float (*s)[STRIDE]) const {
 #pragma unroll

@@ -3,12 +3,12 @@
 //
 //     block (BM x BN outputs of C, warps of WM x WN outputs each)
 //       loop over the block's slice of k, BK = 16 at a time:
-//         global -> shared      the next slices of A and B (the op's gathers) while the tensor
-//                               cores work on this one, As[m][k], Bs[n][k] with k contiguous:
-//                               TF32 by cp.async, the floats as they are, 4 buffers (3 slices
-//                               in flight, in dynamic shared memory: 80 KB on the 128x128
-//                               tile); BF16 through registers, converted (cvt.rn) to 16 bits as
-//                               it goes, one slice ahead (2 buffers)
+//         global -> shared      the next 3 slices of A and B (the op's gathers) in flight by
+//                               cp.async while the tensor cores work on this one, in 4 buffers
+//                               of dynamic shared memory: TF32 as As[m][k], Bs[n][k] with k
+//                               contiguous, the floats as they are; BF16 as FP32 staging,
+//                               which each thread converts (cvt.rn) into As[m][k], Bs[n][k] of
+//                               16 bits, reading back only the elements it copied itself
 //         shared -> fragments   ldmatrix (.x4: one 16 x k-step tile of A, or two 8 x k-step
 //                               tiles of B; TF32 converts each register, cvt.rna); the rows are
 //                               padded so that its 8 row reads of a matrix hit 32 different banks
@@ -35,15 +35,16 @@ enum class Precision { TF32, BF16 };
 template <Precision P>
 struct Staged;
 // TF32 copies the floats as they are (cp.async, sm_80's asynchronous copy) and converts each
-// fragment register after ldmatrix; BF16 converts when staging through registers, halving the
-// shared memory and letting ldmatrix read 16-bit pairs (cp.async copies bytes, it cannot convert).
-// STAGES: the shared-memory buffers. One BK-slice of products on the 128x128 tile is about
-// 0.14 us of an H100 SM's TF32 rate, several times less than a global load's latency, so three
-// slices are kept in flight; 4 buffers of it are 80 KB, within every sm_80+ GPU's 99 KB.
+// fragment register after ldmatrix; BF16 converts them from FP32 staging into 16-bit tiles,
+// halving what ldmatrix reads (cp.async copies bytes, it cannot convert).
+// STAGES: the cp.async buffers. One BK-slice of products on the 128x128 tile is about 0.14 us
+// of an H100 SM's TF32 rate (0.07 us at BF16's), several times less than a global load's
+// latency, so three slices are kept in flight: 80 KB (TF32) and 88 KB (BF16) of shared memory
+// on that tile, within every sm_80+ GPU's 99 KB.
 template <>
 struct Staged<Precision::TF32> {
     using T = uint32_t;
-    static constexpr bool ASYNC = true;
+    static constexpr bool CONVERTS = false;
     static constexpr int STAGES = 4;
     static constexpr int K_STEP = 8;  // k of one mma
     static constexpr int PAD = 4;     // 80-byte rows
@@ -57,8 +58,8 @@ struct Staged<Precision::TF32> {
 template <>
 struct Staged<Precision::BF16> {
     using T = uint16_t;
-    static constexpr bool ASYNC = false;
-    static constexpr int STAGES = 2;
+    static constexpr bool CONVERTS = true;
+    static constexpr int STAGES = 4;
     static constexpr int K_STEP = 16;
     static constexpr int PAD = 8;  // 48-byte rows
     __device__ static T convert(float v) { return convnet::mma::to_bf16(v); }
@@ -154,16 +155,15 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-    int buf = 0;
-    if constexpr (S::ASYNC) {
-        // STAGES buffers in dynamic shared memory (mma_shared_bytes): slice i is computed while
-        // slices i + 1 .. i + STAGES - 1 are in flight. Group g holds slice g's copies (empty
-        // past k_end), so before slice i at most STAGES - 2 groups may still be pending.
-        constexpr int STAGES = S::STAGES;
-        extern __shared__ __align__(16) unsigned char mma_shared[];
+    // STAGES buffers of cp.async copies (mma_shared_bytes): slice i is computed while slices
+    // i + 1 .. i + STAGES - 1 are in flight. Group g holds slice g's copies (empty past k_end),
+    // so before slice i at most STAGES - 2 groups may still be pending.
+    constexpr int STAGES = S::STAGES;
+    extern __shared__ __align__(16) unsigned char mma_shared[];
+    int k_next = blk.k_begin, buf = 0;
+    if constexpr (!S::CONVERTS) {  // TF32: the copies land where ldmatrix reads them
         T(*As)[BM][LD] = reinterpret_cast<T(*)[BM][LD]>(mma_shared);
         T(*Bs)[BN][LD] = reinterpret_cast<T(*)[BN][LD]>(mma_shared + sizeof(T) * STAGES * BM * LD);
-        int k_next = blk.k_begin;
 #pragma unroll
         for (int st = 0; st < STAGES - 1; ++st, k_next += BK) {
             if (k_next < blk.k_end) {
@@ -184,30 +184,46 @@ __global__ void __launch_bounds__(Cfg::THREADS, Cfg::MIN_BLOCKS)
             mma_slice<Cfg, S>(acc, As[buf], Bs[buf], wm, wn, lane);
             buf = buf + 1 == STAGES ? 0 : buf + 1;
         }
-    } else {
-        __shared__ __align__(16) T As[2][BM][LD];
-        __shared__ __align__(16) T Bs[2][BN][LD];
-        int k0 = blk.k_begin;
-        if (k0 < blk.k_end) {
-            load_a.fetch(op.a, blk, k0);
-            load_b.fetch(op.b, blk, k0);
-            stash_rows<S>(load_a, As[0]);
-            stash_rows<S>(load_b, Bs[0]);
+    } else {  // BF16: FP32 staging (each operand laid out as its loader walks it: no bank
+              // conflicts), converted by the thread that copied it into one of two 16-bit tiles
+        constexpr bool A_BY_ROW = Op::A::K_CONTIGUOUS, B_BY_ROW = Op::B::K_CONTIGUOUS;
+        constexpr int A_LD = A_BY_ROW ? BK : BM, B_LD = B_BY_ROW ? BK : BN;
+        constexpr int STAGE = (BM + BN) * BK;  // floats
+        float* staging = reinterpret_cast<float*>(mma_shared);
+        const auto a_stage = [&](int st) {
+            return reinterpret_cast<float(*)[A_LD]>(staging + st * STAGE);
+        };
+        const auto b_stage = [&](int st) {
+            return reinterpret_cast<float(*)[B_LD]>(staging + st * STAGE + BM * BK);
+        };
+        T* tiles = reinterpret_cast<T*>(staging + STAGES * STAGE);
+        T(*As)[BM][LD] = reinterpret_cast<T(*)[BM][LD]>(tiles);
+        T(*Bs)[BN][LD] = reinterpret_cast<T(*)[BN][LD]>(tiles + 2 * BM * LD);
+#pragma unroll
+        for (int st = 0; st < STAGES - 1; ++st, k_next += BK) {
+            if (k_next < blk.k_end) {
+                load_a.template copy<A_BY_ROW>(op.a, blk, k_next, a_stage(st));
+                load_b.template copy<B_BY_ROW>(op.b, blk, k_next, b_stage(st));
+            }
+            convnet::mma::cp_async_commit();
         }
-        __syncthreads();
-        for (; k0 < blk.k_end; k0 += BK) {
-            const bool more = k0 + BK < blk.k_end;
-            if (more) {  // the gathers of the next slice overlap the tensor cores' work
-                load_a.fetch(op.a, blk, k0 + BK);
-                load_b.fetch(op.b, blk, k0 + BK);
+        int tile = 0;
+        for (int k0 = blk.k_begin; k0 < blk.k_end; k0 += BK, k_next += BK) {
+            convnet::mma::cp_async_wait<STAGES - 2>();  // this thread's copies of slice k0
+            load_a.template reload<A_BY_ROW>(a_stage(buf));
+            load_b.template reload<B_BY_ROW>(b_stage(buf));
+            stash_rows<S>(load_a, As[tile]);  // tile was last read two slices ago, before the
+            stash_rows<S>(load_b, Bs[tile]);  // previous barrier
+            const int free = buf == 0 ? STAGES - 1 : buf - 1;  // read back last slice: by us
+            if (k_next < blk.k_end) {
+                load_a.template copy<A_BY_ROW>(op.a, blk, k_next, a_stage(free));
+                load_b.template copy<B_BY_ROW>(op.b, blk, k_next, b_stage(free));
             }
-            mma_slice<Cfg, S>(acc, As[buf], Bs[buf], wm, wn, lane);
-            if (more) {  // the other buffer was last read before the previous barrier
-                stash_rows<S>(load_a, As[buf ^ 1]);
-                stash_rows<S>(load_b, Bs[buf ^ 1]);
-            }
-            __syncthreads();
-            buf ^= 1;
+            convnet::mma::cp_async_commit();
+            __syncthreads();  // every thread's share of the 16-bit tiles is written
+            mma_slice<Cfg, S>(acc, As[tile], Bs[tile], wm, wn, lane);
+            buf = buf + 1 == STAGES ? 0 : buf + 1;
+            tile ^= 1;
         }
     }
 
@@ -257,19 +273,21 @@ inline void require_mma_device(const char* op) {
                          device + "); use precision fp32");
 }
 
-// The dynamic shared memory of mma_gemm_kernel<Cfg, P, ...>: the cp.async path's STAGES
-// buffers of A and B (the register path's 2 buffers are static).
+// The dynamic shared memory of mma_gemm_kernel<Cfg, P, ...>: STAGES slices of A and B (TF32:
+// padded rows, as ldmatrix reads them; BF16: FP32 staging, then its two 16-bit tiles).
 template <class Cfg, Precision P>
 constexpr size_t mma_shared_bytes() {
     using S = Staged<P>;
-    return S::ASYNC ? sizeof(typename S::T) * S::STAGES * (Cfg::BM + Cfg::BN) * (Cfg::BK + S::PAD)
-                    : 0;
+    using T = typename S::T;
+    constexpr size_t rows = Cfg::BM + Cfg::BN, ld = Cfg::BK + S::PAD;
+    if (S::CONVERTS) return sizeof(float) * S::STAGES * rows * Cfg::BK + sizeof(T) * 2 * rows * ld;
+    return sizeof(T) * S::STAGES * rows * ld;
 }
 
 template <class Cfg, Precision P, class Op>
 void launch_mma_with(const Op& op, int batches, cudaStream_t stream, const char* name) {
     constexpr size_t shared = mma_shared_bytes<Cfg, P>();
-    if (shared > 0)  // above 48 KB a kernel must ask for its dynamic shared memory
+    if (shared > (48 << 10))  // a kernel must ask for more than 48 KB of dynamic shared memory
         convnet::check_cuda(cudaFuncSetAttribute(mma_gemm_kernel<Cfg, P, Op>,
                                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                  static_cast<int>(shared)),

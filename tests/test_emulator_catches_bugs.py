@@ -2,10 +2,10 @@
 of each kind it exists to catch, each of which must fail:
 
   - in csrc's own kernels, through the same cuda tests CI runs on the emulated GPU
-    (tools/kernel_emulator/run.py): a missing __syncthreads (conv), TF32 operands left
-    unrounded (the tensor-core conv: the hardware truncates them), its cp.async pipeline
-    waiting one slice short, its launch without the opt-in to more than 48 KB of dynamic shared
-    memory, an off-by-one window index
+    (tools/kernel_emulator/run.py): a missing __syncthreads (conv); in the tensor-core conv,
+    TF32 operands left unrounded (the hardware truncates them), either cp.async pipeline
+    waiting one slice short, BF16's 16-bit tiles read without a barrier, the launch without
+    its opt-in to more than 48 KB of dynamic shared memory; an off-by-one window index
     (max-pool backward), a wrong shuffle lane (the top-k count of logreg);
   - in the small mma kernels of tools/kernel_emulator/test_kernels (until real kernels use
     mma.cuh): a missing cp.async wait, a wrong fragment index, a missing TF32 conversion.
@@ -119,11 +119,18 @@ PLANTED = [
      "        __syncthreads();  // slice k0 landed for every thread; the previous slice's buffer",
      "        // slice k0 landed for every thread; the previous slice's buffer",
      "tests/test_conv.py", "conv_passes and cuda and forward"),
-    ("tensor-core pipeline waits one slice short", "conv_mma.cuh",
-     "convnet::mma::cp_async_wait<STAGES - 2>();", "convnet::mma::cp_async_wait<STAGES - 1>();",
+    ("TF32 pipeline waits one slice short", "conv_mma.cuh",
+     "cp_async_wait<STAGES - 2>();\n            __syncthreads();",
+     "cp_async_wait<STAGES - 1>();\n            __syncthreads();",
      "tests/test_precision.py", "mma_kernels and conv and forward and tf32"),
+    ("BF16 pipeline waits one slice short", "conv_mma.cuh",
+     "cp_async_wait<STAGES - 2>();  // this thread's", "cp_async_wait<STAGES - 1>();  //",
+     "tests/test_precision.py", "mma_kernels and conv and forward and bf16"),
+    ("BF16 tiles converted and read without a barrier", "conv_mma.cuh",
+     "            __syncthreads();  // every thread's share", "            // every thread's share",
+     "tests/test_precision.py", "mma_kernels and conv and forward and bf16"),
     ("no opt-in to 80 KB of shared memory", "conv_mma.cuh",
-     "    if (shared > 0)  // above 48 KB", "    if (false)  // above 48 KB",
+     "    if (shared > (48 << 10))  // a kernel", "    if (false)  // a kernel",
      "tests/test_precision.py", "mma_kernels and conv and forward and tf32"),
     ("TF32 fragments not rounded", "conv_mma.cuh",
      "return convnet::mma::to_tf32(__uint_as_float(bits));", "return bits;",

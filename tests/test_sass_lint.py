@@ -238,7 +238,7 @@ def test_current_build_has_no_spill(current):
 
 def test_current_build_has_the_conv_engines_instructions(current):
     """On sm_90 and the JIT targets, sass_lint's REQUIRED: conv_mma.cuh's kernels HMMA of their
-    precision and LDSM (TF32 also LDGSTS), conv_gemm.cuh's LDGSTS; each pattern matched."""
+    precision, LDSM and LDGSTS, conv_gemm.cuh's LDGSTS; each pattern matched."""
     for pattern, _ in sass_lint.REQUIRED:
         assert current["required"].get(pattern, 0) > 0, pattern
     bad = [f"sm_{h['arch']} {h['name']}: {h['detail']}" for h in current["findings"]

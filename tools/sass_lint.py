@@ -29,8 +29,8 @@ code that merely needs X and -X: without it ("vimnmx3-near-negation") the VIMNMX
 a suspect, not failed. Older SASS has no VIMNMX3, so only sm_90 and newer are disassembled.
 
 Rule "missing-instruction" (fails): on sm_90 and newer, every kernel REQUIRED names holds the
-instructions listed there (conv_mma.cuh's TF32 kernels HMMA.1688.F32.TF32, LDSM and LDGSTS,
-its BF16 ones HMMA.16816.F32.BF16 and LDSM, conv_gemm.cuh's FP32 engine LDGSTS: the cp.async
+instructions listed there (conv_mma.cuh's TF32 kernels HMMA.1688.F32.TF32, its BF16 ones
+HMMA.16816.F32.BF16, both LDSM and LDGSTS; conv_gemm.cuh's FP32 engine LDGSTS: the cp.async
 pipelines); the report counts the kernels each pattern matched.
 
 Spills: -warn-spills only warns, and a cubin's resource usage (cuobjdump -res-usage) gives its
@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # tensor-core kernels of csrc/conv_mma.cuh, by precision (0: TF32, 1: BF16).
 MMA_KERNEL = r"convmma::mma_gemm_kernel<.*\(convmma::Precision\)"
 REQUIRED = ((MMA_KERNEL + "0", ("HMMA.1688.F32.TF32", "LDSM", "LDGSTS")),
-            (MMA_KERNEL + "1", ("HMMA.16816.F32.BF16", "LDSM")),
+            (MMA_KERNEL + "1", ("HMMA.16816.F32.BF16", "LDSM", "LDGSTS")),
             (r"convgemm::implicit_gemm_kernel<", ("LDGSTS",)))
 NVCC_FLAGS = ("-O3", "-DNDEBUG", "--expt-relaxed-constexpr", "-std=c++17", "-DCONVNET_WITH_CUDA")
 BEFORE, AFTER = 24, 8  # instruction windows of the miscompile rule
