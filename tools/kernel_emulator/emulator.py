@@ -223,7 +223,8 @@ class Controls:
         return self.lib.emu_blocks_run()
 
     def kernels_seen(self):
-        """The kernels entered since the last call ("name" or "name[Op=...]"), and forget them."""
+        """The kernels entered since the last call ("name" or "name[ALPHA=4]": emu.cpp's
+        kernel_key), and forget them."""
         return self.lib.emu_kernels_seen().decode().splitlines()
 
     def live_allocations(self):

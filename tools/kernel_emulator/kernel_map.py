@@ -6,7 +6,8 @@ path):
 
 MAP.json: {"kernels": every kernel csrc defines, "tests": {nodeid: {"kernels": [...],
 "seconds": s, "outcome": "passed" | "failed" | "skipped", "emulator_only": bool}}}, a kernel
-named as emu_kernels_seen names it ("name" or "name[Op=...]"). sanitize_subset.py reads it.
+named as emu_kernels_seen names it ("name", or with its template arguments but the tile
+shape: "name[Op=ForwardOp in conv.cu]"). sanitize_subset.py reads it.
 Kernels run in a test's subprocesses (a CLI test's convnet-train) are not seen.
 """
 import json

@@ -55,10 +55,10 @@ void sync();
 // Stops the kernel (from inside a fiber: the launch throws std::runtime_error(what)).
 [[noreturn]] void fail(const char* what);
 [[noreturn]] void unsupported(const char* what);
-// Runs the kernel body once per thread of every block of `grid` (emu.cpp).
 // Shared memory a block may have: 48 KB without asking; dynamic shared memory up to sm_90's
 // 227 KB once cudaFuncSetAttribute raised the kernel's limit (else the launch fails, as there).
 constexpr size_t kStaticSharedLimit = 48 << 10, kMaxDynamicShared = 227 << 10;
+// Runs the kernel body once per thread of every block of `grid` (emu.cpp).
 struct Launch {
     dim3 grid, block;
     size_t dynamic_bytes;
@@ -75,8 +75,8 @@ inline Launch launch(dim3 grid, dim3 block, size_t smem = 0, void* = nullptr) {
 unsigned char* dynamic_shared();
 void allow_dynamic_shared(const void* kernel, int bytes);
 // Which kernels ran: emulator.py opens every kernel body with EMU_KERNEL_ENTRY, one tag per
-// instantiation, named "kernel" or, for the engines' per-op instantiations, "kernel[Op=...]"
-// (emu_kernels_seen, kernel_map.py).
+// instantiation, named by emu.cpp's kernel_key ("kernel" or "kernel[Op=DataOp in conv.cu]":
+// its template arguments but the tile shape) for emu_kernels_seen and kernel_map.py.
 struct KernelTag {
     const char* name;
     const char* signature;  // __PRETTY_FUNCTION__
