@@ -3,8 +3,8 @@ contract.py; workloads.EXCUSED says which have no case of their own, and why) on
 Fashion's, CIFAR's) shapes, against the device's measured peaks and cuDNN or PyTorch in the same
 run.
 
-    python benchmarks/bench_kernels.py [--out FILE] [--quick] [--only PATTERN] [--skip PATTERN] [--list] [--ab]
-        [--batch N]
+    python benchmarks/bench_kernels.py [--out FILE] [--quick] [--only PATTERN] [--skip PATTERN]
+        [--list] [--ab] [--batch N]
 
 Writes DESIGN.md's JSON ("Reports from a GPU": device, commit, date, torch, cudnn_tf32, peak,
 rows) and prints a short aligned table last. See benchmarks/README.md for what each figure means.
@@ -507,7 +507,7 @@ def main(argv=None):
         for case in cases:
             print(f"{case.id:40s} {case.contract_op:26s} {case.work_kind:5s} {case.work:>16,d}  "
                   f"{case.shape}")
-        if not (args.quick or args.only or args.skip):  # the whole list: say which ops have no case
+        if not (args.quick or args.only or args.skip):  # the whole list: ops without a case
             for op, why in workloads.EXCUSED.items():
                 print(f"# {op} has no case of its own: {why}")
         return 0

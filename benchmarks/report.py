@@ -40,9 +40,9 @@ SANITIZERS = ("memcheck", "racecheck", "initcheck", "synccheck")  # compute-sani
 
 PASS_SUFFIXES = (("_backward_filter", "bwd_filter"), ("_backward_data", "bwd_data"),
                  ("_backward", "bwd"), ("_forward", "fwd"))
+# ops without a pass in their name
 PASS_OF_WHOLE_OPS = {"sgd_update": "update", "maxnorm": "update", "random_normal": "draw",
                      "dropout_mask": "draw", "conv_forward_bias_relu": "fused"}
-# (ops without a pass in their name)
 # old rows no rule names: the case timed two contract ops in one call (split since)
 OLD_ROWS = {("softmax_logreg", "fwd"): "softmax_forward+logreg_forward"}
 

@@ -338,9 +338,8 @@ def update_cases(batch=BATCH):
 def all_cases(batch=BATCH):
     """Every case at batch `batch` (weights, and the 64MiB dropout, keep their shapes)."""
     return (conv_cases(batch) + fused_conv_cases(batch) + fc_cases(batch) + bias_cases(batch)
-            + activation_cases(batch)
-            + random_cases(batch) + cost_cases(batch) + combine_cases(batch)
-            + update_cases(batch))
+            + activation_cases(batch) + random_cases(batch) + cost_cases(batch)
+            + combine_cases(batch) + update_cases(batch))
 
 
 def select(cases, quick=False, only=None, skip=None):

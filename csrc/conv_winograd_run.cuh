@@ -124,10 +124,10 @@ template <int ALPHA>
 void winograd_backward_data(const float* dy, const float* w, float* dx, const ConvGeometry& s,
                             int m, cudaStream_t stream, const char* name) {
     const ConvGeometry t = convgemm::make_geometry(transposed_shape(s), name, false);
-    convnet::Workspace flipped(static_cast<size_t>(s.C) * s.Fg * s.taps * sizeof(float), stream,
-                               name);
-    const unsigned grid = convnet::grid_for(static_cast<size_t>(s.C) * s.Fg * s.taps);
-    flip_filters_kernel<<<grid, convnet::kThreads, 0, stream>>>(w, flipped.get(), s);
+    const size_t filter_floats = static_cast<size_t>(s.C) * s.Fg * s.taps;
+    convnet::Workspace flipped(filter_floats * sizeof(float), stream, name);
+    flip_filters_kernel<<<convnet::grid_for(filter_floats), convnet::kThreads, 0, stream>>>(
+        w, flipped.get(), s);
     convnet::check_launch(name);
     winograd_forward<ALPHA>(dy, flipped.get(), dx, t, m, stream, name);
 }

@@ -62,7 +62,7 @@ def rewrite(text, name="source"):
         raise RuntimeError(f"{name}: a kernel launch the emulator could not rewrite")
     text = DYNAMIC_SHARED.sub(r"\1* \2 = reinterpret_cast<\1*>(emu::dynamic_shared());", text)
     text, kernels = KERNEL.subn(r'\1 EMU_KERNEL_ENTRY("\2");', text)
-    if kernels != text.count("__global__") - text.count("#define __global__"):
+    if kernels != text.count("__global__"):
         raise RuntimeError(f"{name}: a __global__ function the emulator could not instrument")
     return text
 

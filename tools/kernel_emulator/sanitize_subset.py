@@ -40,7 +40,7 @@ def choose(kernel_map):
     kernels per second, then each test dropped whose kernels the others still run."""
     tests = candidates(kernel_map)
     seconds = {nodeid: kernel_map["tests"][nodeid]["seconds"] + 0.05 for nodeid in tests}
-    left = set().union(*tests.values()) if tests else set()
+    left = set().union(*tests.values())
     chosen = []
     while left:
         best = max(sorted(tests), key=lambda n: len(tests[n] & left) / seconds[n])
@@ -61,7 +61,7 @@ def read_subset(path=SUBSET):
 def problems(kernel_map, subset):
     """What is wrong with `subset` (a list of nodeids) and the suite, as sentences."""
     tests = candidates(kernel_map)
-    ran = set().union(*tests.values()) if tests else set()
+    ran = set().union(*tests.values())
     found = []
     untested = sorted(set(kernel_map["kernels"]) - {base_name(k) for k in ran})
     if untested:
